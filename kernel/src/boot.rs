@@ -1,0 +1,244 @@
+//! PVH entry: from 32-bit protected mode with paging off to Rust in long
+//! mode, with SSE on, on our own stack, with `.bss` zeroed by us.
+//!
+//! QEMU finds the entry point through the `XEN_ELFNOTE_PHYS32_ENTRY` note
+//! and jumps there with `ebx` pointing at an `hvm_start_info`. The boot code
+//! identity-maps the first 16 GiB with 2 MiB pages (Lambda's 10 GiB maximum
+//! plus the MMIO hole below 4 GiB), then calls [`kernel_main`].
+
+use core::arch::global_asm;
+
+use crate::{arch, memory};
+
+/// Number of 2 MiB page directories the boot code fills: 16 GiB.
+const MAPPED_GIB: usize = 16;
+
+global_asm!(
+    r#"
+    .section .note.Xen, "a", @note
+    .balign 4
+    .long 4
+    .long 8
+    .long 18
+    .asciz "Xen"
+    .balign 4
+    .quad pvh_start32
+    .balign 4
+
+    .section .bss.pagetables, "aw", @nobits
+    .balign 4096
+    .global BOOT_PML4
+BOOT_PML4:
+    .skip 4096
+BOOT_PDPT:
+    .skip 4096
+    .global BOOT_PD
+BOOT_PD:
+    .skip 4096 * {gib}
+
+    .section .rodata.gdt, "a"
+    .balign 16
+BOOT_GDT:
+    .quad 0
+    .quad 0x00af9a000000ffff
+    .quad 0x00cf92000000ffff
+BOOT_GDT_PTR:
+    .word 23
+    .long BOOT_GDT
+
+    .section .text.boot, "ax"
+    .code32
+    .global pvh_start32
+pvh_start32:
+    cli
+    cld
+    mov esi, ebx
+
+    mov edi, offset __bss_start
+    mov ecx, offset __bss_end
+    sub ecx, edi
+    xor eax, eax
+    rep stosb
+
+    mov eax, offset BOOT_PDPT
+    or eax, 3
+    mov dword ptr [BOOT_PML4], eax
+
+    xor ecx, ecx
+2:
+    mov eax, ecx
+    shl eax, 12
+    add eax, offset BOOT_PD
+    or eax, 3
+    mov dword ptr [BOOT_PDPT + ecx * 8], eax
+    inc ecx
+    cmp ecx, {gib}
+    jne 2b
+
+    xor ecx, ecx
+3:
+    mov eax, ecx
+    shl eax, 21
+    or eax, 0x83
+    mov dword ptr [BOOT_PD + ecx * 8], eax
+    mov eax, ecx
+    shr eax, 11
+    mov dword ptr [BOOT_PD + ecx * 8 + 4], eax
+    inc ecx
+    cmp ecx, {gib} * 512
+    jne 3b
+
+    mov eax, cr4
+    or eax, (1 << 5) | (1 << 9) | (1 << 10)
+    mov cr4, eax
+    mov eax, offset BOOT_PML4
+    mov cr3, eax
+    mov ecx, 0xC0000080
+    rdmsr
+    or eax, 1 << 8
+    wrmsr
+    mov eax, cr0
+    and eax, ~(1 << 2)
+    or eax, (1 << 31) | (1 << 1) | 1
+    mov cr0, eax
+
+    lgdt [BOOT_GDT_PTR]
+    mov eax, offset pvh_long_mode
+    push 0x08
+    push eax
+    retf
+
+    .code64
+pvh_long_mode:
+    mov ax, 0x10
+    mov ds, ax
+    mov es, ax
+    mov ss, ax
+    xor eax, eax
+    mov fs, ax
+    mov gs, ax
+    fninit
+    lea rsp, [rip + __stack_top]
+    mov edi, esi
+    call {main}
+5:
+    hlt
+    jmp 5b
+    "#,
+    gib = const MAPPED_GIB,
+    main = sym kernel_main,
+);
+
+/// `hvm_start_info` magic.
+const START_INFO_MAGIC: u32 = 0x336e_c578;
+
+#[repr(C)]
+struct StartInfo {
+    magic: u32,
+    version: u32,
+    flags: u32,
+    nr_modules: u32,
+    modlist_paddr: u64,
+    cmdline_paddr: u64,
+    rsdp_paddr: u64,
+    memmap_paddr: u64,
+    memmap_entries: u32,
+    reserved: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct MemmapEntry {
+    addr: u64,
+    size: u64,
+    kind: u32,
+    reserved: u32,
+}
+
+/// E820 type of usable RAM.
+const MEMMAP_RAM: u32 = 1;
+/// The longest kernel command line kept; longer ones are cut (and then
+/// fail to decode, with a message).
+const CMDLINE_MAX: usize = 32 * 1024;
+/// The most memory-map entries kept.
+const MEMMAP_MAX: usize = 32;
+
+/// What the loader told us, copied out of loader memory before the heap
+/// may reuse it.
+pub struct BootInfo {
+    cmdline: [u8; CMDLINE_MAX],
+    cmdline_len: usize,
+    ram: [(u64, u64); MEMMAP_MAX],
+    ram_len: usize,
+}
+
+impl BootInfo {
+    /// The kernel command line (empty if the loader gave none or it was not
+    /// UTF-8).
+    pub fn cmdline(&self) -> &str {
+        core::str::from_utf8(&self.cmdline[..self.cmdline_len]).unwrap_or("")
+    }
+
+    /// Usable RAM regions as `(start, end)` physical addresses.
+    pub fn ram(&self) -> &[(u64, u64)] {
+        &self.ram[..self.ram_len]
+    }
+}
+
+static mut BOOT_INFO: BootInfo = BootInfo {
+    cmdline: [0; CMDLINE_MAX],
+    cmdline_len: 0,
+    ram: [(0, 0); MEMMAP_MAX],
+    ram_len: 0,
+};
+
+/// Copies the start info into kernel memory.
+///
+/// # Safety
+/// `info` must be the pointer the PVH loader passed, and this must run once,
+/// before anything else reads `BOOT_INFO`.
+unsafe fn read_start_info(info: *const StartInfo) -> &'static BootInfo {
+    // SAFETY: single-threaded early boot; nothing else holds a reference.
+    let boot = unsafe { &mut *core::ptr::addr_of_mut!(BOOT_INFO) };
+    // SAFETY: the loader's pointer is valid and identity-mapped.
+    let info = unsafe { &*info };
+    if info.magic != START_INFO_MAGIC {
+        crate::console::early_write("mayfly: not booted through PVH (bad start info magic)\n");
+        arch::power_off(crate::EXIT_FATAL);
+    }
+    if info.cmdline_paddr != 0 {
+        let mut p = info.cmdline_paddr as *const u8;
+        // SAFETY: the command line is a NUL-terminated string in loader
+        // memory; we never read past CMDLINE_MAX bytes.
+        unsafe {
+            while boot.cmdline_len < CMDLINE_MAX && *p != 0 {
+                boot.cmdline[boot.cmdline_len] = *p;
+                boot.cmdline_len += 1;
+                p = p.add(1);
+            }
+        }
+    }
+    if info.version >= 1 && info.memmap_paddr != 0 {
+        let entries = info.memmap_paddr as *const MemmapEntry;
+        for i in 0..info.memmap_entries as usize {
+            // SAFETY: the loader promises `memmap_entries` entries there.
+            let entry = unsafe { *entries.add(i) };
+            if entry.kind == MEMMAP_RAM && boot.ram_len < MEMMAP_MAX {
+                boot.ram[boot.ram_len] = (entry.addr, entry.addr + entry.size);
+                boot.ram_len += 1;
+            }
+        }
+    }
+    boot
+}
+
+/// First Rust code: runs on the boot stack with interrupts off.
+extern "C" fn kernel_main(start_info: u32) -> ! {
+    crate::clock::start_calibration();
+    // SAFETY: the pointer comes straight from the PVH loader, and this is
+    // the one call.
+    let boot = unsafe { read_start_info(start_info as usize as *const StartInfo) };
+    memory::protect_stack();
+    memory::init_heap(boot.ram());
+    crate::runtime::run(boot.cmdline())
+}

@@ -1,0 +1,48 @@
+//! Mayfly's unikernel: a library OS that a function links to become a
+//! bootable image.
+//!
+//! The image is booted by QEMU (`microvm`, PVH entry), lives for one event
+//! and powers off:
+//!
+//! 1. [`boot`] enters long mode with SSE on, zeroes `.bss`, and copies the
+//!    command line and memory map;
+//! 2. [`memory`] puts the heap over all the VM's RAM;
+//! 3. [`virtio`] finds the console and the network card, [`console`] takes
+//!    the console, [`clock`] calibrates the TSC;
+//! 4. [`net`] brings up smoltcp with the host-given addresses and
+//!    [`runtime`] asks the host's Lambda Runtime API for the event, runs
+//!    the function registered with [`entry!`], posts the result, powers off.
+//!
+//! A function is written against [`sdk`]: see there for an example.
+#![no_std]
+#![deny(missing_docs)]
+
+#[doc(hidden)]
+pub extern crate alloc;
+
+mod arch;
+mod boot;
+mod clock;
+pub mod console;
+mod global;
+mod http;
+mod mem;
+mod memory;
+mod net;
+mod runtime;
+pub mod sdk;
+mod virtio;
+
+pub use sdk::{Context, Error};
+
+/// Exit status: the result was posted.
+pub(crate) const EXIT_OK: u8 = 0;
+/// Exit status: the kernel could not run the function at all.
+pub(crate) const EXIT_FATAL: u8 = 2;
+/// Exit status: a panic could not be reported over the network.
+pub(crate) const EXIT_PANIC: u8 = 3;
+
+/// Milliseconds since the VM booted, from the calibrated TSC.
+pub fn uptime_ms() -> u64 {
+    clock::millis()
+}

@@ -1,0 +1,91 @@
+//! The C memory functions that `core` and `compiler_builtins` call. The
+//! host target's `compiler_builtins` expects libc to provide them, and a
+//! freestanding guest has no libc.
+//!
+//! Written with `rep movsb`/`rep stosb` (fast on current CPUs and under
+//! TCG), never as plain loops the compiler could turn back into calls to
+//! themselves. It also holds the two unwinding symbols the prebuilt
+//! libraries name.
+
+use core::arch::asm;
+
+/// # Safety
+/// As C's `memcpy`: the ranges are valid and do not overlap.
+#[no_mangle]
+pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    // SAFETY: the caller guarantees both ranges; the direction flag is
+    // clear (boot code clears it and nothing sets it).
+    unsafe {
+        asm!("rep movsb", inout("rcx") n => _, inout("rdi") dest => _, inout("rsi") src => _,
+             options(nostack, preserves_flags));
+    }
+    dest
+}
+
+/// # Safety
+/// As C's `memmove`: the ranges are valid and may overlap.
+#[no_mangle]
+pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    if (dest as usize).wrapping_sub(src as usize) >= n {
+        // SAFETY: no harmful overlap when copying forwards.
+        return unsafe { memcpy(dest, src, n) };
+    }
+    // SAFETY: copying backwards from the last byte handles dest > src;
+    // the direction flag is restored before returning.
+    unsafe {
+        asm!("std", "rep movsb", "cld",
+             inout("rcx") n => _, inout("rdi") dest.add(n).wrapping_sub(1) => _,
+             inout("rsi") src.add(n).wrapping_sub(1) => _, options(nostack));
+    }
+    dest
+}
+
+/// # Safety
+/// As C's `memset`: the range is valid.
+#[no_mangle]
+pub unsafe extern "C" fn memset(dest: *mut u8, value: i32, n: usize) -> *mut u8 {
+    // SAFETY: the caller guarantees the range.
+    unsafe {
+        asm!("rep stosb", inout("rcx") n => _, inout("rdi") dest => _, in("al") value as u8,
+             options(nostack, preserves_flags));
+    }
+    dest
+}
+
+/// # Safety
+/// As C's `memcmp`: both ranges are valid for `n` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    let mut i = 0;
+    while i < n {
+        // SAFETY: i < n, within both ranges.
+        let (x, y) = unsafe { (core::ptr::read_volatile(a.add(i)), core::ptr::read_volatile(b.add(i))) };
+        if x != y {
+            return i32::from(x) - i32::from(y);
+        }
+        i += 1;
+    }
+    0
+}
+
+/// # Safety
+/// As C's `bcmp`: both ranges are valid for `n` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    // SAFETY: same contract.
+    unsafe { memcmp(a, b, n) }
+}
+
+/// Referenced by the landing pads of the prebuilt `core` and `alloc`, which
+/// are compiled for unwinding. Guests are built with `panic = "abort"`, so
+/// no unwind ever starts and this is never reached.
+#[no_mangle]
+pub extern "C" fn _Unwind_Resume() -> ! {
+    crate::console::early_write("mayfly: unwinding is not supported\n");
+    crate::arch::power_off(crate::EXIT_PANIC)
+}
+
+/// The personality routine named by the prebuilt libraries' unwind
+/// tables; never called, for the same reason.
+#[no_mangle]
+pub extern "C" fn rust_eh_personality() {}

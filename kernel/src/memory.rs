@@ -1,0 +1,175 @@
+//! Memory: the heap spans all the RAM the VM was given, so the configured
+//! memory size really bounds the function; allocation is counted so the
+//! guest can report its peak, and a small reserve is held back so that an
+//! out-of-memory error can still be reported over the network.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::{addr_of, addr_of_mut};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use talc::{ErrOnOom, Span, Talc, Talck};
+
+use crate::arch;
+
+/// Held back from the heap until an allocation has failed: enough to
+/// format and post the error.
+const OOM_RESERVE: usize = 256 * 1024;
+/// The boot code maps this much; RAM beyond it is not used.
+const MAPPED_LIMIT: u64 = 16 << 30;
+
+extern "C" {
+    static __stack_guard: u8;
+    static __kernel_end: u8;
+    static mut BOOT_PD: [u64; 512];
+}
+
+/// The global allocator: talc over all RAM, with usage counters.
+pub struct KernelAllocator {
+    talc: Talck<talc::locking::AssumeUnlockable, ErrOnOom>,
+    in_use: AtomicUsize,
+    peak: AtomicUsize,
+    failed: AtomicBool,
+    reserve: AtomicUsize,
+}
+
+#[global_allocator]
+static ALLOCATOR: KernelAllocator = KernelAllocator {
+    talc: Talck::new(Talc::new(ErrOnOom)),
+    in_use: AtomicUsize::new(0),
+    peak: AtomicUsize::new(0),
+    failed: AtomicBool::new(false),
+    reserve: AtomicUsize::new(0),
+};
+
+impl KernelAllocator {
+    fn count_alloc(&self, size: usize) {
+        let now = self.in_use.fetch_add(size, Ordering::Relaxed) + size;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: delegates to talc, which upholds the GlobalAlloc contract; the
+// counters only observe. The guest has one CPU and no interrupts, so
+// AssumeUnlockable's single-threaded assumption holds.
+unsafe impl GlobalAlloc for KernelAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        let ptr = unsafe { self.talc.alloc(layout) };
+        if ptr.is_null() {
+            self.failed.store(true, Ordering::Relaxed);
+        } else {
+            self.count_alloc(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        let ptr = unsafe { self.talc.alloc_zeroed(layout) };
+        if ptr.is_null() {
+            self.failed.store(true, Ordering::Relaxed);
+        } else {
+            self.count_alloc(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        self.in_use.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: forwarded contract.
+        unsafe { self.talc.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        let new = unsafe { self.talc.realloc(ptr, layout, new_size) };
+        if new.is_null() {
+            self.failed.store(true, Ordering::Relaxed);
+        } else {
+            self.in_use.fetch_sub(layout.size(), Ordering::Relaxed);
+            self.count_alloc(new_size);
+        }
+        new
+    }
+}
+
+/// Hands every usable RAM region above the kernel image to the heap,
+/// keeping [`OOM_RESERVE`] bytes of the largest one aside.
+pub fn init_heap(ram: &[(u64, u64)]) {
+    let kernel_end = addr_of!(__kernel_end) as u64;
+    let mut regions = [(0u64, 0u64); 32];
+    let mut count = 0;
+    for &(start, end) in ram {
+        let start = start.max(kernel_end);
+        let end = end.min(MAPPED_LIMIT);
+        if end > start + 4096 && count < regions.len() {
+            regions[count] = (start, end);
+            count += 1;
+        }
+    }
+    let regions = &mut regions[..count];
+    let Some(largest) = regions.iter_mut().max_by_key(|(s, e)| e - s) else {
+        crate::console::early_write("mayfly: no usable RAM above the kernel image\n");
+        arch::power_off(crate::EXIT_FATAL);
+    };
+    if largest.1 - largest.0 > 2 * OOM_RESERVE as u64 {
+        largest.1 -= OOM_RESERVE as u64;
+        ALLOCATOR.reserve.store(largest.1 as usize, Ordering::Relaxed);
+    }
+    let mut talc = ALLOCATOR.talc.lock();
+    for &(start, end) in regions.iter() {
+        // SAFETY: the region is RAM the loader reported usable, above the
+        // kernel image and below the mapped limit, and used by nothing else.
+        let _ = unsafe { talc.claim(Span::new(start as *mut u8, end as *mut u8)) };
+    }
+}
+
+/// Whether an allocation has failed since boot.
+pub fn allocation_failed() -> bool {
+    ALLOCATOR.failed.load(Ordering::Relaxed)
+}
+
+/// Gives the reserve to the heap, once, so that an out-of-memory error can
+/// be reported.
+pub fn release_reserve() {
+    let start = ALLOCATOR.reserve.swap(0, Ordering::Relaxed);
+    if start != 0 {
+        let span = Span::new(start as *mut u8, (start + OOM_RESERVE) as *mut u8);
+        // SAFETY: the reserve was carved from RAM in `init_heap` and never
+        // claimed before.
+        let _ = unsafe { ALLOCATOR.talc.lock().claim(span) };
+    }
+}
+
+/// The most memory in use so far: everything below the end of the kernel
+/// image (firmware area, image, stack) plus the heap's peak, in bytes.
+pub fn max_used_bytes() -> u64 {
+    let image = addr_of!(__kernel_end) as u64;
+    image + ALLOCATOR.peak.load(Ordering::Relaxed) as u64
+}
+
+#[repr(C, align(4096))]
+struct PageTable([u64; 512]);
+
+static mut GUARD_TABLE: PageTable = PageTable([0; 512]);
+
+/// Unmaps the 4 KiB page below the stack, so that a stack overflow faults
+/// (and ends the VM) instead of silently overwriting statics.
+pub fn protect_stack() {
+    let guard = addr_of!(__stack_guard) as usize;
+    let big_page = guard & !((2 << 20) - 1);
+    // SAFETY: early boot, single CPU: nothing else touches the page tables.
+    // The 2 MiB page that holds the guard is replaced by an equivalent 4 KiB
+    // table that leaves the guard page out; CR3 is reloaded to flush it.
+    unsafe {
+        let table = &mut *addr_of_mut!(GUARD_TABLE);
+        for (i, entry) in table.0.iter_mut().enumerate() {
+            let addr = (big_page + i * 4096) as u64;
+            *entry = if addr as usize == guard { 0 } else { addr | 0x3 };
+        }
+        let pd = &mut *addr_of_mut!(BOOT_PD);
+        pd[big_page >> 21] = (table.0.as_ptr() as u64) | 0x3;
+        core::arch::asm!("mov {tmp}, cr3", "mov cr3, {tmp}", tmp = out(reg) _, options(nostack));
+        arch::invlpg(guard);
+    }
+}
