@@ -1,1 +1,60 @@
-fn main() {}
+//! `cargo xtask <task>`: Mayfly's build, bootstrap, demo, test and
+//! benchmark tasks, in Rust so that nothing beyond cargo is needed.
+
+mod bench;
+mod bootstrap;
+mod demo;
+mod floor;
+mod images;
+mod util;
+
+use anyhow::{bail, Result};
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  bootstrap   install QEMU (qemu-system-x86) if it is missing
+  images      build every function image into target/images/<name>.{elf,zip}
+  demo        build everything, then run every example function once
+  test        bootstrap, build the images, run every test
+  bench-run   time `mayfly run` echo against the QEMU floor (20 runs each)
+";
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("xtask: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(task) = args.first() else {
+        print!("{USAGE}");
+        return Ok(());
+    };
+    let rest = &args[1..];
+    match task.as_str() {
+        "bootstrap" => bootstrap::ensure_qemu(),
+        "images" => images::build().map(|_| ()),
+        "demo" => demo::run(),
+        "test" => test(rest),
+        "bench-run" => bench::run(rest),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown task `{other}`\n\n{USAGE}"),
+    }
+}
+
+/// Everything the test suite needs, then the suite itself: extra arguments
+/// go to `cargo test`.
+fn test(extra: &[String]) -> Result<()> {
+    bootstrap::ensure_qemu()?;
+    images::build()?;
+    let mut args = vec!["test", "--workspace"];
+    args.extend(extra.iter().map(String::as_str));
+    util::cargo(&args)
+}

@@ -1,0 +1,177 @@
+//! `mayfly run` end to end: every image and every `misbehave` mode boots a
+//! real VM and must end exactly as specified, leaving no QEMU behind.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{image, run};
+use serde_json::json;
+
+fn assert_report(report: &str, memory_mb: u32) {
+    // REPORT RequestId: <id>\tDuration: x ms\tBilled Duration: n ms\t...
+    let fields: Vec<&str> = report.split('\t').map(str::trim).collect();
+    assert!(fields[0].starts_with("REPORT RequestId: "), "{report}");
+    assert!(fields[1].starts_with("Duration: ") && fields[1].ends_with(" ms"), "{report}");
+    assert!(fields[2].starts_with("Billed Duration: ") && fields[2].ends_with(" ms"), "{report}");
+    assert_eq!(fields[3], format!("Memory Size: {memory_mb} MB"), "{report}");
+    assert!(fields[4].starts_with("Max Memory Used: ") && fields[4].ends_with(" MB"), "{report}");
+    let used: u32 = fields[4]["Max Memory Used: ".len()..fields[4].len() - 3].parse().unwrap();
+    assert!(used >= 1 && used <= memory_mb, "{report}");
+    assert!(fields[5].starts_with("Init Duration: ") && fields[5].ends_with(" ms"), "{report}");
+    let duration: f64 = fields[1]["Duration: ".len()..fields[1].len() - 3].parse().unwrap();
+    let billed: u64 = fields[2]["Billed Duration: ".len()..fields[2].len() - 3].parse().unwrap();
+    assert_eq!(billed, (duration.ceil() as u64).max(1), "{report}");
+}
+
+#[test]
+fn echo_package_returns_its_event_byte_for_byte() {
+    let echo = image("echo.zip");
+    let out = run(&echo, &["--event", r#"{"a":1}"#]);
+    assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
+    assert_eq!(out.stdout, "{\"a\":1}\n");
+    assert_report(out.report(), 128);
+    let id = out.report()["REPORT RequestId: ".len()..].split('\t').next().unwrap().to_string();
+    assert!(out.stderr.contains(&format!("START RequestId: {id} Version: $LATEST")), "{}", out.stderr);
+    assert!(out.stderr.contains(&format!("END RequestId: {id}")), "{}", out.stderr);
+
+    let odd = r#"{ "z": [1, 2.50, "é"], "a": {} }"#;
+    let out = run(&echo, &["--event", odd, "--memory", "256"]);
+    assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
+    assert_eq!(out.stdout.trim_end(), odd);
+    assert_report(out.report(), 256);
+}
+
+#[test]
+fn echo_elf_runs_and_empty_event_is_an_empty_object() {
+    let echo = image("echo.elf");
+    let out = run(&echo, &[]);
+    assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
+    assert_eq!(out.stdout.trim_end(), "{}");
+}
+
+#[test]
+fn echo_event_file_of_a_megabyte() {
+    let echo = image("echo.elf");
+    let big = json!({ "blob": "x".repeat(1 << 20) }).to_string();
+    let file = echo.dir().join("event.json");
+    std::fs::write(&file, &big).unwrap();
+    let out = run(&echo, &["--event-file", file.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
+    assert_eq!(out.stdout.trim_end(), big);
+}
+
+#[test]
+fn hello_uses_the_greeting_from_the_environment() {
+    let hello = image("hello.zip");
+    let out = run(&hello, &["--event", r#"{"name":"Ada"}"#, "--env", "GREETING=Hi"]);
+    assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
+    assert_eq!(out.json(), json!({"message": "Hi, Ada!"}));
+    let out = run(&hello, &["--event", r#"{"name":"Ada"}"#]);
+    assert_eq!(out.json(), json!({"message": "Hello, Ada!"}));
+}
+
+#[test]
+fn wordcount_counts_and_ranks() {
+    let wordcount = image("wordcount.zip");
+    let text = "The cat and the hat. The end; a cat? A CAT! b c d e f g h";
+    let out = run(&wordcount, &["--event", &json!({ "text": text }).to_string()]);
+    assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
+    assert_eq!(
+        out.json(),
+        json!({
+            "total": 18,
+            "top": [
+                {"word": "cat", "count": 3}, {"word": "the", "count": 3},
+                {"word": "a", "count": 2},
+                {"word": "and", "count": 1}, {"word": "b", "count": 1}, {"word": "c", "count": 1},
+                {"word": "d", "count": 1}, {"word": "e", "count": 1}, {"word": "end", "count": 1},
+                {"word": "f", "count": 1}
+            ]
+        })
+    );
+}
+
+fn misbehave(mode: &str, extra: &[&str]) -> common::Run {
+    let image = image("misbehave.zip");
+    let event = json!({ "mode": mode }).to_string();
+    let mut args = vec!["--event", event.as_str()];
+    args.extend_from_slice(extra);
+    run(&image, &args)
+}
+
+#[test]
+fn misbehave_error_is_the_functions_own_error() {
+    let out = misbehave("error", &[]);
+    assert_ne!(out.code, 0);
+    assert_eq!(
+        out.json(),
+        json!({"errorType": "MisbehaveError", "errorMessage": "failing on purpose, as asked"})
+    );
+    out.report();
+}
+
+#[test]
+fn misbehave_panic_is_runtime_panic_with_its_message() {
+    let out = misbehave("panic", &[]);
+    assert_ne!(out.code, 0);
+    let error = out.json();
+    assert_eq!(error["errorType"], "Runtime.Panic", "{error}");
+    assert!(
+        error["errorMessage"].as_str().unwrap().contains("panicking on purpose, as asked"),
+        "{error}"
+    );
+}
+
+#[test]
+fn misbehave_loop_times_out_on_time() {
+    let out = misbehave("loop", &["--timeout", "2"]);
+    assert_ne!(out.code, 0);
+    assert_eq!(
+        out.json(),
+        json!({"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out after 2.00 seconds"})
+    );
+    assert!(out.elapsed < Duration::from_millis(3500), "took {:?}", out.elapsed);
+    assert!(out.elapsed >= Duration::from_secs(2), "took {:?}", out.elapsed);
+}
+
+#[test]
+fn misbehave_oom_is_runtime_out_of_memory() {
+    let out = misbehave("oom", &["--memory", "128"]);
+    assert_ne!(out.code, 0);
+    let error = out.json();
+    assert_eq!(error["errorType"], "Runtime.OutOfMemory", "{error}\n{}", out.stderr);
+    // The whole VM's memory was used, and no more.
+    let used = out.report().split('\t').find(|f| f.starts_with("Max Memory Used")).unwrap().to_string();
+    let mb: u32 = used.trim_start_matches("Max Memory Used: ").trim_end_matches(" MB").parse().unwrap();
+    assert!((100..=128).contains(&mb), "{used}");
+}
+
+#[test]
+fn misbehave_spam_still_answers_and_the_log_is_capped() {
+    let out = misbehave("spam", &["--timeout", "30"]);
+    assert_eq!(out.code, 0, "stderr tail:\n{}", &out.stderr[out.stderr.len().saturating_sub(2000)..]);
+    assert_eq!(out.json(), json!({"spammed_bytes": 20 * 1024 * 1024}));
+    assert!(out.stderr.len() < 4 << 20, "stderr is {} bytes", out.stderr.len());
+    assert!(out.stderr.contains(&"x".repeat(1023)));
+    out.report();
+}
+
+#[test]
+fn misbehave_state_shows_every_vm_is_fresh() {
+    for _ in 0..3 {
+        let out = misbehave("state", &[]);
+        assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
+        assert_eq!(out.json(), json!({"invocations_seen": 1}));
+    }
+}
+
+#[test]
+fn a_vm_that_dies_without_answering_is_an_exit_error() {
+    // The floor image powers off as its first instruction.
+    let floor = image("floor.elf");
+    let out = run(&floor, &[]);
+    assert_ne!(out.code, 0);
+    let error = out.json();
+    assert_eq!(error["errorType"], "Runtime.ExitError", "{error}");
+}
