@@ -1,0 +1,1 @@
+//! Mayfly's embedded store.
