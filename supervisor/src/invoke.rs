@@ -1,0 +1,377 @@
+//! One invocation: boot a fresh VM, serve it its event, collect its answer,
+//! destroy it. The entry point shared by `mayfly run` and the service.
+//!
+//! The outcome is returned as soon as the guest has answered; QEMU is then
+//! killed and reaped before [`invoke`] returns (a VM that has answered has
+//! nothing left to do, so this costs only the kill itself). Every other path
+//! (timeouts, QEMU dying, host errors, cancellation, the future being
+//! dropped) also ends with QEMU killed and reaped.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use mayfly_proto::boot::BootConfig;
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use crate::accel::Accel;
+use crate::console::{self, CappedLog};
+use crate::net::{self, HostAddress, HostStack, NetError};
+use crate::qemu::{self, SpawnError, VmConfig};
+use crate::report;
+use crate::runtime_api::{self, ApiEvent, GuestResult, Invocation, RuntimeApi};
+
+/// Lambda's limit on the init phase: VM spawn to the first `next`.
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the network keeps running after QEMU exits, so that a result
+/// still in the socket pair's buffers is not mistaken for no result.
+const EXIT_GRACE: Duration = Duration::from_millis(50);
+/// Error type of a timed-out invocation.
+pub const ERROR_TIMEOUT: &str = "Sandbox.Timedout";
+/// Error type of a VM that ended without answering.
+pub const ERROR_EXIT: &str = "Runtime.ExitError";
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct InvocationRequest {
+    /// The unikernel ELF (validated by [`crate::package::load`]).
+    pub image: PathBuf,
+    /// The event (JSON), delivered as is.
+    pub event: Vec<u8>,
+    /// The VM's RAM, in MB.
+    pub memory_mb: u32,
+    /// The function's timeout, counted from event delivery.
+    pub timeout: Duration,
+    /// Environment variables, already validated.
+    pub env: Vec<(String, String)>,
+    /// The function's name.
+    pub function_name: String,
+    /// Its version (`$LATEST` or a number).
+    pub function_version: String,
+    /// The ARN the client invoked.
+    pub invoked_arn: String,
+    /// The request id.
+    pub request_id: String,
+    /// The accelerator (see [`crate::accel::detect`]).
+    pub accel: Accel,
+}
+
+/// How the invocation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvocationResult {
+    /// The function's response payload.
+    Success(Vec<u8>),
+    /// The function (or its runtime, or its init) posted an error.
+    FunctionError {
+        /// `errorType`.
+        error_type: String,
+        /// `errorMessage`.
+        error_message: String,
+        /// The error document as posted.
+        body: Vec<u8>,
+    },
+    /// The VM was killed at its deadline: the function timeout after
+    /// delivery, or [`INIT_TIMEOUT`] before it.
+    Timeout {
+        /// The limit that expired.
+        after: Duration,
+    },
+    /// The VM ended without answering; the message says how.
+    ExitError(String),
+}
+
+impl InvocationResult {
+    /// The Lambda error type, `None` on success.
+    pub fn error_type(&self) -> Option<&str> {
+        match self {
+            InvocationResult::Success(_) => None,
+            InvocationResult::FunctionError { error_type, .. } => Some(error_type),
+            InvocationResult::Timeout { .. } => Some(ERROR_TIMEOUT),
+            InvocationResult::ExitError(_) => Some(ERROR_EXIT),
+        }
+    }
+
+    /// The Lambda error message, `None` on success.
+    pub fn error_message(&self) -> Option<String> {
+        match self {
+            InvocationResult::Success(_) => None,
+            InvocationResult::FunctionError { error_message, .. } => Some(error_message.clone()),
+            InvocationResult::Timeout { after } => Some(timeout_message(*after)),
+            InvocationResult::ExitError(message) => Some(message.clone()),
+        }
+    }
+}
+
+/// `Task timed out after 3.00 seconds`.
+pub fn timeout_message(after: Duration) -> String {
+    format!("Task timed out after {:.2} seconds", after.as_secs_f64())
+}
+
+/// Everything known about a finished invocation.
+#[derive(Debug, Clone)]
+pub struct InvocationOutcome {
+    /// The request id.
+    pub request_id: String,
+    /// How it ended.
+    pub result: InvocationResult,
+    /// VM spawn to the first `next`; `None` if the guest never asked.
+    pub init_duration: Option<Duration>,
+    /// Event delivery to result (or to the VM's end); spawn to the end when
+    /// the event was never delivered.
+    pub duration: Duration,
+    /// `duration` rounded up to the millisecond.
+    pub billed_duration_ms: u64,
+    /// The most memory the guest reported using, in MB (rounded up); 0 if
+    /// it never reported.
+    pub max_memory_used_mb: u64,
+    /// The guest console, capped (see [`crate::console`]).
+    pub log: Vec<u8>,
+}
+
+/// Why the host could not run the invocation at all (as opposed to the
+/// guest failing, which is an [`InvocationResult`]).
+#[derive(Debug, Error)]
+pub enum InvokeError {
+    /// The VM's network could not be set up or failed.
+    #[error(transparent)]
+    Network(#[from] NetError),
+    /// QEMU could not be started.
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    /// Waiting for QEMU failed.
+    #[error("cannot wait for QEMU: {0}")]
+    Wait(std::io::Error),
+    /// The cancellation future completed first; the VM was killed.
+    #[error("the invocation was cancelled")]
+    Cancelled,
+}
+
+enum Ending {
+    Finished(Instant, GuestResult),
+    Exited(std::process::ExitStatus),
+    TimedOut(Duration),
+    NetFailed(NetError),
+    Cancelled,
+}
+
+/// Runs one invocation to its end.
+pub async fn invoke(request: &InvocationRequest) -> Result<InvocationOutcome, InvokeError> {
+    invoke_until(request, std::future::pending()).await
+}
+
+/// Runs one invocation, or kills its VM and returns
+/// [`InvokeError::Cancelled`] as soon as `cancel` completes.
+pub async fn invoke_until(
+    request: &InvocationRequest,
+    cancel: impl Future<Output = ()>,
+) -> Result<InvocationOutcome, InvokeError> {
+    let mut boot = BootConfig::new(&request.function_name, request.memory_mb);
+    boot.function_version = request.function_version.clone();
+    boot.env = request.env.clone();
+
+    let (host_end, guest_end) = net::socket_pair()?;
+    let mut stack = HostStack::new(
+        host_end,
+        HostAddress {
+            ip: boot.host_ip,
+            prefix_len: boot.prefix_len,
+            port: boot.api_port,
+        },
+    )?;
+    let mut api = RuntimeApi::new(Invocation {
+        request_id: request.request_id.clone(),
+        event: request.event.clone(),
+        timeout: request.timeout,
+        invoked_arn: request.invoked_arn.clone(),
+        trace_id: new_trace_id(),
+    });
+
+    let binary = qemu::find_binary(
+        request.accel,
+        std::env::var_os(qemu::QEMU_ENV),
+        std::env::var_os("PATH").as_deref(),
+    );
+    let config = VmConfig {
+        accel: request.accel,
+        memory_mb: request.memory_mb,
+        kernel: &request.image,
+        boot: &boot,
+    };
+    let spawned_at = Instant::now();
+    let mut vm = qemu::spawn(&binary, &config, guest_end)?;
+    let console = vm
+        .take_console()
+        .map(|stdout| tokio::spawn(console::capture(stdout, CappedLog::default())));
+
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let mut delivered_at = None;
+    let mut max_memory = None;
+    let ending = {
+        let network = stack.run(&mut api, &events_tx);
+        tokio::pin!(network);
+        tokio::pin!(cancel);
+        let mut deadline = spawned_at + INIT_TIMEOUT;
+        let mut limit = INIT_TIMEOUT;
+        let mut handle = |event, deadline: &mut Instant, limit: &mut Duration| match event {
+            ApiEvent::Delivered { at, .. } => {
+                tracing::debug!(init = ?at - spawned_at, "event delivered");
+                delivered_at = Some(at);
+                *deadline = at + request.timeout;
+                *limit = request.timeout;
+                None
+            }
+            ApiEvent::MaxMemory(bytes) => {
+                max_memory = Some(bytes);
+                None
+            }
+            ApiEvent::Finished { at, result } => Some(Ending::Finished(at, result)),
+        };
+        let ending = loop {
+            tokio::select! {
+                biased;
+                () = &mut cancel => break Ending::Cancelled,
+                Some(event) = events.recv() => {
+                    if let Some(ending) = handle(event, &mut deadline, &mut limit) {
+                        break ending;
+                    }
+                }
+                error = &mut network => break Ending::NetFailed(error),
+                status = vm.wait() => match status {
+                    Ok(status) => break Ending::Exited(status),
+                    Err(e) => {
+                        let _ = vm.kill().await;
+                        return Err(InvokeError::Wait(e));
+                    }
+                },
+                () = tokio::time::sleep_until(deadline.into()) => break Ending::TimedOut(limit),
+            }
+        };
+        match ending {
+            Ending::Exited(status) => {
+                // The guest may have posted its result and powered off
+                // before the frames carrying it were read.
+                let grace = tokio::time::sleep(EXIT_GRACE);
+                tokio::pin!(grace);
+                loop {
+                    tokio::select! {
+                        biased;
+                        Some(event) = events.recv() => {
+                            if let Some(finished) = handle(event, &mut deadline, &mut limit) {
+                                break finished;
+                            }
+                        }
+                        _ = &mut network => break Ending::Exited(status),
+                        () = &mut grace => break Ending::Exited(status),
+                    }
+                }
+            }
+            other => other,
+        }
+    };
+    // A result's time is when it arrived, not when the VM was torn down.
+    let ended_at = match &ending {
+        Ending::Finished(at, _) => *at,
+        _ => Instant::now(),
+    };
+
+    tracing::trace!("killing QEMU");
+    let status = vm.kill().await;
+    tracing::debug!(status = ?status, "QEMU reaped");
+    let log = match console {
+        // QEMU is gone, so the pipe is at its end: this finishes promptly.
+        Some(task) => task.await.map(|log| log.to_bytes()).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    tracing::trace!("console collected");
+
+    let result = match ending {
+        Ending::Finished(_, GuestResult::Response(body)) => InvocationResult::Success(body),
+        Ending::Finished(
+            _,
+            GuestResult::Error {
+                error_type,
+                error_message,
+                body,
+                ..
+            },
+        ) => InvocationResult::FunctionError {
+            error_type,
+            error_message,
+            body,
+        },
+        Ending::TimedOut(after) => InvocationResult::Timeout { after },
+        Ending::Exited(status) => {
+            let stderr = vm.stderr_tail().await;
+            InvocationResult::ExitError(exit_message(&qemu::describe_status(status), &stderr))
+        }
+        Ending::NetFailed(e) => return Err(InvokeError::Network(e)),
+        Ending::Cancelled => return Err(InvokeError::Cancelled),
+    };
+    let duration = ended_at.saturating_duration_since(delivered_at.unwrap_or(spawned_at));
+    Ok(InvocationOutcome {
+        request_id: request.request_id.clone(),
+        result,
+        init_duration: delivered_at.map(|at| at - spawned_at),
+        duration,
+        billed_duration_ms: report::billed_ms(duration),
+        max_memory_used_mb: max_memory.map_or(0, |b: u64| b.div_ceil(1024 * 1024)),
+        log,
+    })
+}
+
+/// The `Runtime.ExitError` message: how QEMU ended, and its last words.
+pub fn exit_message(status: &str, qemu_stderr: &str) -> String {
+    match qemu_stderr
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+    {
+        Some(last) => format!("the VM exited without answering: {status}; QEMU said: {last}"),
+        None => format!("the VM exited without answering: {status}"),
+    }
+}
+
+fn new_trace_id() -> String {
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let a = uuid::Uuid::new_v4().into_bytes();
+    let b = uuid::Uuid::new_v4().into_bytes();
+    let root: [u8; 12] = a[..12].try_into().expect("12 bytes");
+    let parent: [u8; 8] = b[..8].try_into().expect("8 bytes");
+    runtime_api::format_trace_id(epoch, root, parent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages() {
+        assert_eq!(
+            timeout_message(Duration::from_secs(3)),
+            "Task timed out after 3.00 seconds"
+        );
+        assert_eq!(
+            InvocationResult::Timeout {
+                after: Duration::from_secs(900)
+            }
+            .error_message()
+            .unwrap(),
+            "Task timed out after 900.00 seconds"
+        );
+        assert_eq!(
+            exit_message("QEMU exited with status 2", "warning: x\nqemu: could not load kernel 'k'\n\n"),
+            "the VM exited without answering: QEMU exited with status 2; QEMU said: qemu: could not load kernel 'k'"
+        );
+        assert_eq!(exit_message("s", ""), "the VM exited without answering: s");
+        assert_eq!(
+            InvocationResult::ExitError("m".into()).error_type(),
+            Some("Runtime.ExitError")
+        );
+        assert_eq!(InvocationResult::Success(vec![]).error_type(), None);
+    }
+}
