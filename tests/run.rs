@@ -12,15 +12,37 @@ fn assert_report(report: &str, memory_mb: u32) {
     // REPORT RequestId: <id>\tDuration: x ms\tBilled Duration: n ms\t...
     let fields: Vec<&str> = report.split('\t').map(str::trim).collect();
     assert!(fields[0].starts_with("REPORT RequestId: "), "{report}");
-    assert!(fields[1].starts_with("Duration: ") && fields[1].ends_with(" ms"), "{report}");
-    assert!(fields[2].starts_with("Billed Duration: ") && fields[2].ends_with(" ms"), "{report}");
-    assert_eq!(fields[3], format!("Memory Size: {memory_mb} MB"), "{report}");
-    assert!(fields[4].starts_with("Max Memory Used: ") && fields[4].ends_with(" MB"), "{report}");
-    let used: u32 = fields[4]["Max Memory Used: ".len()..fields[4].len() - 3].parse().unwrap();
+    assert!(
+        fields[1].starts_with("Duration: ") && fields[1].ends_with(" ms"),
+        "{report}"
+    );
+    assert!(
+        fields[2].starts_with("Billed Duration: ") && fields[2].ends_with(" ms"),
+        "{report}"
+    );
+    assert_eq!(
+        fields[3],
+        format!("Memory Size: {memory_mb} MB"),
+        "{report}"
+    );
+    assert!(
+        fields[4].starts_with("Max Memory Used: ") && fields[4].ends_with(" MB"),
+        "{report}"
+    );
+    let used: u32 = fields[4]["Max Memory Used: ".len()..fields[4].len() - 3]
+        .parse()
+        .unwrap();
     assert!(used >= 1 && used <= memory_mb, "{report}");
-    assert!(fields[5].starts_with("Init Duration: ") && fields[5].ends_with(" ms"), "{report}");
-    let duration: f64 = fields[1]["Duration: ".len()..fields[1].len() - 3].parse().unwrap();
-    let billed: u64 = fields[2]["Billed Duration: ".len()..fields[2].len() - 3].parse().unwrap();
+    assert!(
+        fields[5].starts_with("Init Duration: ") && fields[5].ends_with(" ms"),
+        "{report}"
+    );
+    let duration: f64 = fields[1]["Duration: ".len()..fields[1].len() - 3]
+        .parse()
+        .unwrap();
+    let billed: u64 = fields[2]["Billed Duration: ".len()..fields[2].len() - 3]
+        .parse()
+        .unwrap();
     assert_eq!(billed, (duration.ceil() as u64).max(1), "{report}");
 }
 
@@ -31,9 +53,22 @@ fn echo_package_returns_its_event_byte_for_byte() {
     assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
     assert_eq!(out.stdout, "{\"a\":1}\n");
     assert_report(out.report(), 128);
-    let id = out.report()["REPORT RequestId: ".len()..].split('\t').next().unwrap().to_string();
-    assert!(out.stderr.contains(&format!("START RequestId: {id} Version: $LATEST")), "{}", out.stderr);
-    assert!(out.stderr.contains(&format!("END RequestId: {id}")), "{}", out.stderr);
+    let id = out.report()["REPORT RequestId: ".len()..]
+        .split('\t')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        out.stderr
+            .contains(&format!("START RequestId: {id} Version: $LATEST")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!("END RequestId: {id}")),
+        "{}",
+        out.stderr
+    );
 
     let odd = r#"{ "z": [1, 2.50, "é"], "a": {} }"#;
     let out = run(&echo, &["--event", odd, "--memory", "256"]);
@@ -64,7 +99,10 @@ fn echo_event_file_of_a_megabyte() {
 #[test]
 fn hello_uses_the_greeting_from_the_environment() {
     let hello = image("hello.zip");
-    let out = run(&hello, &["--event", r#"{"name":"Ada"}"#, "--env", "GREETING=Hi"]);
+    let out = run(
+        &hello,
+        &["--event", r#"{"name":"Ada"}"#, "--env", "GREETING=Hi"],
+    );
     assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
     assert_eq!(out.json(), json!({"message": "Hi, Ada!"}));
     let out = run(&hello, &["--event", r#"{"name":"Ada"}"#]);
@@ -75,7 +113,10 @@ fn hello_uses_the_greeting_from_the_environment() {
 fn wordcount_counts_and_ranks() {
     let wordcount = image("wordcount.zip");
     let text = "The cat and the hat. The end; a cat? A CAT! b c d e f g h";
-    let out = run(&wordcount, &["--event", &json!({ "text": text }).to_string()]);
+    let out = run(
+        &wordcount,
+        &["--event", &json!({ "text": text }).to_string()],
+    );
     assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
     assert_eq!(
         out.json(),
@@ -118,7 +159,10 @@ fn misbehave_panic_is_runtime_panic_with_its_message() {
     let error = out.json();
     assert_eq!(error["errorType"], "Runtime.Panic", "{error}");
     assert!(
-        error["errorMessage"].as_str().unwrap().contains("panicking on purpose, as asked"),
+        error["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("panicking on purpose, as asked"),
         "{error}"
     );
 }
@@ -131,8 +175,16 @@ fn misbehave_loop_times_out_on_time() {
         out.json(),
         json!({"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out after 2.00 seconds"})
     );
-    assert!(out.elapsed < Duration::from_millis(3500), "took {:?}", out.elapsed);
-    assert!(out.elapsed >= Duration::from_secs(2), "took {:?}", out.elapsed);
+    assert!(
+        out.elapsed < Duration::from_millis(3500),
+        "took {:?}",
+        out.elapsed
+    );
+    assert!(
+        out.elapsed >= Duration::from_secs(2),
+        "took {:?}",
+        out.elapsed
+    );
 }
 
 #[test]
@@ -140,19 +192,41 @@ fn misbehave_oom_is_runtime_out_of_memory() {
     let out = misbehave("oom", &["--memory", "128"]);
     assert_ne!(out.code, 0);
     let error = out.json();
-    assert_eq!(error["errorType"], "Runtime.OutOfMemory", "{error}\n{}", out.stderr);
+    assert_eq!(
+        error["errorType"], "Runtime.OutOfMemory",
+        "{error}\n{}",
+        out.stderr
+    );
     // The whole VM's memory was used, and no more.
-    let used = out.report().split('\t').find(|f| f.starts_with("Max Memory Used")).unwrap().to_string();
-    let mb: u32 = used.trim_start_matches("Max Memory Used: ").trim_end_matches(" MB").parse().unwrap();
+    let used = out
+        .report()
+        .split('\t')
+        .find(|f| f.starts_with("Max Memory Used"))
+        .unwrap()
+        .to_string();
+    let mb: u32 = used
+        .trim_start_matches("Max Memory Used: ")
+        .trim_end_matches(" MB")
+        .parse()
+        .unwrap();
     assert!((100..=128).contains(&mb), "{used}");
 }
 
 #[test]
 fn misbehave_spam_still_answers_and_the_log_is_capped() {
     let out = misbehave("spam", &["--timeout", "30"]);
-    assert_eq!(out.code, 0, "stderr tail:\n{}", &out.stderr[out.stderr.len().saturating_sub(2000)..]);
+    assert_eq!(
+        out.code,
+        0,
+        "stderr tail:\n{}",
+        &out.stderr[out.stderr.len().saturating_sub(2000)..]
+    );
     assert_eq!(out.json(), json!({"spammed_bytes": 20 * 1024 * 1024}));
-    assert!(out.stderr.len() < 4 << 20, "stderr is {} bytes", out.stderr.len());
+    assert!(
+        out.stderr.len() < 4 << 20,
+        "stderr is {} bytes",
+        out.stderr.len()
+    );
     assert!(out.stderr.contains(&"x".repeat(1023)));
     out.report();
 }

@@ -9,7 +9,11 @@ use common::{assert_no_qemu_for, image, mayfly, mayfly_with};
 
 fn assert_refused(args: &[&str], expected: &str) {
     let out = mayfly_with(args);
-    assert_eq!(out.code, 2, "args {args:?}\nstdout: {}\nstderr: {}", out.stdout, out.stderr);
+    assert_eq!(
+        out.code, 2,
+        "args {args:?}\nstdout: {}\nstderr: {}",
+        out.stdout, out.stderr
+    );
     assert!(
         out.stderr.contains(expected),
         "args {args:?}: stderr does not mention {expected:?}:\n{}",
@@ -30,8 +34,14 @@ fn bad_arguments_are_refused_with_a_reason() {
     assert_refused(&["run", path, "--env", "NOEQUALS"], "KEY=VALUE");
     let big = format!("BIG={}", "x".repeat(4096));
     assert_refused(&["run", path, "--env", &big], "4096");
-    assert_refused(&["run", path, "--event", "{}", "--event-file", "/nonexistent"], "");
-    assert_refused(&["run", path, "--event-file", "/nonexistent/event.json"], "/nonexistent/event.json");
+    assert_refused(
+        &["run", path, "--event", "{}", "--event-file", "/nonexistent"],
+        "",
+    );
+    assert_refused(
+        &["run", path, "--event-file", "/nonexistent/event.json"],
+        "/nonexistent/event.json",
+    );
     assert_refused(&["run", path, "--accel", "warp"], "warp");
     assert_refused(&["run", "/nonexistent/image.elf"], "/nonexistent/image.elf");
 }
@@ -43,13 +53,20 @@ fn images_that_cannot_boot_are_refused() {
     std::fs::write(&not_elf, "hello").unwrap();
     assert_refused(&["run", not_elf.to_str().unwrap()], "ELF");
 
-    // A real x86_64 ELF, but with no PVH entry note: the test binary itself.
-    let host_binary = std::env::current_exe().unwrap();
-    assert_refused(&["run", host_binary.to_str().unwrap()], "PVH");
+    // A bootable x86_64 ELF but for its note, which is not the PVH entry.
+    let floor = std::fs::read(common::root().join("target/images/floor.elf")).unwrap();
+    let note_type_at = floor.windows(4).position(|w| w == b"Xen\0").unwrap() - 4;
+    assert_eq!(floor[note_type_at], 18, "XEN_ELFNOTE_PHYS32_ENTRY");
+    let mut no_pvh = floor.clone();
+    no_pvh[note_type_at] = 17;
+    let no_pvh_path = dir.path().join("no-pvh.elf");
+    std::fs::write(&no_pvh_path, &no_pvh).unwrap();
+    assert_refused(&["run", no_pvh_path.to_str().unwrap()], "PVH");
 
     let zip_path = dir.path().join("nobootstrap.zip");
     let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
-    zip.start_file("main", zip::write::SimpleFileOptions::default()).unwrap();
+    zip.start_file("main", zip::write::SimpleFileOptions::default())
+        .unwrap();
     std::io::Write::write_all(&mut zip, b"not a kernel").unwrap();
     zip.finish().unwrap();
     assert_refused(&["run", zip_path.to_str().unwrap()], "bootstrap");
@@ -82,7 +99,11 @@ fn ctrl_c_kills_and_reaps_the_vm() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let started = Instant::now();
     let status = child.wait().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(5), "Ctrl-C took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "Ctrl-C took {:?}",
+        started.elapsed()
+    );
     assert!(!status.success());
     assert_no_qemu_for(misbehave.dir());
 }

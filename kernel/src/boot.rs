@@ -57,8 +57,9 @@ pvh_start32:
     mov edi, offset __bss_start
     mov ecx, offset __bss_end
     sub ecx, edi
+    shr ecx, 2
     xor eax, eax
-    rep stosb
+    rep stosd
 
     mov eax, offset BOOT_PDPT
     or eax, 3

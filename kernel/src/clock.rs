@@ -12,8 +12,9 @@ use crate::arch::{self, cpuid, inb, outb, rdtsc};
 
 /// The PIT's input clock, in Hz.
 const PIT_HZ: u64 = 1_193_182;
-/// The fewest PIT ticks (about 2 ms) a calibration may rest on.
-const MIN_CALIBRATION_TICKS: u64 = 2_400;
+/// The fewest PIT ticks (1 ms) a calibration may rest on: one tick of
+/// reading error is then under 0.1%.
+const MIN_CALIBRATION_TICKS: u64 = 1_193;
 /// Used only if no source works at all.
 const FALLBACK_TSC_HZ: u64 = 2_000_000_000;
 
@@ -80,7 +81,7 @@ fn tsc_hz_from_cpuid() -> Option<u64> {
 }
 
 /// Fixes the TSC rate. Call once the devices are up; waits only if boot so
-/// far took less than about 2 ms.
+/// far took less than 1 ms.
 pub fn finish_calibration() {
     let hz = tsc_hz_from_cpuid().unwrap_or_else(|| {
         loop {
@@ -92,7 +93,7 @@ pub fn finish_calibration() {
                 }
                 Some(_) => arch::pause(),
                 None => {
-                    // Boot took over 55 ms: measure afresh for 2 ms.
+                    // Boot took over 55 ms: measure afresh.
                     start_calibration();
                 }
             }

@@ -72,8 +72,10 @@ pub fn exchange(
         let _ = write!(head, "Content-Length: {}\r\n", body.len());
     }
     head.push_str("\r\n");
-    conn.send_all(head.as_bytes())?;
-    conn.send_all(body)?;
+    // One write, so that head and body can travel in one segment.
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    conn.send_all(&request)?;
     read_response(conn)
 }
 

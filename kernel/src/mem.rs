@@ -14,9 +14,13 @@ use core::arch::asm;
 #[no_mangle]
 pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     // SAFETY: the caller guarantees both ranges; the direction flag is
-    // clear (boot code clears it and nothing sets it).
+    // clear (boot code clears it and nothing sets it). Eight bytes a step,
+    // then the rest: under TCG each `rep` step costs the same whatever its
+    // width.
     unsafe {
-        asm!("rep movsb", inout("rcx") n => _, inout("rdi") dest => _, inout("rsi") src => _,
+        asm!("rep movsq", "mov ecx, {tail:e}", "rep movsb",
+             tail = in(reg) n & 7,
+             inout("rcx") n / 8 => _, inout("rdi") dest => _, inout("rsi") src => _,
              options(nostack, preserves_flags));
     }
     dest
@@ -44,9 +48,14 @@ pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mu
 /// As C's `memset`: the range is valid.
 #[no_mangle]
 pub unsafe extern "C" fn memset(dest: *mut u8, value: i32, n: usize) -> *mut u8 {
-    // SAFETY: the caller guarantees the range.
+    let byte = value as u8 as u64;
+    let pattern = byte * 0x0101_0101_0101_0101;
+    // SAFETY: the caller guarantees the range; eight bytes a step, then
+    // the rest.
     unsafe {
-        asm!("rep stosb", inout("rcx") n => _, inout("rdi") dest => _, in("al") value as u8,
+        asm!("rep stosq", "mov ecx, {tail:e}", "rep stosb",
+             tail = in(reg) n & 7,
+             inout("rcx") n / 8 => _, inout("rdi") dest => _, in("rax") pattern,
              options(nostack, preserves_flags));
     }
     dest
@@ -57,6 +66,21 @@ pub unsafe extern "C" fn memset(dest: *mut u8, value: i32, n: usize) -> *mut u8 
 #[no_mangle]
 pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     let mut i = 0;
+    // Skip equal eight-byte words; volatile reads keep the compiler from
+    // recognising the loop as a call to this very function.
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n, within both ranges; unaligned reads allowed.
+        let (x, y) = unsafe {
+            (
+                core::ptr::read_volatile(a.add(i) as *const [u8; 8]),
+                core::ptr::read_volatile(b.add(i) as *const [u8; 8]),
+            )
+        };
+        if x != y {
+            break;
+        }
+        i += 8;
+    }
     while i < n {
         // SAFETY: i < n, within both ranges.
         let (x, y) = unsafe { (core::ptr::read_volatile(a.add(i)), core::ptr::read_volatile(b.add(i))) };

@@ -123,6 +123,9 @@ pub fn run(cmdline: &str) -> ! {
     CLIENT
         .with(|client| {
             let client = client.as_mut().expect("client set above");
+            // The host ends the VM as soon as the result arrives: the log
+            // must be out before it.
+            console::flush();
             match result {
                 Ok(body) => {
                     let path = format!("{}{}/response", api::INVOCATION_PREFIX, ctx.request_id());
@@ -180,6 +183,7 @@ fn panic(info: &PanicInfo) -> ! {
     };
     let error_type = if out_of_memory { api::ERROR_OUT_OF_MEMORY } else { api::ERROR_PANIC };
     crate::log!("{error_type}: {text}");
+    console::flush();
     let posted = CLIENT.with(|client| match client {
         Some(client) => {
             client.post_error(error_type, &text);

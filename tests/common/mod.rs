@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A built image (`cargo xtask images`), copied into a directory unique to
@@ -60,7 +63,10 @@ impl Run {
     /// Standard output parsed as JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
-            panic!("stdout is not JSON ({e}): {:?}\nstderr:\n{}", self.stdout, self.stderr)
+            panic!(
+                "stdout is not JSON ({e}): {:?}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
         })
     }
 
@@ -114,8 +120,12 @@ pub fn processes_mentioning(needle: &Path) -> Vec<u32> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("/proc") {
         let entry = entry.unwrap();
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         // A zombie has an empty command line: reaping is checked by the
         // supervisor's own tests, a live VM here.
@@ -135,7 +145,11 @@ pub fn assert_no_qemu_for(dir: &Path) {
         if left.is_empty() {
             return;
         }
-        assert!(Instant::now() < deadline, "QEMU processes left behind in {}: {left:?}", dir.display());
+        assert!(
+            Instant::now() < deadline,
+            "QEMU processes left behind in {}: {left:?}",
+            dir.display()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

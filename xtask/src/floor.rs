@@ -40,12 +40,20 @@ pub fn image() -> Vec<u8> {
     elf.extend_from_slice(&(PHDR_SIZE as u16).to_le_bytes());
     elf.extend_from_slice(&2u16.to_le_bytes()); // e_phnum
     elf.extend_from_slice(&[0; 6]); // no section headers
-    // PT_LOAD: the whole file at 1 MiB, read + execute.
+                                    // PT_LOAD: the whole file at 1 MiB, read + execute.
     push_phdr(&mut elf, 1, 5, 0, LOAD_ADDR, total as u64, 0x1000);
     // PT_NOTE; QEMU steps through notes by the segment's alignment, so it
     // must be the notes' own 4.
     let note_addr = LOAD_ADDR + note_offset as u64;
-    push_phdr(&mut elf, 4, 4, note_offset as u64, note_addr, note_len as u64, 4);
+    push_phdr(
+        &mut elf,
+        4,
+        4,
+        note_offset as u64,
+        note_addr,
+        note_len as u64,
+        4,
+    );
     // The note: name "Xen", descriptor = entry point.
     elf.extend_from_slice(&4u32.to_le_bytes());
     elf.extend_from_slice(&8u32.to_le_bytes());
@@ -57,7 +65,15 @@ pub fn image() -> Vec<u8> {
     elf
 }
 
-fn push_phdr(elf: &mut Vec<u8>, kind: u32, flags: u32, offset: u64, addr: u64, size: u64, align: u64) {
+fn push_phdr(
+    elf: &mut Vec<u8>,
+    kind: u32,
+    flags: u32,
+    offset: u64,
+    addr: u64,
+    size: u64,
+    align: u64,
+) {
     elf.extend_from_slice(&kind.to_le_bytes());
     elf.extend_from_slice(&flags.to_le_bytes());
     elf.extend_from_slice(&offset.to_le_bytes());

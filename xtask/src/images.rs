@@ -58,7 +58,14 @@ pub fn build() -> Result<Vec<Image>> {
     let target_dir = root.join("target").join("guest");
     let status = util::cargo_command()
         .current_dir(root.join("images"))
-        .args(["build", "--release", "--quiet", "--target", TARGET, "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--target",
+            TARGET,
+            "--target-dir",
+        ])
         .arg(&target_dir)
         .env_remove("RUSTFLAGS")
         .env("CARGO_ENCODED_RUSTFLAGS", guest_rustflags())
@@ -80,10 +87,18 @@ pub fn build() -> Result<Vec<Image>> {
         built.push(Image { name, elf, zip });
     }
     let floor = crate::floor::write(&out_dir)?;
-    eprintln!("xtask: floor image (powers off at once): {}", floor.display());
+    eprintln!(
+        "xtask: floor image (powers off at once): {}",
+        floor.display()
+    );
     for image in &built {
         let size = fs::metadata(&image.elf)?.len();
-        eprintln!("xtask: image {:<10} {:>7} bytes  {}", image.name, size, image.zip.display());
+        eprintln!(
+            "xtask: image {:<10} {:>7} bytes  {}",
+            image.name,
+            size,
+            image.zip.display()
+        );
     }
     Ok(built)
 }

@@ -39,7 +39,15 @@ pub fn cargo(args: &[&str]) -> Result<()> {
 
 /// Builds the `mayfly` binary in release mode and returns its path.
 pub fn build_mayfly() -> Result<PathBuf> {
-    cargo(&["build", "--release", "--quiet", "--package", "mayfly", "--bin", "mayfly"])?;
+    cargo(&[
+        "build",
+        "--release",
+        "--quiet",
+        "--package",
+        "mayfly",
+        "--bin",
+        "mayfly",
+    ])?;
     Ok(root().join("target").join("release").join("mayfly"))
 }
 
