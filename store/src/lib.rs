@@ -1,1 +1,247 @@
-//! Mayfly's embedded store.
+//! Mayfly's embedded store: the state of `mayfly serve` under one data
+//! directory.
+//!
+//! ```text
+//! <data-dir>/              mode 0700 when the store creates it
+//!   mayfly.db              SQLite, WAL mode (+ mayfly.db-wal, mayfly.db-shm)
+//!   blobs/<hex[0..2]>/<hex> package zips, content-addressed by SHA-256
+//!   blobs/tmp/             blobs being written (emptied at open)
+//!   <private files>        mode 0600, e.g. the generated secret key
+//! ```
+//!
+//! The database holds functions and their versions (the API layer's
+//! `FunctionConfiguration` JSON beside the indexed columns), aliases,
+//! reserved and provisioned concurrency, event-invoke configurations,
+//! invocation records, the durable asynchronous event queue and a small
+//! settings table.
+//!
+//! # Durability
+//!
+//! SQLite runs in WAL mode with `synchronous=FULL`: every method that writes
+//! commits one transaction and that commit is on disk (fsynced) before the
+//! method returns, so an acknowledged write survives `kill -9` and power loss.
+//! Blobs are written to a temporary file, fsynced, renamed to their final
+//! name, and the directory is fsynced: a crash never leaves a partial blob
+//! under its final name.
+//!
+//! # Concurrency
+//!
+//! [`Store`] is `Clone + Send + Sync`; clones share one SQLite connection
+//! behind a mutex, so every method is one short, serialised transaction.
+//! Every method is synchronous and blocking: reads take microseconds, but a
+//! write waits for an fsync (typically 0.1–10 ms, more on a busy disk), and
+//! blob methods do file I/O proportional to the package size. From async code
+//! call the writing methods, [`Store::put_blob`], [`Store::read_blob`] and
+//! [`Store::gc_blobs`] through `tokio::task::spawn_blocking`; quick reads
+//! (`get_*`, `resolve`, `list_*`) may be called directly.
+//!
+//! One `mayfly serve` process should own a data directory at a time: SQLite
+//! keeps several processes consistent, but [`Store::recover_after_restart`]
+//! assumes that no other live process holds event leases.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod aliases;
+mod blobs;
+mod concurrency;
+mod error;
+mod event_configs;
+mod events;
+mod functions;
+mod invocations;
+mod schema;
+mod settings;
+mod time;
+mod versions;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+pub use aliases::{Alias, AliasUpdate};
+pub use blobs::{BlobRef, GcReport};
+pub use concurrency::{ProvisionedConfig, ProvisionedStatus};
+pub use error::{Kind, Result, StoreError};
+pub use event_configs::EventInvokeConfig;
+pub use events::{Event, DEFAULT_MAX_AGE_S, DEFAULT_MAX_RETRIES};
+pub use functions::{FunctionVersion, LATEST};
+pub use invocations::InvocationRecord;
+pub use schema::SCHEMA_VERSION;
+pub use time::{format_timestamp, now_ms};
+pub use versions::{Resolved, PUBLISH_IGNORED_KEYS};
+
+/// The database file's name inside the data directory.
+pub const DB_FILE: &str = "mayfly.db";
+
+/// Tunables of a [`Store`]; [`StoreOptions::default`] suits `mayfly serve`.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Invocation records kept per function; older ones are deleted when a
+    /// new one is inserted. Default 1000.
+    pub invocations_per_function: usize,
+    /// How long a connection waits for a lock held by another connection
+    /// (another process on the same directory) before failing. Default 5 s.
+    pub busy_timeout: std::time::Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            invocations_per_function: 1000,
+            busy_timeout: std::time::Duration::from_secs(5),
+        }
+    }
+}
+
+/// The embedded store. Cheap to clone; clones share the same connection.
+///
+/// See the [crate documentation](crate) for durability and for which
+/// methods to call from `spawn_blocking`.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: Mutex<Connection>,
+    dir: PathBuf,
+    options: StoreOptions,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir` with default options.
+    ///
+    /// Creates the directory (mode 0700), the database and the blob
+    /// directories, migrates the schema to [`SCHEMA_VERSION`], and removes
+    /// half-written blobs left by a crash.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir, StoreOptions::default())
+    }
+
+    /// Opens the store in `dir` with the given options.
+    pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        let dir = dir.as_ref().to_path_buf();
+        create_private_dir(&dir)?;
+        blobs::prepare(&dir)?;
+        settings::remove_stray_temp_files(&dir)?;
+        let db_path = dir.join(DB_FILE);
+        let mut conn = Connection::open(&db_path).map_err(|source| StoreError::Sqlite {
+            op: "opening the database",
+            source,
+        })?;
+        schema::configure(&conn, options.busy_timeout)
+            .map_err(|e| e.in_op("configuring the database"))?;
+        schema::migrate(&mut conn)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                dir,
+                options,
+            }),
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &StoreOptions {
+        &self.inner.options
+    }
+
+    /// Runs `f` in one immediate (write-locking) transaction and commits it.
+    /// Database errors are named after `op`.
+    pub(crate) fn write<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut conn = self.lock();
+        let run = |conn: &mut Connection| -> Result<T> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        };
+        run(&mut conn).map_err(|e| e.in_op(op))
+    }
+
+    /// Runs `f` on the connection (one statement or a read transaction).
+    pub(crate) fn read<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&Connection) -> Result<T>,
+    ) -> Result<T> {
+        let conn = self.lock();
+        f(&conn).map_err(|e| e.in_op(op))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock drops (rolls back) its transaction,
+        // so the connection is still consistent: carry on.
+        self.inner
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Creates `dir` and its parents; a directory the store creates gets mode
+/// 0700 because it will hold the host's secret.
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| StoreError::io(format!("creating data directory {}", dir.display()), e))
+}
+
+/// Converts a count to SQLite's integer type.
+pub(crate) fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Converts SQLite's integer to a count (negative values read as 0).
+pub(crate) fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// Converts SQLite's integer to a 32-bit count (clamped).
+pub(crate) fn to_u32(n: i64) -> u32 {
+    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
+}
+
+/// The page size used when a caller asks for 0 items.
+pub(crate) fn page_size(max_items: usize) -> usize {
+    max_items.clamp(1, 10_000)
+}
+
+/// Reads a JSON column.
+pub(crate) fn parse_json(what: &'static str, text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|source| StoreError::Json { what, source })
+}
+
+/// Writes a JSON column.
+pub(crate) fn json_text(what: &'static str, value: &serde_json::Value) -> Result<String> {
+    serde_json::to_string(value).map_err(|source| StoreError::Json { what, source })
+}
+
+/// A new revision id (a random UUID, as Lambda's).
+pub(crate) fn new_revision_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -1,0 +1,337 @@
+//! Reserved concurrency (per function) and provisioned concurrency
+//! configurations (per function and qualifier).
+
+use std::fmt;
+use std::str::FromStr;
+
+use rusqlite::{params, OptionalExtension, Row};
+use serde::{Deserialize, Serialize};
+
+use crate::functions::{require_function, LATEST};
+use crate::time::now_timestamp;
+use crate::versions::resolve_in;
+use crate::{page_size, to_i64, to_u32, to_u64, Kind, Result, Store, StoreError};
+
+/// The state of a provisioned concurrency configuration, as Lambda names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ProvisionedStatus {
+    /// `IN_PROGRESS`: warm VMs are being booted.
+    #[serde(rename = "IN_PROGRESS")]
+    InProgress,
+    /// `READY`: the requested number of VMs is waiting.
+    #[serde(rename = "READY")]
+    Ready,
+    /// `FAILED`: they could not be booted (see the reason).
+    #[serde(rename = "FAILED")]
+    Failed,
+}
+
+impl ProvisionedStatus {
+    /// Lambda's name: `IN_PROGRESS`, `READY` or `FAILED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProvisionedStatus::InProgress => "IN_PROGRESS",
+            ProvisionedStatus::Ready => "READY",
+            ProvisionedStatus::Failed => "FAILED",
+        }
+    }
+}
+
+impl fmt::Display for ProvisionedStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ProvisionedStatus {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "IN_PROGRESS" => Ok(ProvisionedStatus::InProgress),
+            "READY" => Ok(ProvisionedStatus::Ready),
+            "FAILED" => Ok(ProvisionedStatus::Failed),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown provisioned concurrency status {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A provisioned concurrency configuration of a version or alias.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProvisionedConfig {
+    /// The function.
+    pub function_name: String,
+    /// The version number or alias name.
+    pub qualifier: String,
+    /// `RequestedProvisionedConcurrentExecutions`.
+    pub requested: u32,
+    /// `AllocatedProvisionedConcurrentExecutions`: VMs booted and waiting.
+    pub allocated: u32,
+    /// The state.
+    pub status: ProvisionedStatus,
+    /// Why it failed, when it did.
+    pub status_reason: Option<String>,
+    /// When it last changed, `2024-01-01T00:00:00.000+0000`.
+    pub last_modified: String,
+}
+
+const PROVISIONED_COLUMNS: &str =
+    "function_name, qualifier, requested, allocated, status, status_reason, last_modified";
+
+fn provisioned_from_row(row: &Row<'_>) -> rusqlite::Result<(ProvisionedConfig, String)> {
+    Ok((
+        ProvisionedConfig {
+            function_name: row.get(0)?,
+            qualifier: row.get(1)?,
+            requested: to_u32(row.get(2)?),
+            allocated: to_u32(row.get(3)?),
+            status: ProvisionedStatus::InProgress,
+            status_reason: row.get(5)?,
+            last_modified: row.get(6)?,
+        },
+        row.get(4)?,
+    ))
+}
+
+fn finish_provisioned(
+    (mut config, status): (ProvisionedConfig, String),
+) -> Result<ProvisionedConfig> {
+    config.status = status.parse()?;
+    Ok(config)
+}
+
+fn qualified(name: &str, qualifier: &str) -> String {
+    format!("{name}:{qualifier}")
+}
+
+impl Store {
+    /// Sets a function's reserved concurrency (0 blocks every invocation).
+    pub fn put_reserved_concurrency(&self, name: &str, n: u32) -> Result<()> {
+        self.write("setting reserved concurrency", |tx| {
+            let changed = tx.execute(
+                "UPDATE functions SET reserved_concurrency = ?2 WHERE name = ?1",
+                params![name, n],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::not_found(Kind::Function, name));
+            }
+            Ok(())
+        })
+    }
+
+    /// A function's reserved concurrency; `None` when it has none.
+    pub fn get_reserved_concurrency(&self, name: &str) -> Result<Option<u32>> {
+        self.read("reading reserved concurrency", |conn| {
+            let row: Option<Option<i64>> = conn
+                .query_row(
+                    "SELECT reserved_concurrency FROM functions WHERE name = ?1",
+                    [name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match row {
+                None => Err(StoreError::not_found(Kind::Function, name)),
+                Some(n) => Ok(n.map(to_u32)),
+            }
+        })
+    }
+
+    /// Removes a function's reserved concurrency (no error when it had none).
+    pub fn delete_reserved_concurrency(&self, name: &str) -> Result<()> {
+        self.write("deleting reserved concurrency", |tx| {
+            let changed = tx.execute(
+                "UPDATE functions SET reserved_concurrency = NULL WHERE name = ?1",
+                [name],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::not_found(Kind::Function, name));
+            }
+            Ok(())
+        })
+    }
+
+    /// The sum of all functions' reserved concurrency, leaving out
+    /// `excluding` (the function whose reservation is being changed).
+    pub fn total_reserved_concurrency(&self, excluding: Option<&str>) -> Result<u64> {
+        self.read("summing reserved concurrency", |conn| {
+            let total: i64 = conn.query_row(
+                "SELECT COALESCE(SUM(reserved_concurrency), 0) FROM functions
+                 WHERE ?1 IS NULL OR name <> ?1",
+                [excluding],
+                |r| r.get(0),
+            )?;
+            Ok(to_u64(total))
+        })
+    }
+
+    /// Creates or replaces the provisioned concurrency configuration of a
+    /// version or alias (not `$LATEST`: [`StoreError::InvalidArgument`]).
+    /// It starts `IN_PROGRESS` with nothing allocated.
+    pub fn put_provisioned_config(
+        &self,
+        name: &str,
+        qualifier: &str,
+        requested: u32,
+    ) -> Result<ProvisionedConfig> {
+        if qualifier == LATEST {
+            return Err(StoreError::invalid(
+                "qualifier",
+                "provisioned concurrency cannot be configured on $LATEST",
+            ));
+        }
+        self.write("putting a provisioned concurrency config", |tx| {
+            resolve_in(tx, name, qualifier)?;
+            let config = ProvisionedConfig {
+                function_name: name.to_string(),
+                qualifier: qualifier.to_string(),
+                requested,
+                allocated: 0,
+                status: ProvisionedStatus::InProgress,
+                status_reason: None,
+                last_modified: now_timestamp(),
+            };
+            tx.execute(
+                "INSERT OR REPLACE INTO provisioned_configs
+                     (function_name, qualifier, requested, allocated, status, status_reason, last_modified)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    config.function_name,
+                    config.qualifier,
+                    config.requested,
+                    config.allocated,
+                    config.status.as_str(),
+                    config.status_reason,
+                    config.last_modified
+                ],
+            )?;
+            Ok(config)
+        })
+    }
+
+    /// Reads the provisioned concurrency configuration of a qualifier.
+    pub fn get_provisioned_config(&self, name: &str, qualifier: &str) -> Result<ProvisionedConfig> {
+        self.read("reading a provisioned concurrency config", |conn| {
+            require_function(conn, name)?;
+            conn.query_row(
+                &format!(
+                    "SELECT {PROVISIONED_COLUMNS} FROM provisioned_configs
+                     WHERE function_name = ?1 AND qualifier = ?2"
+                ),
+                params![name, qualifier],
+                provisioned_from_row,
+            )
+            .optional()?
+            .map(finish_provisioned)
+            .transpose()?
+            .ok_or_else(|| {
+                StoreError::not_found(
+                    Kind::ProvisionedConcurrencyConfig,
+                    qualified(name, qualifier),
+                )
+            })
+        })
+    }
+
+    /// Records the progress of a provisioned concurrency configuration.
+    pub fn update_provisioned_status(
+        &self,
+        name: &str,
+        qualifier: &str,
+        status: ProvisionedStatus,
+        allocated: u32,
+        status_reason: Option<&str>,
+    ) -> Result<()> {
+        self.write("updating a provisioned concurrency status", |tx| {
+            let changed = tx.execute(
+                "UPDATE provisioned_configs
+                 SET status = ?3, allocated = ?4, status_reason = ?5, last_modified = ?6
+                 WHERE function_name = ?1 AND qualifier = ?2",
+                params![
+                    name,
+                    qualifier,
+                    status.as_str(),
+                    allocated,
+                    status_reason,
+                    now_timestamp()
+                ],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::not_found(
+                    Kind::ProvisionedConcurrencyConfig,
+                    qualified(name, qualifier),
+                ));
+            }
+            Ok(())
+        })
+    }
+
+    /// Deletes the provisioned concurrency configuration of a qualifier.
+    pub fn delete_provisioned_config(&self, name: &str, qualifier: &str) -> Result<()> {
+        self.write("deleting a provisioned concurrency config", |tx| {
+            require_function(tx, name)?;
+            let changed = tx.execute(
+                "DELETE FROM provisioned_configs WHERE function_name = ?1 AND qualifier = ?2",
+                params![name, qualifier],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::not_found(
+                    Kind::ProvisionedConcurrencyConfig,
+                    qualified(name, qualifier),
+                ));
+            }
+            Ok(())
+        })
+    }
+
+    /// Lists a function's provisioned concurrency configurations by
+    /// qualifier, at most `max_items` (at least 1) after `marker`; returns
+    /// the page and the next page's marker.
+    pub fn list_provisioned_configs(
+        &self,
+        name: &str,
+        marker: Option<&str>,
+        max_items: usize,
+    ) -> Result<(Vec<ProvisionedConfig>, Option<String>)> {
+        let max = page_size(max_items);
+        self.read("listing provisioned concurrency configs", |conn| {
+            require_function(conn, name)?;
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {PROVISIONED_COLUMNS} FROM provisioned_configs
+                 WHERE function_name = ?1 AND qualifier > ?2 ORDER BY qualifier LIMIT ?3"
+            ))?;
+            let rows = stmt
+                .query_map(
+                    params![name, marker.unwrap_or(""), to_i64(max as u64 + 1)],
+                    provisioned_from_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut page = rows
+                .into_iter()
+                .map(finish_provisioned)
+                .collect::<Result<Vec<_>>>()?;
+            let next = if page.len() > max {
+                page.truncate(max);
+                page.last().map(|c| c.qualifier.clone())
+            } else {
+                None
+            };
+            Ok((page, next))
+        })
+    }
+
+    /// Every provisioned concurrency configuration of every function (what
+    /// the server's warm pools must hold at start-up).
+    pub fn list_all_provisioned_configs(&self) -> Result<Vec<ProvisionedConfig>> {
+        self.read("listing provisioned concurrency configs", |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {PROVISIONED_COLUMNS} FROM provisioned_configs
+                 ORDER BY function_name, qualifier"
+            ))?;
+            let rows = stmt
+                .query_map([], provisioned_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter().map(finish_provisioned).collect()
+        })
+    }
+}

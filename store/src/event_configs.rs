@@ -1,0 +1,176 @@
+//! Function event-invoke configurations (retries, maximum event age,
+//! destinations), per function and qualifier, kept as the API's JSON.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::functions::require_function;
+use crate::time::now_timestamp;
+use crate::versions::resolve_in;
+use crate::{json_text, page_size, parse_json, to_i64, Kind, Result, Store, StoreError};
+
+/// The asynchronous invocation settings of a function, version or alias.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventInvokeConfig {
+    /// The function.
+    pub function_name: String,
+    /// `$LATEST`, a version number or an alias name.
+    pub qualifier: String,
+    /// The API's `FunctionEventInvokeConfig` JSON
+    /// (`MaximumRetryAttempts`, `MaximumEventAgeInSeconds`,
+    /// `DestinationConfig`), kept as given.
+    pub config: Value,
+    /// When it last changed, `2024-01-01T00:00:00.000+0000`.
+    pub last_modified: String,
+}
+
+const COLUMNS: &str = "function_name, qualifier, config, last_modified";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<(EventInvokeConfig, String)> {
+    Ok((
+        EventInvokeConfig {
+            function_name: row.get(0)?,
+            qualifier: row.get(1)?,
+            config: Value::Null,
+            last_modified: row.get(3)?,
+        },
+        row.get(2)?,
+    ))
+}
+
+fn finish((mut config, text): (EventInvokeConfig, String)) -> Result<EventInvokeConfig> {
+    config.config = parse_json("event invoke config", &text)?;
+    Ok(config)
+}
+
+fn load(conn: &Connection, name: &str, qualifier: &str) -> Result<EventInvokeConfig> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM event_invoke_configs WHERE function_name = ?1 AND qualifier = ?2"),
+        params![name, qualifier],
+        from_row,
+    )
+    .optional()?
+    .map(finish)
+    .transpose()?
+    .ok_or_else(|| StoreError::not_found(Kind::EventInvokeConfig, format!("{name}:{qualifier}")))
+}
+
+fn save(conn: &Connection, config: &EventInvokeConfig) -> Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO event_invoke_configs (function_name, qualifier, config, last_modified)
+         VALUES (?1, ?2, ?3, ?4)",
+        params![
+            config.function_name,
+            config.qualifier,
+            json_text("event invoke config", &config.config)?,
+            config.last_modified
+        ],
+    )?;
+    Ok(())
+}
+
+impl Store {
+    /// Creates or replaces the event-invoke configuration of a qualifier
+    /// (`$LATEST`, a version or an alias, which must exist).
+    pub fn put_event_invoke_config(
+        &self,
+        name: &str,
+        qualifier: &str,
+        config: Value,
+    ) -> Result<EventInvokeConfig> {
+        self.write("putting an event invoke config", |tx| {
+            resolve_in(tx, name, qualifier)?;
+            let config = EventInvokeConfig {
+                function_name: name.to_string(),
+                qualifier: qualifier.to_string(),
+                config,
+                last_modified: now_timestamp(),
+            };
+            save(tx, &config)?;
+            Ok(config)
+        })
+    }
+
+    /// Reads the event-invoke configuration of a qualifier.
+    pub fn get_event_invoke_config(
+        &self,
+        name: &str,
+        qualifier: &str,
+    ) -> Result<EventInvokeConfig> {
+        self.read("reading an event invoke config", |conn| {
+            require_function(conn, name)?;
+            load(conn, name, qualifier)
+        })
+    }
+
+    /// Changes an existing event-invoke configuration in one transaction:
+    /// `f` edits the JSON (for example merges the fields of an
+    /// `UpdateFunctionEventInvokeConfig` request); `last_modified` is bumped.
+    pub fn update_event_invoke_config(
+        &self,
+        name: &str,
+        qualifier: &str,
+        f: impl FnOnce(&mut Value),
+    ) -> Result<EventInvokeConfig> {
+        self.write("updating an event invoke config", |tx| {
+            require_function(tx, name)?;
+            let mut config = load(tx, name, qualifier)?;
+            f(&mut config.config);
+            config.last_modified = now_timestamp();
+            save(tx, &config)?;
+            Ok(config)
+        })
+    }
+
+    /// Deletes the event-invoke configuration of a qualifier.
+    pub fn delete_event_invoke_config(&self, name: &str, qualifier: &str) -> Result<()> {
+        self.write("deleting an event invoke config", |tx| {
+            require_function(tx, name)?;
+            let n = tx.execute(
+                "DELETE FROM event_invoke_configs WHERE function_name = ?1 AND qualifier = ?2",
+                params![name, qualifier],
+            )?;
+            if n == 0 {
+                return Err(StoreError::not_found(
+                    Kind::EventInvokeConfig,
+                    format!("{name}:{qualifier}"),
+                ));
+            }
+            Ok(())
+        })
+    }
+
+    /// Lists a function's event-invoke configurations by qualifier, at most
+    /// `max_items` (at least 1) after `marker`; returns the page and the next
+    /// page's marker.
+    pub fn list_event_invoke_configs(
+        &self,
+        name: &str,
+        marker: Option<&str>,
+        max_items: usize,
+    ) -> Result<(Vec<EventInvokeConfig>, Option<String>)> {
+        let max = page_size(max_items);
+        self.read("listing event invoke configs", |conn| {
+            require_function(conn, name)?;
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {COLUMNS} FROM event_invoke_configs
+                 WHERE function_name = ?1 AND qualifier > ?2 ORDER BY qualifier LIMIT ?3"
+            ))?;
+            let rows = stmt
+                .query_map(
+                    params![name, marker.unwrap_or(""), to_i64(max as u64 + 1)],
+                    from_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut page = rows.into_iter().map(finish).collect::<Result<Vec<_>>>()?;
+            let next = if page.len() > max {
+                page.truncate(max);
+                page.last().map(|c| c.qualifier.clone())
+            } else {
+                None
+            };
+            Ok((page, next))
+        })
+    }
+}

@@ -1,0 +1,297 @@
+//! The durable queue of asynchronous (`Event`) invocations.
+//!
+//! An event is committed to disk before [`Store::enqueue_event`] returns, so
+//! the server may answer 202 right after. A worker claims due events with
+//! [`Store::claim_due_events`], which gives each a lease; the event is
+//! removed by [`Store::complete_event`] or rescheduled by
+//! [`Store::retry_event`]. An event whose lease runs out (its worker died,
+//! or the whole server was killed) is due again: delivery is at least once,
+//! with the same request id. At start-up [`Store::recover_after_restart`]
+//! ends every lease at once, since the process that held them is gone.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{json_text, parse_json, to_i64, to_u32, to_u64, Kind, Result, Store, StoreError};
+
+/// Lambda's default `MaximumEventAgeInSeconds`.
+pub const DEFAULT_MAX_AGE_S: u32 = 21_600;
+/// Lambda's default `MaximumRetryAttempts`.
+pub const DEFAULT_MAX_RETRIES: u32 = 2;
+
+/// An asynchronous invocation waiting in the queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The request id (the queue's key; the same at every attempt).
+    pub request_id: String,
+    /// The function to invoke.
+    pub function_name: String,
+    /// `$LATEST`, a version number or an alias name.
+    pub qualifier: String,
+    /// The payload.
+    pub payload: Vec<u8>,
+    /// When it was accepted, milliseconds since the Unix epoch.
+    pub enqueued_at_ms: u64,
+    /// Attempts that ended in a function error so far (the server's count).
+    pub attempts: u32,
+    /// Not to be run before this time (ms since the epoch).
+    pub next_attempt_at_ms: u64,
+    /// `MaximumEventAgeInSeconds` in force for this event.
+    pub max_age_s: u32,
+    /// `MaximumRetryAttempts` in force for this event.
+    pub max_retries: u32,
+    /// While a worker holds it: when its lease ends. Set by the store.
+    pub lease_until_ms: Option<u64>,
+    /// Whatever else the server keeps with the event (client context, the
+    /// record of a destination invocation, the last error...); `Null` when
+    /// nothing.
+    pub meta: Value,
+}
+
+impl Event {
+    /// A new event due at once, with Lambda's default age and retry limits.
+    pub fn new(
+        request_id: impl Into<String>,
+        function_name: impl Into<String>,
+        qualifier: impl Into<String>,
+        payload: Vec<u8>,
+        now_ms: u64,
+    ) -> Event {
+        Event {
+            request_id: request_id.into(),
+            function_name: function_name.into(),
+            qualifier: qualifier.into(),
+            payload,
+            enqueued_at_ms: now_ms,
+            attempts: 0,
+            next_attempt_at_ms: now_ms,
+            max_age_s: DEFAULT_MAX_AGE_S,
+            max_retries: DEFAULT_MAX_RETRIES,
+            lease_until_ms: None,
+            meta: Value::Null,
+        }
+    }
+}
+
+const COLUMNS: &str = "request_id, function_name, qualifier, payload, enqueued_at_ms, attempts,
+    next_attempt_at_ms, max_age_s, max_retries, lease_until_ms, meta";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<(Event, String)> {
+    Ok((
+        Event {
+            request_id: row.get(0)?,
+            function_name: row.get(1)?,
+            qualifier: row.get(2)?,
+            payload: row.get(3)?,
+            enqueued_at_ms: to_u64(row.get(4)?),
+            attempts: to_u32(row.get(5)?),
+            next_attempt_at_ms: to_u64(row.get(6)?),
+            max_age_s: to_u32(row.get(7)?),
+            max_retries: to_u32(row.get(8)?),
+            lease_until_ms: row.get::<_, Option<i64>>(9)?.map(to_u64),
+            meta: Value::Null,
+        },
+        row.get(10)?,
+    ))
+}
+
+fn finish((mut event, meta): (Event, String)) -> Result<Event> {
+    event.meta = parse_json("event metadata", &meta)?;
+    Ok(event)
+}
+
+fn insert(conn: &Connection, event: &Event) -> Result<()> {
+    let exists = conn
+        .query_row(
+            "SELECT 1 FROM events WHERE request_id = ?1",
+            [&event.request_id],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if exists {
+        return Err(StoreError::AlreadyExists {
+            kind: Kind::Event,
+            name: event.request_id.clone(),
+        });
+    }
+    conn.execute(
+        &format!(
+            "INSERT INTO events ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10)"
+        ),
+        params![
+            event.request_id,
+            event.function_name,
+            event.qualifier,
+            event.payload,
+            to_i64(event.enqueued_at_ms),
+            event.attempts,
+            to_i64(event.next_attempt_at_ms),
+            event.max_age_s,
+            event.max_retries,
+            json_text("event metadata", &event.meta)?
+        ],
+    )?;
+    Ok(())
+}
+
+impl Store {
+    /// Adds an event to the queue; it is on disk when this returns
+    /// ([`StoreError::AlreadyExists`] when its request id is queued already).
+    /// `lease_until_ms` is ignored: a new event is not in flight.
+    pub fn enqueue_event(&self, event: &Event) -> Result<()> {
+        self.write("enqueueing an event", |tx| insert(tx, event))
+    }
+
+    /// Claims up to `limit` events due at `now_ms` (not in flight, or whose
+    /// lease has run out), oldest due first, and leases them until
+    /// `now_ms + lease_ms`. The lease should outlast the invocation (the
+    /// function's timeout plus boot), or be renewed with
+    /// [`Store::renew_event_lease`]; otherwise the event may be claimed
+    /// again while it runs.
+    pub fn claim_due_events(&self, now_ms: u64, limit: usize, lease_ms: u64) -> Result<Vec<Event>> {
+        let until = now_ms.saturating_add(lease_ms);
+        self.write("claiming events", |tx| {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT {COLUMNS} FROM events
+                 WHERE next_attempt_at_ms <= ?1 AND (lease_until_ms IS NULL OR lease_until_ms <= ?1)
+                 ORDER BY next_attempt_at_ms, enqueued_at_ms LIMIT ?2"
+            ))?;
+            let rows = stmt
+                .query_map(params![to_i64(now_ms), to_i64(limit as u64)], from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut update =
+                tx.prepare("UPDATE events SET lease_until_ms = ?2 WHERE request_id = ?1")?;
+            let mut claimed = Vec::with_capacity(rows.len());
+            for row in rows {
+                let mut event = finish(row)?;
+                update.execute(params![event.request_id, to_i64(until)])?;
+                event.lease_until_ms = Some(until);
+                claimed.push(event);
+            }
+            Ok(claimed)
+        })
+    }
+
+    /// Extends the lease of an event in flight to `lease_until_ms`.
+    pub fn renew_event_lease(&self, request_id: &str, lease_until_ms: u64) -> Result<()> {
+        self.write("renewing an event lease", |tx| {
+            let n = tx.execute(
+                "UPDATE events SET lease_until_ms = ?2 WHERE request_id = ?1",
+                params![request_id, to_i64(lease_until_ms)],
+            )?;
+            if n == 0 {
+                return Err(StoreError::not_found(Kind::Event, request_id));
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes a processed event. Returns false when it was not queued (for
+    /// example completed already by another worker after a lease ran out).
+    pub fn complete_event(&self, request_id: &str) -> Result<bool> {
+        self.complete_event_and_enqueue(request_id, &[])
+    }
+
+    /// Removes a processed event and queues `follow_ups` (for example the
+    /// invocation of an `OnSuccess`/`OnFailure` destination) in the same
+    /// transaction, so a crash loses neither and does not run the event
+    /// again once its destination is queued. Returns false when the event
+    /// was not queued (the follow-ups are queued all the same).
+    pub fn complete_event_and_enqueue(
+        &self,
+        request_id: &str,
+        follow_ups: &[Event],
+    ) -> Result<bool> {
+        self.write("completing an event", |tx| {
+            let n = tx.execute("DELETE FROM events WHERE request_id = ?1", [request_id])?;
+            for event in follow_ups {
+                insert(tx, event)?;
+            }
+            Ok(n > 0)
+        })
+    }
+
+    /// Puts an event in flight back in the queue, due at
+    /// `next_attempt_at_ms`, with `attempts` recorded, and ends its lease.
+    pub fn retry_event(
+        &self,
+        request_id: &str,
+        next_attempt_at_ms: u64,
+        attempts: u32,
+    ) -> Result<()> {
+        self.write("rescheduling an event", |tx| {
+            let n = tx.execute(
+                "UPDATE events SET next_attempt_at_ms = ?2, attempts = ?3, lease_until_ms = NULL
+                 WHERE request_id = ?1",
+                params![request_id, to_i64(next_attempt_at_ms), attempts],
+            )?;
+            if n == 0 {
+                return Err(StoreError::not_found(Kind::Event, request_id));
+            }
+            Ok(())
+        })
+    }
+
+    /// Reads a queued event.
+    pub fn get_event(&self, request_id: &str) -> Result<Option<Event>> {
+        self.read("reading an event", |conn| {
+            conn.query_row(
+                &format!("SELECT {COLUMNS} FROM events WHERE request_id = ?1"),
+                [request_id],
+                from_row,
+            )
+            .optional()?
+            .map(finish)
+            .transpose()
+        })
+    }
+
+    /// Events not yet completed, in flight or waiting.
+    pub fn count_pending(&self) -> Result<u64> {
+        self.read("counting events", |conn| {
+            let n: i64 = conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
+            Ok(to_u64(n))
+        })
+    }
+
+    /// Events whose lease has not run out at `now_ms`.
+    pub fn count_in_flight(&self, now_ms: u64) -> Result<u64> {
+        self.read("counting events", |conn| {
+            let n: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM events WHERE lease_until_ms > ?1",
+                [to_i64(now_ms)],
+                |r| r.get(0),
+            )?;
+            Ok(to_u64(n))
+        })
+    }
+
+    /// The earliest time at which an event will be claimable (its next
+    /// attempt, or the end of its lease when in flight); `None` when the
+    /// queue is empty. Lets workers sleep until then.
+    pub fn next_event_due_at_ms(&self) -> Result<Option<u64>> {
+        self.read("looking for the next due event", |conn| {
+            let at: Option<i64> = conn.query_row(
+                "SELECT MIN(MAX(next_attempt_at_ms, COALESCE(lease_until_ms, 0))) FROM events",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(at.map(to_u64))
+        })
+    }
+
+    /// Ends every lease at once: call at start-up, before the workers, since
+    /// the process that held them is gone. Returns how many events were in
+    /// flight; they are due again (with the same request ids).
+    pub fn recover_after_restart(&self) -> Result<u64> {
+        self.write("releasing event leases", |tx| {
+            let n = tx.execute(
+                "UPDATE events SET lease_until_ms = NULL WHERE lease_until_ms IS NOT NULL",
+                [],
+            )?;
+            Ok(n as u64)
+        })
+    }
+}

@@ -1,0 +1,135 @@
+//! Invocation records: what `mayfly logs` shows.
+
+use rusqlite::{params, Row};
+use serde::{Deserialize, Serialize};
+
+use crate::{to_i64, to_u32, to_u64, Result, Store};
+
+/// One invocation's outcome, timings and log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvocationRecord {
+    /// The request id.
+    pub request_id: String,
+    /// The function.
+    pub function_name: String,
+    /// The version that ran (`$LATEST` or a number).
+    pub version: String,
+    /// `RequestResponse`, `Event` or `DryRun`.
+    pub invocation_type: String,
+    /// `success`, `error`, `timeout`, `throttled`, ...
+    pub status: String,
+    /// The function error's type, when there was one.
+    pub error_type: Option<String>,
+    /// When it started, milliseconds since the Unix epoch.
+    pub started_at: u64,
+    /// How long it ran, in milliseconds.
+    pub duration_ms: f64,
+    /// The billed duration (rounded up to 1 ms).
+    pub billed_duration_ms: u64,
+    /// How long the boot that was waited for took; `None` when warm.
+    pub init_duration_ms: Option<f64>,
+    /// The configured memory.
+    pub memory_size_mb: u32,
+    /// The peak memory used.
+    pub max_memory_used_mb: u32,
+    /// The log (the caller caps its length).
+    pub log: String,
+}
+
+const COLUMNS: &str = "request_id, function_name, version, invocation_type, status, error_type,
+    started_at_ms, duration_ms, billed_duration_ms, init_duration_ms, memory_size_mb,
+    max_memory_used_mb, log";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<InvocationRecord> {
+    Ok(InvocationRecord {
+        request_id: row.get(0)?,
+        function_name: row.get(1)?,
+        version: row.get(2)?,
+        invocation_type: row.get(3)?,
+        status: row.get(4)?,
+        error_type: row.get(5)?,
+        started_at: to_u64(row.get(6)?),
+        duration_ms: row.get(7)?,
+        billed_duration_ms: to_u64(row.get(8)?),
+        init_duration_ms: row.get(9)?,
+        memory_size_mb: to_u32(row.get(10)?),
+        max_memory_used_mb: to_u32(row.get(11)?),
+        log: row.get(12)?,
+    })
+}
+
+impl Store {
+    /// Records an invocation, then deletes the function's oldest records
+    /// beyond [`StoreOptions::invocations_per_function`](crate::StoreOptions).
+    pub fn insert_invocation(&self, record: &InvocationRecord) -> Result<()> {
+        let keep = to_i64(self.options().invocations_per_function as u64);
+        self.write("recording an invocation", |tx| {
+            tx.execute(
+                &format!(
+                    "INSERT INTO invocations ({COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                ),
+                params![
+                    record.request_id,
+                    record.function_name,
+                    record.version,
+                    record.invocation_type,
+                    record.status,
+                    record.error_type,
+                    to_i64(record.started_at),
+                    record.duration_ms,
+                    to_i64(record.billed_duration_ms),
+                    record.init_duration_ms,
+                    record.memory_size_mb,
+                    record.max_memory_used_mb,
+                    record.log
+                ],
+            )?;
+            tx.execute(
+                "DELETE FROM invocations WHERE function_name = ?1 AND seq <= (
+                     SELECT seq FROM invocations WHERE function_name = ?1
+                     ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+                params![record.function_name, keep],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The function's most recent invocation records, newest first, at most
+    /// `limit`.
+    pub fn list_invocations(
+        &self,
+        function_name: &str,
+        limit: usize,
+    ) -> Result<Vec<InvocationRecord>> {
+        self.read("listing invocations", |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {COLUMNS} FROM invocations WHERE function_name = ?1
+                 ORDER BY seq DESC LIMIT ?2"
+            ))?;
+            let rows = stmt
+                .query_map(params![function_name, to_i64(limit as u64)], from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// One invocation record by request id (the newest when an event ran
+    /// several times).
+    pub fn get_invocation(&self, request_id: &str) -> Result<Option<InvocationRecord>> {
+        use rusqlite::OptionalExtension;
+        self.read("reading an invocation", |conn| {
+            Ok(conn
+                .query_row(
+                    &format!(
+                        "SELECT {COLUMNS} FROM invocations WHERE request_id = ?1
+                         ORDER BY seq DESC LIMIT 1"
+                    ),
+                    [request_id],
+                    from_row,
+                )
+                .optional()?)
+        })
+    }
+}

@@ -1,0 +1,167 @@
+//! The database schema and its migrations, applied at open.
+//!
+//! `PRAGMA user_version` holds the number of migrations applied. Each
+//! migration runs in its own transaction together with the bump of
+//! `user_version`, so a crash during a migration leaves the previous schema.
+
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use crate::{Result, StoreError};
+
+/// The schema version this build creates and understands.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// The migrations, in order; migration `i` brings the schema from version `i`
+/// to `i + 1`. Never edit one that has shipped: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    r#"
+CREATE TABLE functions (
+    name                 TEXT PRIMARY KEY NOT NULL,
+    -- the number the next published version gets; never reused while the
+    -- function exists (Lambda restarts at 1 when it is re-created)
+    next_version         INTEGER NOT NULL DEFAULT 1,
+    reserved_concurrency INTEGER,
+    created_ms           INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE versions (
+    function_name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    -- 0 for $LATEST, n for version "n": orders $LATEST first
+    version_num   INTEGER NOT NULL,
+    version       TEXT NOT NULL,
+    config        TEXT NOT NULL,
+    code_sha256   TEXT NOT NULL,
+    code_size     INTEGER NOT NULL,
+    revision_id   TEXT NOT NULL,
+    created       TEXT NOT NULL,
+    last_modified TEXT NOT NULL,
+    PRIMARY KEY (function_name, version_num)
+) WITHOUT ROWID;
+CREATE INDEX versions_by_code ON versions(code_sha256);
+
+CREATE TABLE aliases (
+    function_name    TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    name             TEXT NOT NULL,
+    function_version TEXT NOT NULL,
+    description      TEXT NOT NULL,
+    routing_config   TEXT,
+    revision_id      TEXT NOT NULL,
+    PRIMARY KEY (function_name, name)
+) WITHOUT ROWID;
+
+CREATE TABLE event_invoke_configs (
+    function_name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    qualifier     TEXT NOT NULL,
+    config        TEXT NOT NULL,
+    last_modified TEXT NOT NULL,
+    PRIMARY KEY (function_name, qualifier)
+) WITHOUT ROWID;
+
+CREATE TABLE provisioned_configs (
+    function_name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    qualifier     TEXT NOT NULL,
+    requested     INTEGER NOT NULL,
+    allocated     INTEGER NOT NULL,
+    status        TEXT NOT NULL,
+    status_reason TEXT,
+    last_modified TEXT NOT NULL,
+    PRIMARY KEY (function_name, qualifier)
+) WITHOUT ROWID;
+
+-- invocation records outlive their function on purpose (no foreign key)
+CREATE TABLE invocations (
+    seq                INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id         TEXT NOT NULL,
+    function_name      TEXT NOT NULL,
+    version            TEXT NOT NULL,
+    invocation_type    TEXT NOT NULL,
+    status             TEXT NOT NULL,
+    error_type         TEXT,
+    started_at_ms      INTEGER NOT NULL,
+    duration_ms        REAL NOT NULL,
+    billed_duration_ms INTEGER NOT NULL,
+    init_duration_ms   REAL,
+    memory_size_mb     INTEGER NOT NULL,
+    max_memory_used_mb INTEGER NOT NULL,
+    log                TEXT NOT NULL
+);
+CREATE INDEX invocations_by_function ON invocations(function_name, seq);
+CREATE INDEX invocations_by_request ON invocations(request_id);
+
+-- the durable asynchronous event queue; a row is deleted when the event is
+-- done. lease_until_ms is set while a worker runs it.
+CREATE TABLE events (
+    request_id         TEXT PRIMARY KEY NOT NULL,
+    function_name      TEXT NOT NULL,
+    qualifier          TEXT NOT NULL,
+    payload            BLOB NOT NULL,
+    enqueued_at_ms     INTEGER NOT NULL,
+    attempts           INTEGER NOT NULL,
+    next_attempt_at_ms INTEGER NOT NULL,
+    max_age_s          INTEGER NOT NULL,
+    max_retries        INTEGER NOT NULL,
+    lease_until_ms     INTEGER,
+    meta               TEXT NOT NULL
+);
+CREATE INDEX events_due ON events(next_attempt_at_ms, enqueued_at_ms);
+
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+"#,
+];
+
+/// Sets the connection's pragmas: WAL, full synchronous commits, foreign
+/// keys, the busy timeout.
+pub(crate) fn configure(conn: &Connection, busy_timeout: Duration) -> Result<()> {
+    conn.busy_timeout(busy_timeout)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Corrupt(format!(
+            "the database refused WAL mode (journal_mode is {mode})"
+        )));
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    Ok(())
+}
+
+/// Brings the schema up to [`SCHEMA_VERSION`].
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    let found = user_version(conn).map_err(|e| e.in_op("reading the schema version"))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let to = index as u32 + 1;
+        let apply = |conn: &mut Connection| -> Result<()> {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
+            // Another process may have migrated meanwhile.
+            if user_version(&tx)? >= to {
+                return Ok(());
+            }
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", to)?;
+            tx.commit()?;
+            Ok(())
+        };
+        apply(conn).map_err(|e| e.in_op("migrating the schema"))?;
+    }
+    Ok(())
+}
+
+/// The schema version recorded in the database.
+pub(crate) fn user_version(conn: &Connection) -> Result<u32> {
+    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    Ok(crate::to_u32(v))
+}

@@ -1,0 +1,70 @@
+//! Timestamps as Lambda writes them: `2024-01-01T00:00:00.000+0000`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Formats milliseconds since the Unix epoch the way Lambda formats
+/// `LastModified`: `YYYY-MM-DDThh:mm:ss.sss+0000` (UTC).
+pub fn format_timestamp(ms: u64) -> String {
+    let secs = ms / 1000;
+    let millis = ms % 1000;
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}+0000",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// The current time formatted by [`format_timestamp`].
+pub(crate) fn now_timestamp() -> String {
+    format_timestamp(now_ms())
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day), after
+/// Howard Hinnant's `civil_from_days`.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_like_lambda() {
+        assert_eq!(format_timestamp(0), "1970-01-01T00:00:00.000+0000");
+        assert_eq!(
+            format_timestamp(1_704_067_200_000),
+            "2024-01-01T00:00:00.000+0000"
+        );
+        // 2024-02-29T23:59:59.999Z (a leap day)
+        assert_eq!(
+            format_timestamp(1_709_251_199_999),
+            "2024-02-29T23:59:59.999+0000"
+        );
+        assert_eq!(
+            format_timestamp(951_782_400_123),
+            "2000-02-29T00:00:00.123+0000"
+        );
+    }
+}

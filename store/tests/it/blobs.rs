@@ -1,0 +1,186 @@
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use mayfly_store::{BlobRef, InvocationRecord, Kind, Store, StoreError, StoreOptions};
+
+use crate::{create, store};
+
+#[test]
+fn blobs_are_content_addressed_and_deduplicated() {
+    let (_d, s) = store();
+    let a = s.put_blob(b"hello").unwrap();
+    assert_eq!(
+        a.sha256_hex,
+        "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    );
+    assert_eq!(
+        a.sha256_base64,
+        "LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ="
+    );
+    assert_eq!(a.size, 5);
+    assert_eq!(
+        BlobRef::hex_to_base64(&a.sha256_hex).unwrap(),
+        a.sha256_base64
+    );
+    let path = s.blob_path(&a.sha256_hex).unwrap();
+    assert!(path.ends_with(format!("blobs/2c/{}", a.sha256_hex)));
+    assert_eq!(s.put_blob(b"hello").unwrap(), a);
+    assert_eq!(s.read_blob(&a.sha256_hex).unwrap(), b"hello");
+    assert!(s.has_blob(&a.sha256_hex));
+    let files: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
+    assert_eq!(files.len(), 1);
+    let tmp: Vec<_> = std::fs::read_dir(s.dir().join("blobs/tmp"))
+        .unwrap()
+        .collect();
+    assert!(tmp.is_empty());
+
+    let missing = "0".repeat(64);
+    assert!(matches!(
+        s.blob_path(&missing),
+        Err(StoreError::NotFound {
+            kind: Kind::Blob,
+            ..
+        })
+    ));
+    assert!(s.read_blob(&missing).unwrap_err().is_not_found());
+    assert!(matches!(
+        s.blob_path("../../etc/passwd"),
+        Err(StoreError::InvalidArgument { .. })
+    ));
+    // a corrupted blob is detected
+    std::fs::write(&path, b"jello").unwrap();
+    assert!(matches!(
+        s.read_blob(&a.sha256_hex),
+        Err(StoreError::Corrupt(_))
+    ));
+    // empty blobs work
+    let e = s.put_blob(b"").unwrap();
+    assert_eq!(s.read_blob(&e.sha256_hex).unwrap(), b"");
+}
+
+#[test]
+fn gc_removes_only_unreferenced_blobs() {
+    let (_d, s) = store();
+    let used = create(&s, "f", b"used").code_sha256;
+    let published = s.put_blob(b"published").unwrap();
+    s.update_latest("f", None, |v| {
+        v.code_sha256 = published.sha256_hex.clone();
+    })
+    .unwrap();
+    s.publish_version("f", None, None).unwrap();
+    s.update_latest("f", None, |v| v.code_sha256 = used.clone())
+        .unwrap();
+    let orphan = s.put_blob(b"orphan").unwrap();
+    // within the grace period nothing goes
+    let r = s.gc_blobs(Duration::from_secs(3600)).unwrap();
+    assert_eq!((r.removed, r.kept), (0, 3));
+    let r = s.gc_blobs(Duration::ZERO).unwrap();
+    assert_eq!((r.removed, r.bytes_freed, r.kept), (1, 6, 2));
+    assert!(!s.has_blob(&orphan.sha256_hex));
+    assert!(s.has_blob(&used) && s.has_blob(&published.sha256_hex));
+    s.delete_function("f").unwrap();
+    assert_eq!(s.gc_blobs(Duration::ZERO).unwrap().removed, 2);
+}
+
+#[test]
+fn settings_and_private_files() {
+    let (_d, s) = store();
+    assert_eq!(s.get_setting("access_key_id").unwrap(), None);
+    s.put_setting("access_key_id", "AKIA1").unwrap();
+    s.put_setting("access_key_id", "AKIA2").unwrap();
+    assert_eq!(
+        s.get_setting("access_key_id").unwrap().as_deref(),
+        Some("AKIA2")
+    );
+    assert!(s.delete_setting("access_key_id").unwrap());
+    assert!(!s.delete_setting("access_key_id").unwrap());
+
+    assert_eq!(s.read_private_file("secret").unwrap(), None);
+    let path = s.write_private_file("secret", b"s3cr3t").unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    s.write_private_file("secret", b"again").unwrap();
+    assert_eq!(s.read_private_file("secret").unwrap().unwrap(), b"again");
+    let dir_mode = std::fs::metadata(s.dir()).unwrap().permissions().mode();
+    assert_eq!(dir_mode & 0o777, 0o700);
+    for bad in [
+        "",
+        "../x",
+        "a/b",
+        ".hidden",
+        "mayfly.db",
+        "mayfly.db-wal",
+        "blobs",
+    ] {
+        assert!(
+            matches!(
+                s.write_private_file(bad, b"x"),
+                Err(StoreError::InvalidArgument { .. })
+            ),
+            "{bad}"
+        );
+    }
+    s.delete_private_file("secret").unwrap();
+    assert!(s.delete_private_file("secret").unwrap_err().is_not_found());
+    // no temporary files left behind
+    let names: Vec<_> = std::fs::read_dir(s.dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+}
+
+fn record(function: &str, i: u32) -> InvocationRecord {
+    InvocationRecord {
+        request_id: format!("req-{function}-{i}"),
+        function_name: function.to_string(),
+        version: "$LATEST".into(),
+        invocation_type: "RequestResponse".into(),
+        status: if i % 2 == 0 { "success" } else { "error" }.into(),
+        error_type: (i % 2 == 1).then(|| "Unhandled".to_string()),
+        started_at: 1_700_000_000_000 + u64::from(i),
+        duration_ms: 12.5,
+        billed_duration_ms: 13,
+        init_duration_ms: (i == 0).then_some(40.25),
+        memory_size_mb: 128,
+        max_memory_used_mb: 20,
+        log: format!("START RequestId: {i}\n"),
+    }
+}
+
+#[test]
+fn invocations_newest_first_with_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open_with(
+        dir.path(),
+        StoreOptions {
+            invocations_per_function: 5,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for i in 0..8 {
+        s.insert_invocation(&record("f", i)).unwrap();
+    }
+    s.insert_invocation(&record("g", 0)).unwrap();
+    let list = s.list_invocations("f", 100).unwrap();
+    let ids: Vec<_> = list.iter().map(|r| r.request_id.as_str()).collect();
+    assert_eq!(ids, ["req-f-7", "req-f-6", "req-f-5", "req-f-4", "req-f-3"]);
+    assert_eq!(list[0], record("f", 7));
+    assert_eq!(s.list_invocations("f", 2).unwrap().len(), 2);
+    let g = s.list_invocations("g", 10).unwrap();
+    assert_eq!(g, vec![record("g", 0)]);
+    assert_eq!(g[0].init_duration_ms, Some(40.25));
+    assert_eq!(s.get_invocation("req-f-6").unwrap(), Some(record("f", 6)));
+    assert_eq!(s.get_invocation("req-f-0").unwrap(), None);
+    // records outlive their function
+    create(&s, "f", b"x");
+    s.delete_function("f").unwrap();
+    assert_eq!(s.list_invocations("f", 100).unwrap().len(), 5);
+    // camelCase JSON as `mayfly logs --json` wants
+    let json = serde_json::to_value(record("f", 0)).unwrap();
+    assert_eq!(json["requestId"], "req-f-0");
+    assert_eq!(json["initDurationMs"], 40.25);
+    assert_eq!(json["maxMemoryUsedMb"], 20);
+}
