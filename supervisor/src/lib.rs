@@ -14,16 +14,27 @@
 //! - [`net`]: the host side of the VM's network (smoltcp on a socket pair).
 //! - [`runtime_api`]: the Lambda Runtime API server, as a state machine.
 //! - [`report`]: Lambda-style `START`/`END`/`REPORT` log lines.
+//!
+//! And the client side of the service:
+//!
+//! - [`credentials`]: the host's access key pair (environment or
+//!   `<data-dir>/credentials`), shared by `mayfly serve` and the client.
+//! - [`client`]: a SigV4-signed client of the Lambda REST API.
+//! - [`commands`]: `mayfly deploy`, `invoke`, `ls`, `rm` and `logs`.
 #![deny(missing_docs)]
 
 pub mod accel;
+pub mod client;
+pub mod commands;
 pub mod console;
+pub mod credentials;
 pub mod invoke;
 pub mod net;
 pub mod package;
 pub mod qemu;
 pub mod report;
 pub mod runtime_api;
+pub mod serve;
 
 #[doc(hidden)]
 pub mod testing;

@@ -1,5 +1,9 @@
 //! `mayfly`: the command line. `mayfly run` boots one fresh VM for one
-//! event; the service (`mayfly serve`) will join it as another subcommand.
+//! event; `deploy`, `invoke`, `ls`, `rm` and `logs` are clients of a host's
+//! Lambda REST API (see `mayfly::commands`); the service (`mayfly serve`)
+//! will join them as another subcommand.
+
+mod serve_cmd;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,6 +12,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mayfly::accel::{self, AccelRequest};
+use mayfly::commands::{self, ClientCommand};
 use mayfly::invoke::{self, InvocationOutcome, InvocationRequest, InvocationResult, InvokeError};
 use mayfly::package;
 use mayfly::report::{self, Report};
@@ -35,10 +40,14 @@ struct Cli {
 enum Command {
     /// Boot one fresh VM for one event and print the function's response.
     Run(RunArgs),
+    /// Serve the AWS Lambda REST API: each invocation in a fresh VM.
+    Serve(serve_cmd::ServeArgs),
+    #[command(flatten)]
+    Client(ClientCommand),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum AccelArg {
+pub(crate) enum AccelArg {
     /// KVM when it is real hardware virtualisation, TCG otherwise.
     Auto,
     /// KVM, or fail.
@@ -147,7 +156,7 @@ fn function_name(image: &Path) -> String {
         .unwrap_or_else(|| "function".to_owned())
 }
 
-fn usage_error(message: impl std::fmt::Display) -> ExitCode {
+pub(crate) fn usage_error(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("mayfly: error: {message}");
     ExitCode::from(EXIT_USAGE)
 }
@@ -159,6 +168,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let cli = match cli.command {
+        Command::Serve(args) => return serve_cmd::serve(args),
+        command => Cli { command },
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -171,6 +184,11 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
+        Command::Serve(_) => unreachable!("handled above"),
+        Command::Client(command) => {
+            let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+            ExitCode::from(runtime.block_on(commands::execute(command, &mut out, &mut err)))
+        }
     }
 }
 
@@ -285,6 +303,7 @@ mod tests {
         argv.extend(extra);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Run(args) => args,
+            other => panic!("parsed as {other:?}"),
         }
     }
 

@@ -1,0 +1,189 @@
+//! Function names, ARNs and qualifiers, as Lambda accepts them.
+//!
+//! A `FunctionName` parameter may be a plain name (`echo`), a name with a
+//! qualifier (`echo:prod`), a partial ARN (`123456789012:function:echo`) or
+//! a full ARN (`arn:aws:lambda:us-east-1:123456789012:function:echo:1`).
+
+use super::error::{ApiError, ApiResult};
+
+/// The account id in every ARN this host writes.
+pub const ACCOUNT_ID: &str = "000000000000";
+/// The region used when a request does not name one.
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// A function reference, resolved from the path and the `Qualifier`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionRef {
+    /// The function's name.
+    pub name: String,
+    /// `$LATEST`, a version number or an alias, if one was given.
+    pub qualifier: Option<String>,
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn valid_qualifier(q: &str) -> bool {
+    (1..=128).contains(&q.len())
+        && q.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'$'))
+}
+
+/// Checks a plain function name (CreateFunction's `FunctionName`).
+pub fn check_name(name: &str) -> ApiResult<()> {
+    if valid_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError::validation(format!(
+            "1 validation error detected: Value '{name}' at 'functionName' failed to satisfy constraint: \
+             Member must satisfy regular expression pattern: [a-zA-Z0-9-_]+ and have length 1 to 64"
+        )))
+    }
+}
+
+/// Parses a `FunctionName` parameter and an optional `Qualifier`.
+///
+/// ```
+/// use mayfly::serve::names::{parse_function, FunctionRef};
+/// let f = parse_function("arn:aws:lambda:us-east-1:000000000000:function:echo:prod", None).unwrap();
+/// assert_eq!(f, FunctionRef { name: "echo".into(), qualifier: Some("prod".into()) });
+/// ```
+pub fn parse_function(param: &str, qualifier: Option<&str>) -> ApiResult<FunctionRef> {
+    let invalid = || {
+        ApiError::validation(format!(
+            "1 validation error detected: Value '{param}' at 'functionName' failed to satisfy constraint: \
+             Member must satisfy regular expression pattern: \
+             (arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{{2}}(-gov)?-[a-z]+-\\d{{1}}:)?(\\d{{12}}:)?(function:)?([a-zA-Z0-9-_]+)(:(\\$LATEST|[a-zA-Z0-9-_]+))?"
+        ))
+    };
+    let parts: Vec<&str> = param.split(':').collect();
+    let (name, derived) = match parts.as_slice() {
+        [name] => (*name, None),
+        [name, q] => (*name, Some(*q)),
+        [account, "function", name] if account.len() == 12 => (*name, None),
+        [account, "function", name, q] if account.len() == 12 => (*name, Some(*q)),
+        ["arn", partition, "lambda", _region, account, "function", rest @ ..]
+            if partition.starts_with("aws") && account.len() == 12 =>
+        {
+            match rest {
+                [name] => (*name, None),
+                [name, q] => (*name, Some(*q)),
+                _ => return Err(invalid()),
+            }
+        }
+        _ => return Err(invalid()),
+    };
+    if !valid_name(name) || derived.is_some_and(|q| !valid_qualifier(q)) {
+        return Err(invalid());
+    }
+    let qualifier = match (derived, qualifier.filter(|q| !q.is_empty())) {
+        (Some(a), Some(b)) if a != b => return Err(ApiError::invalid_parameter(
+            "The derived qualifier from the function name does not match the specified qualifier.",
+        )),
+        (Some(q), _) | (None, Some(q)) => {
+            if !valid_qualifier(q) {
+                return Err(ApiError::validation(format!(
+                    "1 validation error detected: Value '{q}' at 'qualifier' failed to satisfy constraint: \
+                     Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+)"
+                )));
+            }
+            Some(q.to_string())
+        }
+        (None, None) => None,
+    };
+    Ok(FunctionRef {
+        name: name.to_string(),
+        qualifier,
+    })
+}
+
+/// `arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]`.
+pub fn function_arn(region: &str, name: &str, qualifier: Option<&str>) -> String {
+    match qualifier {
+        Some(q) => format!("arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}:{q}"),
+        None => format!("arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(name: &str, q: Option<&str>) -> FunctionRef {
+        FunctionRef {
+            name: name.into(),
+            qualifier: q.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn forms_of_a_function_name() {
+        assert_eq!(parse_function("echo", None).unwrap(), f("echo", None));
+        assert_eq!(
+            parse_function("echo", Some("$LATEST")).unwrap(),
+            f("echo", Some("$LATEST"))
+        );
+        assert_eq!(
+            parse_function("echo:3", None).unwrap(),
+            f("echo", Some("3"))
+        );
+        assert_eq!(
+            parse_function("echo:3", Some("3")).unwrap(),
+            f("echo", Some("3"))
+        );
+        assert_eq!(
+            parse_function("123456789012:function:my_fn-2", None).unwrap(),
+            f("my_fn-2", None)
+        );
+        assert_eq!(
+            parse_function(
+                "arn:aws:lambda:eu-west-1:123456789012:function:echo:$LATEST",
+                None
+            )
+            .unwrap(),
+            f("echo", Some("$LATEST"))
+        );
+        assert_eq!(parse_function("echo", Some("")).unwrap(), f("echo", None));
+    }
+
+    #[test]
+    fn bad_names_and_qualifiers() {
+        for bad in [
+            "",
+            "a b",
+            "x".repeat(65).as_str(),
+            "arn:aws:s3:::bucket",
+            "a:b:c",
+            "echo:",
+        ] {
+            let err = parse_function(bad, None).unwrap_err();
+            assert_eq!(err.code, "ValidationException", "{bad}");
+        }
+        assert_eq!(
+            parse_function("echo:1", Some("2")).unwrap_err().code,
+            "InvalidParameterValueException"
+        );
+        assert_eq!(
+            parse_function("echo", Some("a/b")).unwrap_err().code,
+            "ValidationException"
+        );
+        assert!(check_name("ok-name_1").is_ok());
+        assert!(check_name("echo:1").is_err());
+    }
+
+    #[test]
+    fn arns() {
+        assert_eq!(
+            function_arn("us-east-1", "echo", None),
+            "arn:aws:lambda:us-east-1:000000000000:function:echo"
+        );
+        assert_eq!(
+            function_arn("eu-west-1", "echo", Some("prod")),
+            "arn:aws:lambda:eu-west-1:000000000000:function:echo:prod"
+        );
+    }
+}
