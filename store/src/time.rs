@@ -26,6 +26,32 @@ pub fn format_timestamp(ms: u64) -> String {
     )
 }
 
+/// Reads a timestamp written by [`format_timestamp`] back into
+/// milliseconds since the Unix epoch; `None` if it is not in that form.
+pub fn parse_timestamp_ms(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    if b.len() != 28 || &text[23..] != "+0000" || b[4] != b'-' || b[10] != b'T' || b[19] != b'.' {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| text.get(range)?.parse::<u64>().ok();
+    let (y, m, d) = (num(0..4)? as i64, num(5..7)? as u32, num(8..10)? as u32);
+    let (hh, mm, ss, ms) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
+    let days = u64::try_from(days_from_civil(y, m, d)).ok()?;
+    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000) + ms)
+}
+
+/// (year, month, day) to days since 1970-01-01, after Howard Hinnant's
+/// `days_from_civil`: the inverse of [`civil_from_days`].
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// The current time formatted by [`format_timestamp`].
 pub(crate) fn now_timestamp() -> String {
     format_timestamp(now_ms())
@@ -49,6 +75,14 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_what_it_formats() {
+        for ms in [0, 1_704_067_200_000, 1_709_251_199_999, 4_102_444_800_123] {
+            assert_eq!(parse_timestamp_ms(&format_timestamp(ms)), Some(ms));
+        }
+        assert_eq!(parse_timestamp_ms("2024-01-01T00:00:00Z"), None);
+    }
 
     #[test]
     fn formats_like_lambda() {

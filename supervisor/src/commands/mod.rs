@@ -303,7 +303,8 @@ async fn invoke(
         tail: args.tail,
     };
     let result = client.invoke(&input).await?;
-    if let Some(log) = &result.log_result {
+    // Only when asked: a log nobody asked for would clutter stderr.
+    if let Some(log) = result.log_result.as_ref().filter(|_| input.tail) {
         err.write_all(log.as_bytes())?;
         if !log.is_empty() && !log.ends_with('\n') {
             writeln!(err)?;
@@ -394,6 +395,66 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("over Lambda's limit"));
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: ClientCommand,
+    }
+
+    fn parse(argv: &[&str]) -> Result<ClientCommand, clap::Error> {
+        use clap::Parser as _;
+        Cli::try_parse_from(std::iter::once("mayfly").chain(argv.iter().copied()))
+            .map(|c| c.command)
+    }
+
+    #[test]
+    fn command_lines() {
+        let ClientCommand::Deploy(d) = parse(&[
+            "deploy", "echo", "echo.elf", "--memory", "256", "--env", "A1=x", "--env", "B1=y",
+        ])
+        .unwrap() else {
+            panic!("not deploy")
+        };
+        assert_eq!(
+            (d.name.as_str(), d.memory, d.timeout, d.env.len()),
+            ("echo", Some(256), None, 2)
+        );
+        assert_eq!(d.connection.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(d.connection.endpoint, None);
+        let ClientCommand::Invoke(i) = parse(&[
+            "invoke",
+            "echo",
+            "--tail",
+            "--qualifier",
+            "1",
+            "--endpoint",
+            "http://h:1",
+            "--data-dir",
+            "/d",
+        ])
+        .unwrap() else {
+            panic!("not invoke")
+        };
+        assert!(i.tail && i.event.is_none());
+        assert_eq!(
+            (i.qualifier.as_deref(), i.connection.endpoint.as_deref()),
+            (Some("1"), Some("http://h:1"))
+        );
+        assert!(matches!(
+            parse(&["logs", "f", "--limit", "3", "--json"]).unwrap(),
+            ClientCommand::Logs(LogsArgs {
+                limit: Some(3),
+                json: true,
+                ..
+            })
+        ));
+        assert!(matches!(parse(&["ls"]).unwrap(), ClientCommand::Ls(_)));
+        assert!(matches!(parse(&["rm", "f"]).unwrap(), ClientCommand::Rm(_)));
+        assert!(parse(&["rm"]).is_err());
+        assert!(parse(&["deploy", "echo"]).is_err());
+        assert!(parse(&["logs", "f", "--limit", "-1"]).is_err());
     }
 
     #[test]

@@ -98,16 +98,33 @@ fn millis(ms: f64) -> Duration {
 /// `mayfly logs` as text: for each invocation, oldest first (`records`
 /// come newest first), its log framed by `START`, `END` and `REPORT` lines
 /// as Lambda writes them.
+///
+/// `mayfly serve` records the log already framed, keeping its last part
+/// only; such a log (one holding its own `END` line) is printed as it is,
+/// with the `START` line put back if the cut took it.
 pub fn logs_text(records: &[InvocationRecord]) -> String {
     let mut text = String::new();
     for r in records.iter().rev() {
-        text.push_str(&report::start_line(&r.request_id, &r.version));
+        let start = report::start_line(&r.request_id, &r.version);
+        let end = report::end_line(&r.request_id);
+        if r.log.contains(&end) {
+            if !r.log.starts_with(&start) {
+                text.push_str(&start);
+                text.push('\n');
+            }
+            text.push_str(&r.log);
+            if !r.log.ends_with('\n') {
+                text.push('\n');
+            }
+            continue;
+        }
+        text.push_str(&start);
         text.push('\n');
         text.push_str(&r.log);
         if !r.log.is_empty() && !r.log.ends_with('\n') {
             text.push('\n');
         }
-        text.push_str(&report::end_line(&r.request_id));
+        text.push_str(&end);
         text.push('\n');
         text.push_str(&report::report_line(&Report {
             request_id: &r.request_id,
@@ -213,6 +230,17 @@ mod tests {
              REPORT RequestId: old\tDuration: 1.23 ms\tBilled Duration: 2 ms\tMemory Size: 128 MB\tMax Memory Used: 5 MB\tInit Duration: 45.68 ms\n\
              START RequestId: new Version: $LATEST\nEND RequestId: new\n\
              REPORT RequestId: new\tDuration: 1.23 ms\tBilled Duration: 2 ms\tMemory Size: 128 MB\tMax Memory Used: 5 MB\n"
+        );
+        // Framed by the server already: as it is, START restored if cut.
+        let framed = record("f", "START RequestId: f Version: $LATEST\nhi\nEND RequestId: f\nREPORT RequestId: f\tDuration: 1 ms", None);
+        assert_eq!(
+            logs_text(&[framed]),
+            "START RequestId: f Version: $LATEST\nhi\nEND RequestId: f\nREPORT RequestId: f\tDuration: 1 ms\n"
+        );
+        let cut = record("c", "i\nEND RequestId: c\nREPORT RequestId: c\n", None);
+        assert_eq!(
+            logs_text(&[cut]),
+            "START RequestId: c Version: $LATEST\ni\nEND RequestId: c\nREPORT RequestId: c\n"
         );
         let mut no_newline = record("x", "partial", None);
         no_newline.duration_ms = -1.0;

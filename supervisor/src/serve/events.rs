@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use mayfly_store::{now_ms, Event};
 
+use serde_json::{json, Value};
+
 use super::error::ApiResult;
-use super::invoker::Job;
-use super::names::{function_arn, DEFAULT_REGION};
+use super::event_config::AsyncSettings;
+use super::invoker::{Completed, Job};
+use super::names::{function_arn, parse_function, DEFAULT_REGION};
 use super::{blocking, AppState, SharedState};
 
 /// How long a worker holds an event: beyond the longest timeout (900 s)
@@ -83,19 +86,17 @@ async fn process(state: SharedState, event: Event) {
 async fn process_inner(state: &SharedState, event: Event) -> ApiResult<()> {
     let now = now_ms();
     let id = event.request_id.clone();
-    let complete = |state: &SharedState| {
-        let id = id.clone();
-        let state = state.clone();
-        async move {
-            blocking(&state, move |state: &AppState| {
-                Ok(state.store.complete_event(&id).map(|_| ())?)
-            })
-            .await
-        }
-    };
     if now.saturating_sub(event.enqueued_at_ms) > u64::from(event.max_age_s) * 1000 {
         tracing::warn!(request_id = %id, "event dropped: older than its maximum age");
-        return complete(state).await;
+        return finish(
+            state,
+            &event,
+            Finish::Failed {
+                condition: "EventAgeExceeded",
+                completed: None,
+            },
+        )
+        .await;
     }
     let version = match state
         .store
@@ -104,7 +105,7 @@ async fn process_inner(state: &SharedState, event: Event) -> ApiResult<()> {
         Ok(resolved) => resolved.version,
         Err(e) if e.is_not_found() => {
             tracing::warn!(request_id = %id, function = %event.function_name, "event dropped: function gone");
-            return complete(state).await;
+            return finish(state, &event, Finish::Dropped).await;
         }
         Err(e) => return Err(e.into()),
     };
@@ -130,8 +131,15 @@ async fn process_inner(state: &SharedState, event: Event) -> ApiResult<()> {
         }
     };
     let completed = state.invoker.run(job, slot).await?;
-    if completed.outcome.result.error_type().is_none() || event.attempts >= event.max_retries {
-        return complete(state).await;
+    if completed.outcome.result.error_type().is_none() {
+        return finish(state, &event, Finish::Succeeded(completed)).await;
+    }
+    if event.attempts >= event.max_retries {
+        let failed = Finish::Failed {
+            condition: "RetriesExhausted",
+            completed: Some(completed),
+        };
+        return finish(state, &event, failed).await;
     }
     let attempts = event.attempts + 1;
     let delay = retry_delay(state.retry_base_delay, attempts);
@@ -142,6 +150,106 @@ async fn process_inner(state: &SharedState, event: Event) -> ApiResult<()> {
             .retry_event(&id, now_ms() + delay.as_millis() as u64, attempts)?)
     })
     .await
+}
+
+/// How an event's processing ended for good.
+enum Finish {
+    /// The function answered.
+    Succeeded(Completed),
+    /// Retries or age ran out.
+    Failed {
+        condition: &'static str,
+        completed: Option<Completed>,
+    },
+    /// Nothing to report to (the function is gone).
+    Dropped,
+}
+
+/// Completes the event and, in the same transaction, queues the invocation
+/// record for its destination, if one is configured for that outcome.
+async fn finish(state: &SharedState, event: &Event, how: Finish) -> ApiResult<()> {
+    let settings = AsyncSettings::lookup(&state.store, &event.function_name, &event.qualifier);
+    let (destination, condition, completed) = match &how {
+        Finish::Succeeded(c) => (settings.on_success, "Success", Some(c)),
+        Finish::Failed {
+            condition,
+            completed,
+        } => (settings.on_failure, *condition, completed.as_ref()),
+        Finish::Dropped => (None, "", None),
+    };
+    let mut follow_up = Vec::new();
+    if let Some(arn) = destination {
+        match parse_function(&arn, None) {
+            Ok(target) => {
+                let record = invocation_record(event, condition, completed);
+                let qualifier = target
+                    .qualifier
+                    .unwrap_or_else(|| mayfly_store::LATEST.to_string());
+                let payload = serde_json::to_vec(&record).unwrap_or_default();
+                let mut next = Event::new(
+                    uuid::Uuid::new_v4().to_string(),
+                    target.name,
+                    qualifier,
+                    payload,
+                    now_ms(),
+                );
+                let target_settings =
+                    AsyncSettings::lookup(&state.store, &next.function_name, &next.qualifier);
+                next.max_retries = target_settings.max_retries;
+                next.max_age_s = target_settings.max_age_s;
+                follow_up.push(next);
+            }
+            Err(e) => {
+                tracing::warn!(destination = %arn, error = %e.message, "destination is not a function")
+            }
+        }
+    }
+    let id = event.request_id.clone();
+    let queued = !follow_up.is_empty();
+    blocking(state, move |state: &AppState| {
+        Ok(state
+            .store
+            .complete_event_and_enqueue(&id, &follow_up)
+            .map(|_| ())?)
+    })
+    .await?;
+    if queued {
+        state.events_ready.notify_one();
+    }
+    Ok(())
+}
+
+/// Lambda's invocation record, as sent to a destination.
+fn invocation_record(event: &Event, condition: &str, completed: Option<&Completed>) -> Value {
+    let payload = |bytes: &[u8]| {
+        serde_json::from_slice::<Value>(bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into()))
+    };
+    let timestamp = mayfly_store::format_timestamp(now_ms());
+    let timestamp = timestamp
+        .strip_suffix("+0000")
+        .map(|t| format!("{t}Z"))
+        .unwrap_or(timestamp);
+    let mut record = json!({
+        "version": "1.0",
+        "timestamp": timestamp,
+        "requestContext": {
+            "requestId": event.request_id,
+            "functionArn": function_arn(DEFAULT_REGION, &event.function_name, Some(&event.qualifier)),
+            "condition": condition,
+            "approximateInvokeCount": event.attempts + u32::from(completed.is_some()),
+        },
+        "requestPayload": payload(&event.payload),
+    });
+    if let Some(completed) = completed {
+        let mut context = json!({ "statusCode": 200, "executedVersion": completed.version });
+        if completed.outcome.result.error_type().is_some() {
+            context["functionError"] = json!("Unhandled");
+        }
+        record["responseContext"] = context;
+        record["responsePayload"] = payload(&completed.payload());
+    }
+    record
 }
 
 #[cfg(test)]

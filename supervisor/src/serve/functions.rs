@@ -15,7 +15,7 @@ use super::code::store_package;
 use super::error::{ApiError, ApiResult};
 use super::model::{self, configuration, CreateFunction, UpdateCode, UpdateConfiguration};
 use super::names::{check_name, parse_function};
-use super::{blocking, parse_json, AppState, SharedState};
+use super::{blocking, parse_json, resolve, AppState, SharedState};
 
 /// `?Qualifier=`.
 #[derive(Debug, Default, Deserialize)]
@@ -101,12 +101,12 @@ pub async fn get(
     Query(query): Query<QualifierQuery>,
 ) -> ApiResult<Json<Value>> {
     let f = parse_function(&param, query.qualifier.as_deref())?;
-    let resolved = state.store.resolve(&f.name, f.qualifier.as_deref())?;
+    let version = resolve(&state, &f, &identity.region)?.version;
     let mut body = json!({
-        "Configuration": configuration(&resolved.version, &identity.region),
+        "Configuration": configuration(&version, &identity.region),
         "Code": {
             "RepositoryType": "Mayfly",
-            "Location": format!("mayfly://blobs/{}", resolved.version.code_sha256),
+            "Location": format!("mayfly://blobs/{}", version.code_sha256),
         },
         "Tags": {},
     });
@@ -124,8 +124,8 @@ pub async fn get_configuration(
     Query(query): Query<QualifierQuery>,
 ) -> ApiResult<Json<Value>> {
     let f = parse_function(&param, query.qualifier.as_deref())?;
-    let resolved = state.store.resolve(&f.name, f.qualifier.as_deref())?;
-    Ok(Json(configuration(&resolved.version, &identity.region)))
+    let version = resolve(&state, &f, &identity.region)?.version;
+    Ok(Json(configuration(&version, &identity.region)))
 }
 
 /// `GET /2015-03-31/functions`.

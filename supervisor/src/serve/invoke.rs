@@ -16,8 +16,8 @@ use super::error::{ApiError, ApiResult};
 use super::events;
 use super::functions::QualifierQuery;
 use super::invoker::Job;
-use super::names::{function_arn, parse_function, FunctionRef};
-use super::SharedState;
+use super::names::{function_arn, parse_function};
+use super::{resolve, SharedState};
 
 /// Lambda's limit on a synchronous payload.
 pub const MAX_SYNC_PAYLOAD: usize = 6_291_456;
@@ -86,26 +86,6 @@ fn route(resolved: Resolved, store: &mayfly_store::Store) -> ApiResult<FunctionV
     Ok(resolved.version)
 }
 
-/// Resolves what to run; 404 with Lambda's message when it does not exist.
-pub fn resolve(
-    state: &super::AppState,
-    f: &FunctionRef,
-    region: &str,
-) -> ApiResult<(FunctionVersion, String)> {
-    let arn = function_arn(region, &f.name, f.qualifier.as_deref());
-    let resolved = state
-        .store
-        .resolve(&f.name, f.qualifier.as_deref())
-        .map_err(|e| {
-            if e.is_not_found() {
-                ApiError::not_found(format!("Function not found: {arn}"))
-            } else {
-                e.into()
-            }
-        })?;
-    Ok((route(resolved, &state.store)?, arn))
-}
-
 /// `POST /2015-03-31/functions/{name}/invocations`.
 pub async fn invoke(
     State(state): State<SharedState>,
@@ -126,7 +106,8 @@ pub async fn invoke(
         MAX_SYNC_PAYLOAD
     };
     let payload = check_payload(&body, limit)?;
-    let (version, arn) = resolve(&state, &f, &identity.region)?;
+    let version = route(resolve(&state, &f, &identity.region)?, &state.store)?;
+    let arn = function_arn(&identity.region, &f.name, f.qualifier.as_deref());
     let request_id = uuid::Uuid::new_v4().to_string();
     match kind {
         InvocationType::DryRun => Ok(with_request_id(

@@ -67,6 +67,15 @@ struct FunctionSeries {
     billed_gb_seconds: f64,
 }
 
+/// A metric's name, help text and how to read it from a function's series.
+type Series<T> = (&'static str, &'static str, fn(&FunctionSeries) -> T);
+/// The same for a histogram, borrowed from the series.
+type HistogramSeries = (
+    &'static str,
+    &'static str,
+    for<'a> fn(&'a FunctionSeries) -> &'a Histogram,
+);
+
 /// One finished invocation, as the metrics see it.
 #[derive(Debug, Clone, Copy)]
 pub struct Observation {
@@ -128,7 +137,7 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let mut out = String::new();
-        let counters: [(&str, &str, fn(&FunctionSeries) -> String); 4] = [
+        let counters: [Series<String>; 4] = [
             (
                 "mayfly_invocations_total",
                 "Invocations that ran (any outcome).",
@@ -156,7 +165,7 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{function=\"{function}\"}} {}", value(series));
             }
         }
-        let histograms: [(&str, &str, fn(&FunctionSeries) -> &Histogram); 2] = [
+        let histograms: [HistogramSeries; 2] = [
             (
                 "mayfly_invocation_duration_seconds",
                 "Event delivery to result.",

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod code;
 pub mod concurrency;
 pub mod error;
+pub mod event_config;
 pub mod events;
 pub mod functions;
 pub mod invoke;
@@ -73,6 +74,26 @@ pub async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || f(&state))
         .await
         .map_err(|e| ApiError::service(format!("a store task failed: {e}")))?
+}
+
+/// Resolves a function reference to its version (and alias routing);
+/// 404 with Lambda's message when it does not exist.
+pub fn resolve(
+    state: &AppState,
+    f: &names::FunctionRef,
+    region: &str,
+) -> ApiResult<mayfly_store::Resolved> {
+    state
+        .store
+        .resolve(&f.name, f.qualifier.as_deref())
+        .map_err(|e| {
+            if e.is_not_found() {
+                let arn = names::function_arn(region, &f.name, f.qualifier.as_deref());
+                ApiError::not_found(format!("Function not found: {arn}"))
+            } else {
+                e.into()
+            }
+        })
 }
 
 /// Parses a JSON request body.
