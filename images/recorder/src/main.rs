@@ -1,0 +1,18 @@
+//! Writes its event to the log and answers `{"recorded": <bytes>}`: a sink
+//! for destinations, whose deliveries then show in the invocation records.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use mayfly_kernel::{Context, Error};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+fn handler(event: Box<RawValue>, _ctx: &Context) -> Result<Value, Error> {
+    mayfly_kernel::log!("event: {}", event.get());
+    Ok(json!({ "recorded": event.get().len() }))
+}
+
+mayfly_kernel::entry!(handler);
