@@ -39,3 +39,13 @@ fn boto3_sixteen_concurrent_invokes_each_get_their_own_payload() {
     s.python("boto3_concurrency.py", &[]);
     s.assert_no_qemu();
 }
+
+#[test]
+fn boto3_the_host_concurrency_limit_throttles() {
+    let s = Server::start_with(Options {
+        max_concurrency: Some(2),
+        ..Options::default()
+    });
+    s.python("boto3_account_limit.py", &[]);
+    s.assert_no_qemu();
+}

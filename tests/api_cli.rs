@@ -81,8 +81,8 @@ fn cli_creates_lists_updates_and_deletes_functions() {
         "bootstrap",
         "--role",
         server::ROLE,
-        "--code",
-        &format!("ZipFile=fileb://{}", hello.display()),
+        "--zip-file",
+        &format!("fileb://{}", hello.display()),
     ]);
     again.fails_with("ResourceConflictException");
 
@@ -171,7 +171,7 @@ fn cli_creates_lists_updates_and_deletes_functions() {
         .ok();
     assert_eq!(names(&rest).len(), 3, "{rest}");
     assert!(
-        rest.get("NextMarker").map_or(true, Value::is_null),
+        matches!(rest.get("NextMarker"), None | Some(Value::Null)),
         "last page has no NextMarker: {rest}"
     );
 
@@ -226,11 +226,11 @@ fn cli_creates_lists_updates_and_deletes_functions() {
     assert_eq!(payload_json(&out), json!({"message": "Yo, Ada!"}));
 
     // Delete: gone from get and list; deleting again is a 404.
-    assert_eq!(
-        s.aws(&["delete-function", "--function-name", "crud-b"])
-            .ok(),
-        Value::Null
-    );
+    let d = s
+        .aws(&["delete-function", "--function-name", "crud-b"])
+        .ok();
+    // Newer botocore models show DeleteFunction's status code.
+    assert!(d.is_null() || d["StatusCode"] == 204, "{d}");
     s.aws(&["get-function", "--function-name", "crud-b"])
         .fails_with("ResourceNotFoundException");
     s.aws(&["get-function-configuration", "--function-name", "crud-b"])
@@ -754,8 +754,10 @@ fn cli_reserved_concurrency_throttles_and_account_settings() {
         .aws(&["get-function-concurrency", "--function-name", "conc-echo"])
         .ok();
     assert!(
-        none.get("ReservedConcurrentExecutions")
-            .map_or(true, Value::is_null),
+        matches!(
+            none.get("ReservedConcurrentExecutions"),
+            None | Some(Value::Null)
+        ),
         "{none}"
     );
 
@@ -849,8 +851,10 @@ fn cli_reserved_concurrency_throttles_and_account_settings() {
         .aws(&["get-function-concurrency", "--function-name", "conc-echo"])
         .ok();
     assert!(
-        g.get("ReservedConcurrentExecutions")
-            .map_or(true, Value::is_null),
+        matches!(
+            g.get("ReservedConcurrentExecutions"),
+            None | Some(Value::Null)
+        ),
         "{g}"
     );
     let a = s.aws(&["get-account-settings"]).ok();
@@ -866,7 +870,7 @@ fn cli_reserved_concurrency_throttles_and_account_settings() {
 fn cli_rejects_bad_requests_with_aws_errors() {
     let s = Server::start();
     let echo = image_path("echo.zip");
-    let code = format!("ZipFile=fileb://{}", echo.display());
+    let code = format!("fileb://{}", echo.display());
     let create = |name: &str, extra: &[&str]| {
         let mut args = vec![
             "create-function",
@@ -893,14 +897,17 @@ fn cli_rejects_bad_requests_with_aws_errors() {
         );
     };
 
-    create("bad-mem", &["--code", &code, "--memory-size", "10241"]).fails_with_any(&invalid);
-    create("bad-timeout", &["--code", &code, "--timeout", "901"]).fails_with_any(&invalid);
-    create("bad-runtime", &["--code", &code, "--runtime", "python3.12"])
-        .fails_with("InvalidParameterValueException");
+    create("bad-mem", &["--zip-file", &code, "--memory-size", "10241"]).fails_with_any(&invalid);
+    create("bad-timeout", &["--zip-file", &code, "--timeout", "901"]).fails_with_any(&invalid);
+    create(
+        "bad-runtime",
+        &["--zip-file", &code, "--runtime", "python3.12"],
+    )
+    .fails_with("InvalidParameterValueException");
     let big_env = format!(r#"{{"Variables":{{"BIG":"{}"}}}}"#, "x".repeat(4200));
-    create("bad-env", &["--code", &code, "--environment", &big_env])
+    create("bad-env", &["--zip-file", &code, "--environment", &big_env])
         .fails_with("InvalidParameterValueException");
-    create("bad name!", &["--code", &code]).fails_with_any(&invalid);
+    create("bad name!", &["--zip-file", &code]).fails_with_any(&invalid);
     for n in ["bad-mem", "bad-timeout", "bad-runtime", "bad-env"] {
         must_not_exist(n);
     }
@@ -916,10 +923,7 @@ fn cli_rejects_bad_requests_with_aws_errors() {
     );
     let msg = create(
         "pkg-nobootstrap",
-        &[
-            "--code",
-            &format!("ZipFile=fileb://{}", no_bootstrap.display()),
-        ],
+        &["--zip-file", &format!("fileb://{}", no_bootstrap.display())],
     )
     .fails_with("InvalidParameterValueException");
     assert!(
@@ -932,7 +936,7 @@ fn cli_rejects_bad_requests_with_aws_errors() {
     write_zip(&no_pvh, &[("bootstrap", floor_without_pvh().as_slice())]);
     let msg = create(
         "pkg-nopvh",
-        &["--code", &format!("ZipFile=fileb://{}", no_pvh.display())],
+        &["--zip-file", &format!("fileb://{}", no_pvh.display())],
     )
     .fails_with("InvalidParameterValueException");
     assert!(msg.contains("PVH"), "the message says what is wrong: {msg}");
@@ -945,19 +949,13 @@ fn cli_rejects_bad_requests_with_aws_errors() {
     );
     create(
         "pkg-text",
-        &["--code", &format!("ZipFile=fileb://{}", text.display())],
+        &["--zip-file", &format!("fileb://{}", text.display())],
     )
     .fails_with("InvalidParameterValueException");
     must_not_exist("pkg-text");
 
-    let not_zip = s.tmp().join("not.zip");
-    std::fs::write(&not_zip, b"PK\x03\x04 but not really a zip").unwrap();
-    create(
-        "pkg-notzip",
-        &["--code", &format!("ZipFile=fileb://{}", not_zip.display())],
-    )
-    .fails_with("InvalidParameterValueException");
-    must_not_exist("pkg-notzip");
+    // (A file that is not a zip at all the CLI refuses itself: boto3_errors.py
+    // sends one.)
 
     // Updates are validated the same way and leave the function as it was.
     let c = s.create("bad-update", &echo, &[]);

@@ -1,6 +1,10 @@
 //! One invocation: boot a fresh VM, serve it its event, collect its answer,
 //! destroy it. The entry point shared by `mayfly run` and the service.
 //!
+//! The same path in two steps, for warm pools: [`boot`] a VM ahead of its
+//! event (it waits in its first `next`), then [`BootedVm::deliver`] the
+//! event when one comes. Either way a VM serves one event.
+//!
 //! The outcome is returned as soon as the guest has answered; QEMU is then
 //! killed and reaped before [`invoke`] returns (a VM that has answered has
 //! nothing left to do, so this costs only the kill itself). Every other path
@@ -14,6 +18,7 @@ use std::time::{Duration, Instant};
 use mayfly_proto::boot::BootConfig;
 use thiserror::Error;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::accel::Accel;
 use crate::console::{self, CappedLog};
@@ -54,6 +59,38 @@ pub struct InvocationRequest {
     /// The request id.
     pub request_id: String,
     /// The accelerator (see [`crate::accel::detect`]).
+    pub accel: Accel,
+}
+
+impl InvocationRequest {
+    /// The VM this request boots, without its event.
+    pub fn template(&self) -> VmTemplate {
+        VmTemplate {
+            image: self.image.clone(),
+            memory_mb: self.memory_mb,
+            env: self.env.clone(),
+            function_name: self.function_name.clone(),
+            function_version: self.function_version.clone(),
+            accel: self.accel,
+        }
+    }
+}
+
+/// What a VM is booted as: everything about an invocation but its event
+/// (see [`boot`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmTemplate {
+    /// The unikernel ELF.
+    pub image: PathBuf,
+    /// The VM's RAM, in MB.
+    pub memory_mb: u32,
+    /// Environment variables, already validated.
+    pub env: Vec<(String, String)>,
+    /// The function's name.
+    pub function_name: String,
+    /// Its version.
+    pub function_version: String,
+    /// The accelerator.
     pub accel: Accel,
 }
 
@@ -145,9 +182,26 @@ pub enum InvokeError {
     /// The cancellation future completed first; the VM was killed.
     #[error("the invocation was cancelled")]
     Cancelled,
+    /// A VM booted ahead of its event ([`boot`]) ended before asking for
+    /// it; the outcome says how (its log included).
+    #[error("the VM failed before asking for its event: {}", boot_failure(.0))]
+    Boot(Box<InvocationOutcome>),
 }
 
+fn boot_failure(outcome: &InvocationOutcome) -> String {
+    format!(
+        "{}: {}",
+        outcome.result.error_type().unwrap_or("Unknown"),
+        outcome.result.error_message().unwrap_or_default()
+    )
+}
+
+mod warm;
+pub use warm::{boot, BootedVm};
+
 enum Ending {
+    /// A warm VM's guest asked for its event; nothing was delivered.
+    Waiting(Instant),
     Finished(Instant, GuestResult),
     Exited(std::process::ExitStatus),
     TimedOut(Duration),
@@ -166,63 +220,149 @@ pub async fn invoke_until(
     request: &InvocationRequest,
     cancel: impl Future<Output = ()>,
 ) -> Result<InvocationOutcome, InvokeError> {
-    let mut boot = BootConfig::new(&request.function_name, request.memory_mb);
-    boot.function_version = request.function_version.clone();
-    boot.env = request.env.clone();
-
-    let (host_end, guest_end) = net::socket_pair()?;
-    let mut stack = HostStack::new(
-        host_end,
-        HostAddress {
-            ip: boot.host_ip,
-            prefix_len: boot.prefix_len,
-            port: boot.api_port,
-        },
-    )?;
-    let mut api = RuntimeApi::new(Invocation {
+    // The event is known before boot: the first `next` is answered at once.
+    let api = RuntimeApi::new(Invocation {
         request_id: request.request_id.clone(),
         event: request.event.clone(),
         timeout: request.timeout,
         invoked_arn: request.invoked_arn.clone(),
         trace_id: new_trace_id(),
     });
+    let mut running = Running::start(&request.template(), api, request.timeout)?;
+    let deadline = running.spawned_at + INIT_TIMEOUT;
+    let ending = running.drive(deadline, INIT_TIMEOUT, cancel).await?;
+    running.finish(ending, &request.request_id, false).await
+}
 
-    let binary = qemu::find_binary(
-        request.accel,
-        std::env::var_os(qemu::QEMU_ENV),
-        std::env::var_os("PATH").as_deref(),
-    );
-    let config = VmConfig {
-        accel: request.accel,
-        memory_mb: request.memory_mb,
-        kernel: &request.image,
-        boot: &boot,
-    };
-    let spawned_at = Instant::now();
-    let mut vm = qemu::spawn(&binary, &config, guest_end)?;
-    let console = vm
-        .take_console()
-        .map(|stdout| tokio::spawn(console::capture(stdout, CappedLog::default())));
+/// One VM and everything that serves it.
+struct Running {
+    vm: qemu::Vm,
+    stack: HostStack,
+    api: RuntimeApi,
+    console: Option<JoinHandle<CappedLog>>,
+    events_tx: mpsc::UnboundedSender<ApiEvent>,
+    events: mpsc::UnboundedReceiver<ApiEvent>,
+    spawned_at: Instant,
+    /// What a duration is counted from when no event was delivered: the
+    /// spawn, or a warm VM's delivery call.
+    base: Instant,
+    delivered_at: Option<Instant>,
+    max_memory: Option<u64>,
+    /// The function's timeout, from delivery.
+    timeout: Duration,
+}
 
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    let mut delivered_at = None;
-    let mut max_memory = None;
-    let ending = {
-        let network = stack.run(&mut api, &events_tx);
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("pid", &self.vm.pid())
+            .field("spawned_at", &self.spawned_at)
+            .field("delivered_at", &self.delivered_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Running {
+    fn start(
+        template: &VmTemplate,
+        api: RuntimeApi,
+        timeout: Duration,
+    ) -> Result<Running, InvokeError> {
+        let mut boot = BootConfig::new(&template.function_name, template.memory_mb);
+        boot.function_version = template.function_version.clone();
+        boot.env = template.env.clone();
+
+        let (host_end, guest_end) = net::socket_pair()?;
+        let stack = HostStack::new(
+            host_end,
+            HostAddress {
+                ip: boot.host_ip,
+                prefix_len: boot.prefix_len,
+                port: boot.api_port,
+            },
+        )?;
+        let binary = qemu::find_binary(
+            template.accel,
+            std::env::var_os(qemu::QEMU_ENV),
+            std::env::var_os("PATH").as_deref(),
+        );
+        let config = VmConfig {
+            accel: template.accel,
+            memory_mb: template.memory_mb,
+            kernel: &template.image,
+            boot: &boot,
+        };
+        let spawned_at = Instant::now();
+        let mut vm = qemu::spawn(&binary, &config, guest_end)?;
+        let console = vm
+            .take_console()
+            .map(|stdout| tokio::spawn(console::capture(stdout, CappedLog::default())));
+        let (events_tx, events) = mpsc::unbounded_channel();
+        Ok(Running {
+            vm,
+            stack,
+            api,
+            console,
+            events_tx,
+            events,
+            spawned_at,
+            base: spawned_at,
+            delivered_at: None,
+            max_memory: None,
+            timeout,
+        })
+    }
+
+    /// Sends `signal` to QEMU, while it is not reaped (so its pid is ours).
+    fn signal(&self, signal: libc::c_int) {
+        let Some(pid) = self.vm.pid() else { return };
+        // SAFETY: kill(2) has no memory effects; the pid is our unreaped
+        // child's, so it cannot name another process.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
+        if rc != 0 {
+            // Already dead: the next wait reports it.
+            tracing::debug!(pid, signal, error = %std::io::Error::last_os_error(), "cannot signal QEMU");
+        }
+    }
+
+    /// Serves the VM until the invocation ends one way or another, or (a
+    /// warm boot) the guest waits for an event that is not there.
+    async fn drive(
+        &mut self,
+        deadline: Instant,
+        limit: Duration,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<Ending, InvokeError> {
+        let Running {
+            vm,
+            stack,
+            api,
+            events_tx,
+            events,
+            spawned_at,
+            delivered_at,
+            max_memory,
+            timeout,
+            ..
+        } = self;
+        let spawned_at = *spawned_at;
+        let timeout = *timeout;
+        let network = stack.run(api, events_tx);
         tokio::pin!(network);
         tokio::pin!(cancel);
-        let mut deadline = spawned_at + INIT_TIMEOUT;
-        let mut limit = INIT_TIMEOUT;
+        let mut deadline = deadline;
+        let mut limit = limit;
         let mut handle = |event, deadline: &mut Instant, limit: &mut Duration| match event {
+            ApiEvent::Waiting { at } => Some(Ending::Waiting(at)),
             ApiEvent::Delivered { at, .. } => {
-                tracing::debug!(init = ?at - spawned_at, "event delivered");
-                delivered_at = Some(at);
-                *deadline = at + request.timeout;
-                *limit = request.timeout;
+                tracing::debug!(since_spawn = ?at - spawned_at, "event delivered");
+                *delivered_at = Some(at);
+                *deadline = at + timeout;
+                *limit = timeout;
                 None
             }
             ApiEvent::MaxMemory(bytes) => {
-                max_memory = Some(bytes);
+                *max_memory = Some(bytes);
                 None
             }
             ApiEvent::Finished { at, result } => Some(Ending::Finished(at, result)),
@@ -247,7 +387,7 @@ pub async fn invoke_until(
                 () = tokio::time::sleep_until(deadline.into()) => break Ending::TimedOut(limit),
             }
         };
-        match ending {
+        Ok(match ending {
             Ending::Exited(status) => {
                 // The guest may have posted its result and powered off
                 // before the frames carrying it were read.
@@ -267,57 +407,73 @@ pub async fn invoke_until(
                 }
             }
             other => other,
-        }
-    };
-    // A result's time is when it arrived, not when the VM was torn down.
-    let ended_at = match &ending {
-        Ending::Finished(at, _) => *at,
-        _ => Instant::now(),
-    };
+        })
+    }
 
-    tracing::trace!("killing QEMU");
-    let status = vm.kill().await;
-    tracing::debug!(status = ?status, "QEMU reaped");
-    let log = match console {
-        // QEMU is gone, so the pipe is at its end: this finishes promptly.
-        Some(task) => task.await.map(|log| log.to_bytes()).unwrap_or_default(),
-        None => Vec::new(),
-    };
-    tracing::trace!("console collected");
+    /// Kills and reaps QEMU, collects the console and says how it ended.
+    async fn finish(
+        mut self,
+        ending: Ending,
+        request_id: &str,
+        warm: bool,
+    ) -> Result<InvocationOutcome, InvokeError> {
+        // A result's time is when it arrived, not when the VM was torn down.
+        let ended_at = match &ending {
+            Ending::Finished(at, _) => *at,
+            _ => Instant::now(),
+        };
 
-    let result = match ending {
-        Ending::Finished(_, GuestResult::Response(body)) => InvocationResult::Success(body),
-        Ending::Finished(
-            _,
-            GuestResult::Error {
+        tracing::trace!("killing QEMU");
+        let status = self.vm.kill().await;
+        tracing::debug!(status = ?status, "QEMU reaped");
+        let log = match self.console.take() {
+            // QEMU is gone, so the pipe is at its end: this finishes promptly.
+            Some(task) => task.await.map(|log| log.to_bytes()).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        tracing::trace!("console collected");
+
+        let result = match ending {
+            Ending::Finished(_, GuestResult::Response(body)) => InvocationResult::Success(body),
+            Ending::Finished(
+                _,
+                GuestResult::Error {
+                    error_type,
+                    error_message,
+                    body,
+                    ..
+                },
+            ) => InvocationResult::FunctionError {
                 error_type,
                 error_message,
                 body,
-                ..
             },
-        ) => InvocationResult::FunctionError {
-            error_type,
-            error_message,
-            body,
-        },
-        Ending::TimedOut(after) => InvocationResult::Timeout { after },
-        Ending::Exited(status) => {
-            let stderr = vm.stderr_tail().await;
-            InvocationResult::ExitError(exit_message(&qemu::describe_status(status), &stderr))
-        }
-        Ending::NetFailed(e) => return Err(InvokeError::Network(e)),
-        Ending::Cancelled => return Err(InvokeError::Cancelled),
-    };
-    let duration = ended_at.saturating_duration_since(delivered_at.unwrap_or(spawned_at));
-    Ok(InvocationOutcome {
-        request_id: request.request_id.clone(),
-        result,
-        init_duration: delivered_at.map(|at| at - spawned_at),
-        duration,
-        billed_duration_ms: report::billed_ms(duration),
-        max_memory_used_mb: max_memory.map_or(0, |b: u64| b.div_ceil(1024 * 1024)),
-        log,
-    })
+            Ending::TimedOut(after) => InvocationResult::Timeout { after },
+            Ending::Exited(status) => {
+                let stderr = self.vm.stderr_tail().await;
+                InvocationResult::ExitError(exit_message(&qemu::describe_status(status), &stderr))
+            }
+            Ending::Waiting(_) => {
+                InvocationResult::ExitError("the VM was never given its event".into())
+            }
+            Ending::NetFailed(e) => return Err(InvokeError::Network(e)),
+            Ending::Cancelled => return Err(InvokeError::Cancelled),
+        };
+        let duration = ended_at.saturating_duration_since(self.delivered_at.unwrap_or(self.base));
+        let init_duration = match warm {
+            true => None,
+            false => self.delivered_at.map(|at| at - self.spawned_at),
+        };
+        Ok(InvocationOutcome {
+            request_id: request_id.to_string(),
+            result,
+            init_duration,
+            duration,
+            billed_duration_ms: report::billed_ms(duration),
+            max_memory_used_mb: self.max_memory.map_or(0, |b: u64| b.div_ceil(1024 * 1024)),
+            log,
+        })
+    }
 }
 
 /// The `Runtime.ExitError` message: how QEMU ended, and its last words.

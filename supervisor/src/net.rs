@@ -387,6 +387,10 @@ impl HostStack {
                 tracing::debug!(remote = ?socket.remote_endpoint(), "runtime API connection");
                 Connection::new()
             });
+            // A warm VM's held `next`, answerable once its event arrived.
+            if connection.resume(api, Now::current()) {
+                progressed = true;
+            }
             while socket.can_recv() {
                 let received = socket.recv(|data| {
                     connection.receive(api, data, Now::current());

@@ -5,6 +5,11 @@
 //! One VM lives for one event: the first `next` gets the event, a second
 //! `next` is never answered (the guest should have powered off), and the
 //! first posted response or error ends the invocation.
+//!
+//! A warm VM is booted before its event exists ([`RuntimeApi::without_event`]):
+//! its first `next` is held unanswered ([`ApiEvent::Waiting`]) until
+//! [`RuntimeApi::deliver`] gives the event and the connection holding it
+//! is resumed ([`Connection::resume`]).
 
 use std::time::{Duration, Instant};
 
@@ -90,6 +95,12 @@ pub enum GuestResult {
 /// Something the invocation needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiEvent {
+    /// The first `next` arrived before there was an event to give: it is
+    /// held unanswered until [`RuntimeApi::deliver`].
+    Waiting {
+        /// When.
+        at: Instant,
+    },
     /// The first `next` arrived and the event was written in answer.
     Delivered {
         /// When.
@@ -111,6 +122,8 @@ pub enum ApiEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     AwaitingNext,
+    /// A `next` arrived with no event to give; its connection waits.
+    Holding,
     Delivered,
     Done,
 }
@@ -118,7 +131,7 @@ enum Phase {
 /// The server's state for the one invocation, shared by all connections.
 #[derive(Debug)]
 pub struct RuntimeApi {
-    invocation: Invocation,
+    invocation: Option<Invocation>,
     phase: Phase,
     events: Vec<ApiEvent>,
 }
@@ -127,10 +140,35 @@ impl RuntimeApi {
     /// A server for `invocation`, waiting for the first `next`.
     pub fn new(invocation: Invocation) -> RuntimeApi {
         RuntimeApi {
-            invocation,
+            invocation: Some(invocation),
             phase: Phase::AwaitingNext,
             events: Vec::new(),
         }
+    }
+
+    /// A server with no event yet (a warm VM): the first `next` is held
+    /// until [`deliver`](Self::deliver).
+    pub fn without_event() -> RuntimeApi {
+        RuntimeApi {
+            invocation: None,
+            phase: Phase::AwaitingNext,
+            events: Vec::new(),
+        }
+    }
+
+    /// Gives the event to a server made by [`without_event`](Self::without_event).
+    /// A held `next` is answered when its connection is next
+    /// [resumed](Connection::resume). Ignored if there is an event already:
+    /// a VM serves one event.
+    pub fn deliver(&mut self, invocation: Invocation) {
+        if self.invocation.is_none() {
+            self.invocation = Some(invocation);
+        }
+    }
+
+    /// Whether a held `next` can now be answered.
+    fn can_answer_held(&self) -> bool {
+        self.phase == Phase::Holding && self.invocation.is_some()
     }
 
     /// Events since the last call, oldest first.
@@ -145,7 +183,8 @@ impl RuntimeApi {
         match &head.route {
             OwnedRoute::Next => self.next(now),
             OwnedRoute::Response(id) | OwnedRoute::Error(id) => {
-                if *id != self.invocation.request_id {
+                let expected = self.invocation.as_ref().map(|i| i.request_id.as_str());
+                if expected != Some(id.as_str()) {
                     return Reply::error(
                         400,
                         "InvalidRequestID",
@@ -180,8 +219,17 @@ impl RuntimeApi {
             // The VM lives for one event; there will never be another.
             return Reply::Never;
         }
+        self.answer_next(now)
+    }
+
+    /// Answers the first `next`: with the event, or by holding it.
+    fn answer_next(&mut self, now: Now) -> Reply {
+        let Some(inv) = &self.invocation else {
+            self.phase = Phase::Holding;
+            self.events.push(ApiEvent::Waiting { at: now.instant });
+            return Reply::Hold;
+        };
         self.phase = Phase::Delivered;
-        let inv = &self.invocation;
         let deadline_ms = now.epoch_ms + inv.timeout.as_millis() as u64;
         self.events.push(ApiEvent::Delivered {
             at: now.instant,
@@ -270,6 +318,8 @@ enum Reply {
     },
     /// Park the connection: no answer, ever.
     Never,
+    /// Park the connection until the event is delivered.
+    Hold,
 }
 
 impl Reply {
@@ -307,6 +357,11 @@ pub struct Connection {
     /// A `next` is waiting forever; later requests cannot be answered (HTTP
     /// answers in order), so they are ignored.
     parked: bool,
+    /// A `next` is waiting for the event; input is kept until it is
+    /// answered.
+    held: bool,
+    /// Whether the held `next` asked for `Connection: close`.
+    held_close: bool,
     /// The connection is being closed: input is ignored.
     closing: bool,
 }
@@ -324,7 +379,31 @@ impl Connection {
             return;
         }
         self.input.extend_from_slice(data);
-        while !self.parked && !self.closing && self.process_one(api, now) {}
+        self.process(api, now);
+    }
+
+    fn process(&mut self, api: &mut RuntimeApi, now: Now) {
+        while !self.parked && !self.held && !self.closing && self.process_one(api, now) {}
+    }
+
+    /// Answers this connection's held `next` once the event has been
+    /// [delivered](RuntimeApi::deliver), then handles what arrived behind
+    /// it; whether it answered.
+    pub fn resume(&mut self, api: &mut RuntimeApi, now: Now) -> bool {
+        if !self.held || !api.can_answer_held() {
+            return false;
+        }
+        self.held = false;
+        match api.answer_next(now) {
+            Reply::Http {
+                status,
+                headers,
+                body,
+            } => self.write_response(status, &headers, &body, self.held_close),
+            Reply::Never | Reply::Hold => self.parked = true,
+        }
+        self.process(api, now);
+        true
     }
 
     /// Handles at most one request; whether another may follow in `input`.
@@ -367,6 +446,10 @@ impl Connection {
         self.input.drain(..end);
         match reply {
             Reply::Never => self.parked = true,
+            Reply::Hold => {
+                self.held = true;
+                self.held_close = head.close;
+            }
             Reply::Http {
                 status,
                 headers,

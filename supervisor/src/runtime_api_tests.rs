@@ -310,3 +310,69 @@ fn trace_ids() {
         "Root=1-5f5e1000-abababababababababababab;Parent=0101010101010101;Sampled=0"
     );
 }
+
+fn invocation() -> Invocation {
+    Invocation {
+        request_id: ID.into(),
+        event: br#"{"a":1}"#.to_vec(),
+        timeout: Duration::from_secs(3),
+        invoked_arn: "arn:aws:lambda:us-east-1:000000000000:function:echo:1".into(),
+        trace_id: "Root=1-00000001-000000000000000000000000;Parent=0000000000000000;Sampled=0"
+            .into(),
+    }
+}
+
+#[test]
+fn warm_next_is_held_until_the_event_is_delivered() {
+    let mut api = RuntimeApi::without_event();
+    let mut conn = Connection::new();
+    assert_eq!(exchange(&mut api, &mut conn, NEXT), "");
+    let events = api.take_events();
+    assert!(matches!(
+        events[..],
+        [ApiEvent::MaxMemory(_), ApiEvent::Waiting { .. }]
+    ));
+    // Nothing to answer with yet; a post meanwhile is kept, not answered.
+    assert!(!conn.resume(&mut api, now()));
+    let response = post(
+        &format!("/2018-06-01/runtime/invocation/{ID}/response"),
+        "",
+        "{}",
+    );
+    conn.receive(&mut api, &response[..10], now());
+    assert!(conn.pending_output().is_empty());
+
+    api.deliver(invocation());
+    assert!(conn.resume(&mut api, now()));
+    assert!(!conn.resume(&mut api, now()), "answered once");
+    let answer = String::from_utf8(conn.pending_output().to_vec()).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.contains(&format!("Lambda-Runtime-Aws-Request-Id: {ID}\r\n")));
+    assert!(answer.ends_with("\r\n\r\n{\"a\":1}"), "{answer}");
+    assert!(matches!(
+        api.take_events()[..],
+        [ApiEvent::Delivered { .. }]
+    ));
+    let n = conn.pending_output().len();
+    conn.consume_output(n);
+
+    // The rest of the post that arrived behind the held `next`.
+    let answer = exchange(&mut api, &mut conn, &response[10..]);
+    assert!(answer.starts_with("HTTP/1.1 202 Accepted"), "{answer}");
+    assert!(matches!(
+        &api.take_events()[..],
+        [ApiEvent::Finished { result: GuestResult::Response(body), .. }] if body == b"{}"
+    ));
+}
+
+#[test]
+fn a_second_delivery_changes_nothing() {
+    let mut api = RuntimeApi::new(invocation());
+    let mut other = invocation();
+    other.request_id = "someone-else".into();
+    api.deliver(other);
+    let mut conn = Connection::new();
+    let answer = exchange(&mut api, &mut conn, NEXT);
+    assert!(answer.contains(&format!("Lambda-Runtime-Aws-Request-Id: {ID}\r\n")));
+    assert!(!conn.resume(&mut api, now()));
+}

@@ -44,6 +44,8 @@ def configuration_limits():
                             Role="arn:aws:iam::000000000000:role/lambda", Handler="bootstrap",
                             Code={"ZipFile": ECHO})
 
+    c = create(lam, "e-env-ok", "echo", Environment={"Variables": {"BIG": "x" * 4000}})
+    eq(len(c["Environment"]["Variables"]["BIG"]), 4000, "a 4000-byte variable is within the 4 KB")
     big_env = {"Variables": {"BIG": "x" * 4200}}
     expect_error("InvalidParameterValueException", 400, create, lam, "e-env", "echo", Environment=big_env)
     not_stored("e-env")

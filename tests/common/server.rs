@@ -196,6 +196,7 @@ impl Server {
                 "RUST_LOG",
                 std::env::var("MAYFLY_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -359,7 +360,7 @@ impl Server {
     /// `aws lambda create-function` of `target/images/<image>.zip` (or any
     /// zip path) with the given extra arguments; asserts success.
     pub fn create(&self, name: &str, zip: &Path, extra: &[&str]) -> Value {
-        let code = format!("ZipFile=fileb://{}", zip.display());
+        let code = format!("fileb://{}", zip.display());
         let mut args = vec![
             "create-function",
             "--function-name",
@@ -370,7 +371,7 @@ impl Server {
             "bootstrap",
             "--role",
             ROLE,
-            "--code",
+            "--zip-file",
             &code,
         ];
         args.extend_from_slice(extra);
@@ -547,9 +548,8 @@ impl Server {
         );
         assert!(
             out.status.success(),
-            "{script} failed ({}):\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}\n--- server log (tail):\n{}",
+            "{script} failed ({}):\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}",
             out.status,
-            tail(&self.log(), 6000)
         );
         out
     }
@@ -561,7 +561,7 @@ impl Drop for Server {
         let left = processes_mentioning(&self.data_dir);
         let killed = matches!(stopped, Some((_, true)));
         if std::thread::panicking() {
-            eprintln!("--- mayfly serve log (tail):\n{}", tail(&self.log(), 12000));
+            eprintln!("--- mayfly serve log (tail):\n{}", tail(&self.log(), 6000));
         }
         if !left.is_empty() {
             // Give a VM being torn down a moment, then clean up for the
@@ -725,10 +725,17 @@ impl Cli {
             "expected `An error occurred ({codes:?}) when calling the …`:\n{}",
             self.describe()
         );
+        // `… when calling the Op operation[ (reached max retries: 0)]: message`
         let message = self
             .stderr
-            .split_once("operation: ")
-            .map(|(_, m)| m.trim().to_string())
+            .split_once(" when calling the ")
+            .and_then(|(_, rest)| rest.split_once(" operation"))
+            .map(|(_, rest)| match rest.strip_prefix(" (") {
+                Some(r) => r.split_once(')').map_or("", |(_, r)| r),
+                None => rest,
+            })
+            .and_then(|rest| rest.strip_prefix(": "))
+            .map(|m| m.trim().to_string())
             .unwrap_or_default();
         assert!(
             !message.is_empty(),

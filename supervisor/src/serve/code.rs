@@ -84,7 +84,13 @@ impl ImageCache {
     pub fn new(data_dir: &Path) -> std::io::Result<ImageCache> {
         let dir = data_dir.join("images");
         std::fs::create_dir_all(&dir)?;
-        Ok(ImageCache { dir })
+        // Absolute, so that QEMU's `-kernel` names it fully (see `sweep`).
+        Ok(ImageCache { dir: std::fs::canonicalize(dir)? })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The ELF of the package `sha256_hex`, unpacking it the first time.

@@ -117,20 +117,29 @@ async fn process_inner(state: &SharedState, event: Event) -> ApiResult<()> {
         payload: event.payload.clone(),
         invocation_type: "Event",
     };
-    let slot = match state.invoker.try_acquire(&job.version.name)? {
-        Ok(slot) => slot,
-        Err(_) => {
-            state.invoker.metrics.throttled(&job.version.name);
-            let attempts = event.attempts;
-            return blocking(state, move |state: &AppState| {
-                Ok(state
-                    .store
-                    .retry_event(&id, now_ms() + THROTTLE_RETRY_MS, attempts)?)
-            })
-            .await;
+    let warm = state
+        .provisioned
+        .take(&event.function_name, qualifier, &job.version);
+    let completed = match warm {
+        // Provisioned concurrency: a VM booted ahead, with its own slot.
+        Some(warm) => warm.run(&state.invoker, job).await?,
+        None => {
+            let slot = match state.invoker.try_acquire(&job.version.name)? {
+                Ok(slot) => slot,
+                Err(_) => {
+                    state.invoker.metrics.throttled(&job.version.name);
+                    let attempts = event.attempts;
+                    return blocking(state, move |state: &AppState| {
+                        Ok(state
+                            .store
+                            .retry_event(&id, now_ms() + THROTTLE_RETRY_MS, attempts)?)
+                    })
+                    .await;
+                }
+            };
+            state.invoker.run(job, slot).await?
         }
     };
-    let completed = state.invoker.run(job, slot).await?;
     if completed.outcome.result.error_type().is_none() {
         return finish(state, &event, Finish::Succeeded(completed)).await;
     }

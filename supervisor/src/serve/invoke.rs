@@ -133,14 +133,23 @@ pub async fn invoke(
                 payload,
                 invocation_type: "RequestResponse",
             };
-            let slot = match state.invoker.try_acquire(&job.version.name)? {
-                Ok(slot) => slot,
-                Err(throttle) => {
-                    state.invoker.record_throttle(&job).await;
-                    return Err(ApiError::too_many_requests(throttle.reason()));
+            let warm = state
+                .provisioned
+                .take(&f.name, f.qualifier.as_deref(), &job.version);
+            let completed = match warm {
+                // Provisioned concurrency: a VM booted ahead, with its own slot.
+                Some(warm) => warm.run(&state.invoker, job).await?,
+                None => {
+                    let slot = match state.invoker.try_acquire(&job.version.name)? {
+                        Ok(slot) => slot,
+                        Err(throttle) => {
+                            state.invoker.record_throttle(&job).await;
+                            return Err(ApiError::too_many_requests(throttle.reason()));
+                        }
+                    };
+                    state.invoker.run(job, slot).await?
                 }
             };
-            let completed = state.invoker.run(job, slot).await?;
             let mut response = (StatusCode::OK, completed.payload()).into_response();
             let headers = response.headers_mut();
             headers.insert("content-type", HeaderValue::from_static("application/json"));

@@ -14,7 +14,9 @@ use super::error::{ApiError, ApiResult};
 use super::metrics::{Metrics, Observation};
 use super::model::run_settings;
 use crate::accel::Accel;
-use crate::invoke::{self, InvocationOutcome, InvocationRequest, InvocationResult, InvokeError};
+use crate::invoke::{
+    self, BootedVm, InvocationOutcome, InvocationRequest, InvocationResult, InvokeError,
+};
 use crate::report::{self, Report};
 
 /// Bytes of log kept in an invocation record (the end of it).
@@ -138,6 +140,23 @@ impl Invoker {
         self.max_concurrency
     }
 
+    /// The accelerator VMs run under.
+    pub fn accel(&self) -> Accel {
+        self.accel
+    }
+
+    /// The bootable image of the package `sha256_hex`, unpacked once.
+    pub async fn image(&self, sha256_hex: &str) -> ApiResult<std::path::PathBuf> {
+        let (images, store, sha) = (
+            self.images.clone(),
+            self.store.clone(),
+            sha256_hex.to_string(),
+        );
+        tokio::task::spawn_blocking(move || images.image(&store, &sha))
+            .await
+            .map_err(|e| ApiError::service(format!("unpacking the image failed: {e}")))?
+    }
+
     /// Takes a slot for `function`, or says which limit refuses it. Never
     /// waits: over the limit is a 429 at once.
     pub fn try_acquire(self: &Arc<Self>, function: &str) -> ApiResult<Result<Slot, Throttle>> {
@@ -198,10 +217,30 @@ impl Invoker {
     /// Runs the job in its own task, holding `slot` until the VM is gone.
     /// Dropping the returned future (the client went away) kills the VM.
     pub async fn run(self: &Arc<Self>, job: Job, slot: Slot) -> ApiResult<Completed> {
+        self.run_on(job, slot, None).await
+    }
+
+    /// [`run`](Self::run) on a warm VM (provisioned concurrency) that
+    /// `slot` was held for, instead of a freshly booted one.
+    pub async fn run_warm(
+        self: &Arc<Self>,
+        job: Job,
+        slot: Slot,
+        vm: BootedVm,
+    ) -> ApiResult<Completed> {
+        self.run_on(job, slot, Some(vm)).await
+    }
+
+    async fn run_on(
+        self: &Arc<Self>,
+        job: Job,
+        slot: Slot,
+        warm: Option<BootedVm>,
+    ) -> ApiResult<Completed> {
         let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
         let invoker = self.clone();
         let task = tokio::spawn(async move {
-            let result = invoker.run_in_task(job, cancel_rx).await;
+            let result = invoker.run_in_task(job, cancel_rx, warm).await;
             drop(slot);
             result
         });
@@ -211,14 +250,18 @@ impl Invoker {
         result.map_err(|e| ApiError::service(format!("invocation task failed: {e}")))?
     }
 
-    async fn run_in_task(&self, job: Job, cancel: oneshot::Receiver<()>) -> ApiResult<Completed> {
+    async fn run_in_task(
+        &self,
+        job: Job,
+        cancel: oneshot::Receiver<()>,
+        warm: Option<BootedVm>,
+    ) -> ApiResult<Completed> {
         let settings = run_settings(&job.version.config);
-        let images = self.images.clone();
-        let store = self.store.clone();
-        let sha = job.version.code_sha256.clone();
-        let image = tokio::task::spawn_blocking(move || images.image(&store, &sha))
-            .await
-            .map_err(|e| ApiError::service(format!("unpacking the image failed: {e}")))??;
+        let image = match warm {
+            // A warm VM has its image loaded already.
+            Some(_) => std::path::PathBuf::new(),
+            None => self.image(&job.version.code_sha256).await?,
+        };
         let request = InvocationRequest {
             image,
             event: job.payload.clone(),
@@ -238,7 +281,13 @@ impl Invoker {
         let cancelled = async move {
             let _ = cancel.await;
         };
-        let result = invoke::invoke_until(&request, cancelled).await;
+        let result = match warm {
+            Some(vm) => {
+                let (event, id, arn) = (request.event, &request.request_id, &request.invoked_arn);
+                vm.deliver(event, id, arn, request.timeout, cancelled).await
+            }
+            None => invoke::invoke_until(&request, cancelled).await,
+        };
         self.metrics.running_vms_add(-1);
         let outcome = match result {
             Ok(outcome) => outcome,

@@ -25,7 +25,9 @@ pub mod invoker;
 pub mod metrics;
 pub mod model;
 pub mod names;
+pub mod provisioned;
 mod server;
+pub mod sweep;
 pub mod versions;
 
 pub use server::run;
@@ -60,6 +62,8 @@ pub struct AppState {
     pub events_ready: Notify,
     /// The first retry delay of a failed async event.
     pub retry_base_delay: Duration,
+    /// The warm pools of provisioned concurrency.
+    pub provisioned: Arc<provisioned::WarmPools>,
 }
 
 /// The state as handlers receive it.
@@ -170,6 +174,12 @@ pub fn router(state: SharedState) -> Router {
         .route(
             "/2019-09-30/functions/{name}/concurrency",
             get(concurrency::get),
+        )
+        .route(
+            "/2019-09-30/functions/{name}/provisioned-concurrency",
+            put(provisioned::put)
+                .get(provisioned::get)
+                .delete(provisioned::delete),
         )
         .route(
             "/2016-08-19/account-settings",

@@ -83,6 +83,10 @@ pub async fn run(
         ),
     }
     let images = ImageCache::new(&config.data_dir).map_err(ServeError::Images)?;
+    let swept = super::sweep::kill_orphans(images.dir());
+    if swept > 0 {
+        eprintln!("mayfly: killed {swept} QEMU process(es) left by a previous run");
+    }
     let invoker = Arc::new(Invoker::new(
         store.clone(),
         images,
@@ -90,6 +94,7 @@ pub async fn run(
         config.max_concurrency,
     ));
     let state = Arc::new(AppState {
+        provisioned: super::provisioned::WarmPools::new(store.clone(), invoker.clone()),
         store,
         credentials,
         invoker,
@@ -120,6 +125,7 @@ pub async fn run(
         });
     }
     tokio::spawn(events::worker(state.clone()));
+    tokio::spawn(state.provisioned.clone().restore());
     eprintln!(
         "mayfly: serving the Lambda API on http://{local} (accelerator {}, at most {} VMs at once)",
         config.accel, config.max_concurrency
