@@ -93,6 +93,8 @@ def failure_is_retried_then_goes_to_on_failure():
     eq(resp["StatusCode"], 202, "Event answers 202")
     request_id = resp["ResponseMetadata"]["RequestId"]
     record = wait_for_sink(request_id)
+    runs = [r for r in invocations("async-bad", limit=50) if r["requestId"] == request_id]
+    print(f"   runs: {[(r['status'], r['startedAt']) for r in runs]}; record: {record['requestContext']}")
     eq(record["requestContext"]["condition"], "RetriesExhausted", "condition")
     eq(record["requestContext"]["approximateInvokeCount"], 2, "one try and one retry")
     eq(record["requestPayload"], {"mode": "error"}, "requestPayload")

@@ -56,6 +56,8 @@ pub struct Options {
     /// `MAYFLY_SECRET_ACCESS_KEY`; when false the server generates them into
     /// `DIR/credentials` and the tests read them from there.
     pub env_credentials: bool,
+    /// More arguments for `mayfly serve`.
+    pub extra_args: Vec<String>,
 }
 
 impl Default for Options {
@@ -64,6 +66,7 @@ impl Default for Options {
             metrics: false,
             max_concurrency: None,
             env_credentials: true,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -184,6 +187,7 @@ impl Server {
         if let Some(n) = self.options.max_concurrency {
             cmd.arg("--max-concurrency").arg(n.to_string());
         }
+        cmd.args(&self.options.extra_args);
         if self.options.env_credentials {
             cmd.env("MAYFLY_ACCESS_KEY_ID", ACCESS_KEY_ID)
                 .env("MAYFLY_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY);
@@ -261,6 +265,11 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Kills the server with SIGKILL (as a crash would) and reaps it.
+    pub fn kill_9(&mut self) {
+        self.kill();
     }
 
     fn kill(&mut self) {

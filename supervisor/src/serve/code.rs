@@ -85,7 +85,9 @@ impl ImageCache {
         let dir = data_dir.join("images");
         std::fs::create_dir_all(&dir)?;
         // Absolute, so that QEMU's `-kernel` names it fully (see `sweep`).
-        Ok(ImageCache { dir: std::fs::canonicalize(dir)? })
+        Ok(ImageCache {
+            dir: std::fs::canonicalize(dir)?,
+        })
     }
 
     /// The directory.

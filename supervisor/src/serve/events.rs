@@ -34,8 +34,11 @@ pub async fn accept(
     qualifier: &str,
     payload: Vec<u8>,
 ) -> ApiResult<()> {
-    let event = Event::new(request_id, function, qualifier, payload, now_ms());
+    let mut event = Event::new(request_id, function, qualifier, payload, now_ms());
     blocking(state, move |state: &AppState| {
+        let settings = AsyncSettings::lookup(&state.store, &event.function_name, &event.qualifier);
+        event.max_retries = settings.max_retries;
+        event.max_age_s = settings.max_age_s;
         Ok(state.store.enqueue_event(&event)?)
     })
     .await?;

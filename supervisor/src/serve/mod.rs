@@ -190,6 +190,17 @@ pub fn router(state: SharedState) -> Router {
             get(concurrency::account_settings),
         )
         .route(
+            "/2019-09-25/functions/{name}/event-invoke-config",
+            put(event_config::put)
+                .post(event_config::update)
+                .get(event_config::get)
+                .delete(event_config::delete),
+        )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config/list",
+            get(event_config::list),
+        )
+        .route(
             "/mayfly/2025-01-01/functions/{name}/invocations",
             get(invoke::recent),
         )

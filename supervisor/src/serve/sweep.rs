@@ -13,17 +13,21 @@ use std::path::Path;
 pub fn find_orphans(images_dir: &Path) -> Vec<i32> {
     let needle = format!("{}/", images_dir.display());
     let own = std::process::id() as i32;
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     entries
         .filter_map(Result::ok)
         .filter_map(|entry| {
             let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
             let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
             let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-            let is_qemu = args.first().is_some_and(|a| String::from_utf8_lossy(a).contains("qemu-system"));
-            let ours = args.windows(2).any(|w| {
-                w[0] == b"-kernel" && String::from_utf8_lossy(w[1]).starts_with(&needle)
-            });
+            let is_qemu = args
+                .first()
+                .is_some_and(|a| String::from_utf8_lossy(a).contains("qemu-system"));
+            let ours = args
+                .windows(2)
+                .any(|w| w[0] == b"-kernel" && String::from_utf8_lossy(w[1]).starts_with(&needle));
             (is_qemu && ours && pid != own).then_some(pid)
         })
         .collect()

@@ -17,7 +17,7 @@
 //!
 //! An invocation [takes](WarmPools::take) a VM (with its slot): that VM
 //! serves the one event and is destroyed, and the reconciler is woken to
-//! boot its replacement at once.
+//! boot its replacement once the invocation on it is over.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -48,12 +48,29 @@ pub struct WarmVm {
     vm: BootedVm,
     slot: Slot,
     version: FunctionVersion,
+    /// The pool to refill once this VM's invocation is over.
+    taken_from: Option<Arc<Pool>>,
+}
+
+/// Wakes a pool's reconciler when dropped: after the invocation on a taken
+/// VM ends, however it ends.
+struct RefillWhenDone(Option<Arc<Pool>>);
+
+impl Drop for RefillWhenDone {
+    fn drop(&mut self) {
+        if let Some(pool) = &self.0 {
+            pool.wake.notify_one();
+        }
+    }
 }
 
 impl WarmVm {
     /// Runs `job` on this VM (see [`Invoker::run_warm`]); the VM is gone
-    /// afterwards and its slot released.
+    /// afterwards and its slot released. The replacement boots when the
+    /// invocation is over, not during it: on a small host a boot beside the
+    /// invocation slows the very latency provisioned concurrency is for.
     pub async fn run(self, invoker: &Arc<Invoker>, job: Job) -> ApiResult<Completed> {
+        let _refill = RefillWhenDone(self.taken_from);
         invoker.run_warm(job, self.slot, self.vm).await
     }
 }
@@ -178,7 +195,7 @@ impl WarmPools {
     }
 
     /// A warm VM of `function:qualifier` booted as `version`, if one is
-    /// ready. Its replacement starts booting at once.
+    /// ready. Its replacement starts booting when its invocation is over.
     pub fn take(
         &self,
         function: &str,
@@ -211,8 +228,16 @@ impl WarmPools {
             tracing::warn!(function, dead = dead.len(), "warm VMs had died");
         }
         drop(dead);
-        pool.wake.notify_one();
-        taken
+        match taken {
+            Some(mut warm) => {
+                warm.taken_from = Some(pool);
+                Some(warm)
+            }
+            None => {
+                pool.wake.notify_one();
+                None
+            }
+        }
     }
 
     /// The configuration's size and the version its qualifier names now;
@@ -306,7 +331,12 @@ async fn boot_one(
     let vm = invoke::boot(&template).await.map_err(|e| e.to_string())?;
     tracing::debug!(function = %version.name, version = %version.version,
         init = ?vm.init_duration(), "warm VM ready");
-    Ok(WarmVm { vm, slot, version })
+    Ok(WarmVm {
+        vm,
+        slot,
+        version,
+        taken_from: None,
+    })
 }
 
 /// Keeps `pool` at its size until its configuration is gone (or the task
