@@ -1,15 +1,22 @@
-//! The main job: build everything, then run every example function once in
-//! its own fresh VM and show what it answered and how long it took.
+//! The main job: build everything, start `mayfly serve` with the example
+//! functions deployed, invoke each once (a fresh VM every time) and show
+//! what it answered and how long it took, then keep serving until Ctrl-C.
+//! `--once` stops the host after the examples.
 
-use std::process::Command;
-use std::time::Instant;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::{bootstrap, images, util};
 
-/// One example invocation.
+/// Where the demo host listens: the service's default address.
+const LISTEN: &str = "127.0.0.1:9000";
+
+/// One example function and the event it is invoked with.
 struct Example {
+    name: &'static str,
     image: &'static str,
     event: &'static str,
     env: &'static [&'static str],
@@ -17,77 +24,158 @@ struct Example {
 
 const EXAMPLES: &[Example] = &[
     Example {
+        name: "echo",
         image: "echo",
         event: r#"{"a":1}"#,
         env: &[],
     },
     Example {
+        name: "hello",
         image: "hello",
         event: r#"{"name":"Ada"}"#,
         env: &["GREETING=Hi"],
     },
     Example {
+        name: "wordcount",
         image: "wordcount",
         event: r#"{"text":"the quick brown fox jumps over the lazy dog; the dog sleeps, the fox runs"}"#,
         env: &[],
     },
     Example {
+        name: "misbehave",
         image: "misbehave",
         event: r#"{"mode":"state"}"#,
         env: &[],
     },
-    Example {
-        image: "misbehave",
-        event: r#"{"mode":"error"}"#,
-        env: &[],
-    },
 ];
 
-/// Runs the demo.
-pub fn run() -> Result<()> {
+/// Kills the host if the demo fails half-way.
+struct Host(Child);
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child, which is reaped just below, so
+        // the pid cannot have been reused.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_until_healthy(host: &mut Host) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = host.0.try_wait()? {
+            bail!("mayfly serve exited ({status}) before it was ready; is {LISTEN} in use?");
+        }
+        if let Ok(mut stream) = std::net::TcpStream::connect(LISTEN) {
+            use std::io::{Read, Write};
+            let _ = stream.write_all(b"GET /healthz HTTP/1.0\r\n\r\n");
+            let mut answer = String::new();
+            let _ = stream.read_to_string(&mut answer);
+            if answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200") {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("mayfly serve did not answer /healthz within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn mayfly_cli(mayfly: &Path, data_dir: &Path, args: &[&str]) -> Result<std::process::Output> {
+    Command::new(mayfly)
+        .args(args)
+        .args(["--endpoint", &format!("http://{LISTEN}")])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .with_context(|| format!("cannot run {}", mayfly.display()))
+}
+
+/// Runs the demo; `--once` stops after the examples.
+pub fn run(args: &[String]) -> Result<()> {
+    let once = match args {
+        [] => false,
+        [flag] if flag == "--once" => true,
+        _ => bail!("usage: cargo xtask demo [--once]"),
+    };
     bootstrap::ensure_qemu()?;
     images::build()?;
     let mayfly = util::build_mayfly()?;
+    let data_dir = util::root().join(".mayfly");
+    eprintln!(
+        "xtask: starting mayfly serve on {LISTEN} (data in {})",
+        data_dir.display()
+    );
+    let child = Command::new(&mayfly)
+        .args(["serve", "--listen", LISTEN, "--data-dir"])
+        .arg(&data_dir)
+        .stdin(Stdio::null())
+        .spawn()
+        .context("cannot start mayfly serve")?;
+    let mut host = Host(child);
+    wait_until_healthy(&mut host)?;
+
     println!();
     for example in EXAMPLES {
         let package = util::images_dir().join(format!("{}.zip", example.image));
-        let mut cmd = Command::new(&mayfly);
-        cmd.arg("run")
-            .arg(&package)
-            .args(["--event", example.event]);
+        let mut deploy = vec![
+            "deploy",
+            example.name,
+            package.to_str().context("path is not UTF-8")?,
+        ];
         for kv in example.env {
-            cmd.args(["--env", kv]);
+            deploy.extend(["--env", kv]);
+        }
+        let out = mayfly_cli(&mayfly, &data_dir, &deploy)?;
+        if !out.status.success() {
+            bail!(
+                "deploying {} failed: {}",
+                example.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let started = Instant::now();
-        let out = cmd
-            .output()
-            .with_context(|| format!("cannot run {}", mayfly.display()))?;
+        let out = mayfly_cli(
+            &mayfly,
+            &data_dir,
+            &["invoke", example.name, "--event", example.event, "--tail"],
+        )?;
         let elapsed = started.elapsed();
-        let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         let report = stderr
             .lines()
             .find(|l| l.starts_with("REPORT"))
             .unwrap_or("(no REPORT line)");
-        let env = if example.env.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", example.env.join(" "))
-        };
         println!(
-            "$ mayfly run {}.zip --event '{}'{env}",
-            example.image, example.event
+            "$ mayfly invoke {} --event '{}'",
+            example.name, example.event
         );
+        println!("  -> {}", String::from_utf8_lossy(&out.stdout).trim_end());
         println!(
-            "  -> {} (exit {})",
-            stdout.trim_end(),
-            out.status.code().unwrap_or(-1)
-        );
-        println!(
-            "  {:.1} ms wall; {}",
+            "  {:.1} ms round trip; {}",
             elapsed.as_secs_f64() * 1000.0,
             report.replace('\t', "  ")
         );
+    }
+    println!();
+    println!("The host is serving the Lambda API on http://{LISTEN}; for example:");
+    println!("  export AWS_SHARED_CREDENTIALS_FILE={}/credentials AWS_PROFILE=mayfly AWS_DEFAULT_REGION=us-east-1", data_dir.display());
+    println!("  aws lambda list-functions --endpoint-url http://{LISTEN}");
+    println!("  aws lambda invoke --endpoint-url http://{LISTEN} --function-name hello --payload '{{\"name\":\"Ada\"}}' out.json");
+    println!(
+        "  target/release/mayfly invoke wordcount --event '{{\"text\":\"a b a\"}}' --data-dir {}",
+        data_dir.display()
+    );
+    if once {
+        return Ok(());
+    }
+    println!("Ctrl-C stops it.");
+    let status = host.0.wait()?;
+    std::mem::forget(host);
+    if !status.success() {
+        bail!("mayfly serve ended with {status}");
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! benchmark tasks, in Rust so that nothing beyond cargo is needed.
 
 mod bench;
+mod bench_iso;
 mod bootstrap;
 mod demo;
 mod floor;
@@ -16,9 +17,12 @@ usage: cargo xtask <task>
 tasks:
   bootstrap   install QEMU (qemu-system-x86) if it is missing
   images      build every function image into target/images/<name>.{elf,zip}
-  demo        build everything, then run every example function once
+  demo        build everything, start `mayfly serve` with the example functions,
+              invoke each once, keep serving until Ctrl-C (`--once`: stop after)
   test        bootstrap, build the images, run every test
   bench-run   time `mayfly run` echo against the QEMU floor (20 runs each)
+  bench       the isolation-overhead benchmark: every row, report in target/bench/
+              (--quick: a reduced run in under a minute)
 ";
 
 fn main() {
@@ -38,9 +42,10 @@ fn run() -> Result<()> {
     match task.as_str() {
         "bootstrap" => bootstrap::ensure_qemu(),
         "images" => images::build().map(|_| ()),
-        "demo" => demo::run(),
+        "demo" => demo::run(rest),
         "test" => test(rest),
         "bench-run" => bench::run(rest),
+        "bench" => bench_iso::run(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
