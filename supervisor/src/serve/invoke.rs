@@ -96,9 +96,16 @@ pub async fn invoke(
     body: Bytes,
 ) -> ApiResult<Response> {
     let kind = invocation_type(&headers)?;
-    let tail = headers
-        .get("x-amz-log-type")
-        .is_some_and(|v| v.as_bytes() == b"Tail");
+    let tail = match headers.get("x-amz-log-type").map(|v| v.to_str().unwrap_or("")) {
+        None | Some("None") => false,
+        Some("Tail") => true,
+        Some(other) => {
+            return Err(ApiError::validation(format!(
+                "1 validation error detected: Value '{other}' at 'logType' failed to satisfy constraint: \
+                 Member must satisfy enum value set: [Tail, None]"
+            )))
+        }
+    };
     let f = parse_function(&param, query.qualifier.as_deref())?;
     let limit = if kind == InvocationType::Event {
         MAX_ASYNC_PAYLOAD

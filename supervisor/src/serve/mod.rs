@@ -205,6 +205,7 @@ pub fn router(state: SharedState) -> Router {
             get(invoke::recent),
         )
         .fallback(|| async { ApiError::unknown_operation() })
+        .method_not_allowed_fallback(|| async { ApiError::unknown_operation() })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

@@ -80,6 +80,15 @@ pub fn parse_function(param: &str, qualifier: Option<&str>) -> ApiResult<Functio
     if !valid_name(name) || derived.is_some_and(|q| !valid_qualifier(q)) {
         return Err(invalid());
     }
+    // An ARN of another account names a function this host does not have.
+    let account = match parts.as_slice() {
+        [account, "function", ..] => Some(*account),
+        ["arn", _, "lambda", _, account, "function", ..] => Some(*account),
+        _ => None,
+    };
+    if account.is_some_and(|a| a != ACCOUNT_ID) {
+        return Err(ApiError::not_found(format!("Function not found: {param}")));
+    }
     let qualifier = match (derived, qualifier.filter(|q| !q.is_empty())) {
         (Some(a), Some(b)) if a != b => return Err(ApiError::invalid_parameter(
             "The derived qualifier from the function name does not match the specified qualifier.",

@@ -130,8 +130,30 @@ pub async fn run(
         "mayfly: serving the Lambda API on http://{local} (accelerator {}, at most {} VMs at once)",
         config.accel, config.max_concurrency
     );
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServeError::Serve)
+    // On the signal, stop accepting and let in-flight requests finish for a
+    // while; past that (or on a second Ctrl-C), drop them: dropping an
+    // invocation kills its VM.
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let graceful = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    };
+    let serving = axum::serve(listener, router(state)).with_graceful_shutdown(graceful);
+    let deadline = async move {
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+        tokio::select! {
+            _ = tokio::time::sleep(DRAIN) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    tokio::select! {
+        result = serving => result.map_err(ServeError::Serve),
+        _ = deadline => {
+            eprintln!("mayfly: invocations still running after {} s are ended", DRAIN.as_secs());
+            Ok(())
+        }
+    }
 }
+
+/// How long a stopping server waits for in-flight requests.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
