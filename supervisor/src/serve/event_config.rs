@@ -263,11 +263,7 @@ pub async fn list(
             .store
             .list_event_invoke_configs(&f.name, query.marker.as_deref(), query.size()?)?;
     let configs: Vec<Value> = page.iter().map(|c| answer(c, &identity.region)).collect();
-    let mut body = json!({ "FunctionEventInvokeConfigs": configs });
-    if let Some(next) = next {
-        body["NextMarker"] = json!(next);
-    }
-    Ok(Json(body))
+    Ok(super::page("FunctionEventInvokeConfigs", configs, next))
 }
 
 #[cfg(test)]

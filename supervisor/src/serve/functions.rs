@@ -141,11 +141,7 @@ pub async fn list(
         .iter()
         .map(|v| configuration(v, &identity.region))
         .collect();
-    let mut body = json!({ "Functions": functions });
-    if let Some(next) = next {
-        body["NextMarker"] = json!(next);
-    }
-    Ok(Json(body))
+    Ok(super::page("Functions", functions, next))
 }
 
 /// `PUT /2015-03-31/functions/{name}/code`.

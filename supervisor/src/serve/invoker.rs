@@ -186,23 +186,12 @@ impl Invoker {
     /// Records a throttled invocation (metrics and record).
     pub async fn record_throttle(&self, job: &Job) {
         self.metrics.throttled(&job.version.name);
-        let settings = run_settings(&job.version.config);
-        let record = InvocationRecord {
-            request_id: job.request_id.clone(),
-            function_name: job.version.name.clone(),
-            version: job.version.version.clone(),
-            invocation_type: job.invocation_type.to_string(),
-            status: "throttled".into(),
-            error_type: Some("TooManyRequestsException".into()),
+        let record = unran_record(job, "throttled", "TooManyRequestsException", String::new());
+        self.insert_record(InvocationRecord {
             started_at: mayfly_store::now_ms(),
-            duration_ms: 0.0,
-            billed_duration_ms: 0,
-            init_duration_ms: None,
-            memory_size_mb: settings.memory_mb,
-            max_memory_used_mb: 0,
-            log: String::new(),
-        };
-        self.insert_record(record).await;
+            ..record
+        })
+        .await;
     }
 
     async fn insert_record(&self, record: InvocationRecord) {
@@ -298,20 +287,10 @@ impl Invoker {
                     "failed"
                 };
                 tracing::warn!(request_id = %job.request_id, error = %e, "invocation did not run to its end");
+                let record = unran_record(&job, status, "Mayfly.HostError", e.to_string());
                 self.insert_record(InvocationRecord {
-                    request_id: job.request_id.clone(),
-                    function_name: job.version.name.clone(),
-                    version: job.version.version.clone(),
-                    invocation_type: job.invocation_type.to_string(),
-                    status: status.into(),
-                    error_type: Some("Mayfly.HostError".into()),
                     started_at,
-                    duration_ms: 0.0,
-                    billed_duration_ms: 0,
-                    init_duration_ms: None,
-                    memory_size_mb: settings.memory_mb,
-                    max_memory_used_mb: 0,
-                    log: e.to_string(),
+                    ..record
                 })
                 .await;
                 return Err(ApiError::service(format!(
@@ -340,19 +319,15 @@ impl Invoker {
             .find(|i| framed_log.is_char_boundary(*i))
             .unwrap_or(0);
         self.insert_record(InvocationRecord {
-            request_id: job.request_id.clone(),
-            function_name: job.version.name.clone(),
-            version: job.version.version.clone(),
-            invocation_type: job.invocation_type.to_string(),
             status: status.into(),
             error_type: outcome.result.error_type().map(str::to_string),
             started_at,
             duration_ms: outcome.duration.as_secs_f64() * 1000.0,
             billed_duration_ms: outcome.billed_duration_ms,
             init_duration_ms: outcome.init_duration.map(|d| d.as_secs_f64() * 1000.0),
-            memory_size_mb: settings.memory_mb,
             max_memory_used_mb: outcome.max_memory_used_mb as u32,
             log: framed_log[log_start..].to_string(),
+            ..unran_record(&job, "", "", String::new())
         })
         .await;
         Ok(Completed {
@@ -360,6 +335,26 @@ impl Invoker {
             version: job.version.version.clone(),
             framed_log,
         })
+    }
+}
+
+/// The record of an invocation of `job` that did not run (yet): no
+/// timings; the caller sets what it knows.
+fn unran_record(job: &Job, status: &str, error_type: &str, log: String) -> InvocationRecord {
+    InvocationRecord {
+        request_id: job.request_id.clone(),
+        function_name: job.version.name.clone(),
+        version: job.version.version.clone(),
+        invocation_type: job.invocation_type.to_string(),
+        status: status.into(),
+        error_type: Some(error_type.into()).filter(|t: &String| !t.is_empty()),
+        started_at: 0,
+        duration_ms: 0.0,
+        billed_duration_ms: 0,
+        init_duration_ms: None,
+        memory_size_mb: run_settings(&job.version.config).memory_mb,
+        max_memory_used_mb: 0,
+        log,
     }
 }
 

@@ -100,6 +100,21 @@ pub fn resolve(
         })
 }
 
+/// A page of a List operation: `{"<key>": [...], "NextMarker": ...}`, the
+/// marker only when there is a next page.
+pub fn page(
+    key: &str,
+    items: Vec<serde_json::Value>,
+    next: Option<String>,
+) -> axum::Json<serde_json::Value> {
+    let mut body = serde_json::Map::new();
+    body.insert(key.to_string(), serde_json::Value::Array(items));
+    if let Some(next) = next {
+        body.insert("NextMarker".into(), serde_json::Value::String(next));
+    }
+    axum::Json(serde_json::Value::Object(body))
+}
+
 /// Parses a JSON request body.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     serde_json::from_slice(body).map_err(|e| {

@@ -1,8 +1,9 @@
 //! Function names, ARNs and qualifiers, as Lambda accepts them.
 //!
 //! A `FunctionName` parameter may be a plain name (`echo`), a name with a
-//! qualifier (`echo:prod`), a partial ARN (`123456789012:function:echo`) or
-//! a full ARN (`arn:aws:lambda:us-east-1:123456789012:function:echo:1`).
+//! qualifier (`echo:prod`), a partial ARN (`000000000000:function:echo`) or
+//! a full ARN (`arn:aws:lambda:us-east-1:000000000000:function:echo:1`). ARNs of
+//! other accounts name nothing here.
 
 use super::error::{ApiError, ApiResult};
 
@@ -145,18 +146,27 @@ mod tests {
             f("echo", Some("3"))
         );
         assert_eq!(
-            parse_function("123456789012:function:my_fn-2", None).unwrap(),
+            parse_function("000000000000:function:my_fn-2", None).unwrap(),
             f("my_fn-2", None)
         );
         assert_eq!(
             parse_function(
-                "arn:aws:lambda:eu-west-1:123456789012:function:echo:$LATEST",
+                "arn:aws:lambda:eu-west-1:000000000000:function:echo:$LATEST",
                 None
             )
             .unwrap(),
             f("echo", Some("$LATEST"))
         );
         assert_eq!(parse_function("echo", Some("")).unwrap(), f("echo", None));
+    }
+
+    #[test]
+    fn other_accounts_have_no_functions_here() {
+        let err = parse_function("arn:aws:lambda:us-east-1:123456789012:function:echo", None)
+            .unwrap_err();
+        assert_eq!(err.code, "ResourceNotFoundException");
+        let err = parse_function("123456789012:function:echo", None).unwrap_err();
+        assert_eq!(err.code, "ResourceNotFoundException");
     }
 
     #[test]

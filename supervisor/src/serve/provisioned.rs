@@ -258,11 +258,7 @@ fn list(
             Value::Object(item)
         })
         .collect();
-    let mut answer = json!({ "ProvisionedConcurrencyConfigs": items });
-    if let Some(next) = next {
-        answer["NextMarker"] = json!(next);
-    }
-    Ok(Json(answer))
+    Ok(super::page("ProvisionedConcurrencyConfigs", items, next))
 }
 
 /// `DELETE /2019-09-30/functions/{name}/provisioned-concurrency?Qualifier=Q`:

@@ -73,11 +73,7 @@ pub async fn list(
         .iter()
         .map(|v| configuration(v, &identity.region))
         .collect();
-    let mut body = json!({ "Versions": versions });
-    if let Some(next) = next {
-        body["NextMarker"] = json!(next);
-    }
-    Ok(Json(body))
+    Ok(super::page("Versions", versions, next))
 }
 
 fn alias_configuration(alias: &Alias, region: &str) -> Value {
@@ -225,9 +221,5 @@ pub async fn list_aliases(
         .iter()
         .map(|a| alias_configuration(a, &identity.region))
         .collect();
-    let mut body = json!({ "Aliases": aliases });
-    if let Some(next) = next {
-        body["NextMarker"] = json!(next);
-    }
-    Ok(Json(body))
+    Ok(super::page("Aliases", aliases, next))
 }

@@ -1,0 +1,597 @@
+//! `cargo xtask bench [--quick]`: what each kind of isolation costs on this
+//! machine, every row measured in one run so that the ratios compare like
+//! with like. Writes `target/bench/report.md` and `target/bench/report.svg`.
+//!
+//! The latency rows run interleaved (one run of each in turn) so that a
+//! change in the machine's load touches every row alike; throughput, peak
+//! memory and the warm pool come after, each alone, because they load the
+//! machine differently. A row that fails says why and the others go on.
+
+mod api;
+mod findings;
+mod linux;
+mod procs;
+mod report;
+mod stats;
+mod svg;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use mayfly::accel::{self, AccelRequest};
+
+use crate::{bootstrap, images, util};
+use procs::RssProbe;
+use report::{Outcome, Rate, Report, Row, Throughput};
+use stats::Summary;
+
+/// The floor row's label (the table's ratios are to it).
+pub const FLOOR: &str = "QEMU floor";
+const STATIC: &str = "static process";
+const BWRAP: &str = "bubblewrap sandbox";
+const RUN: &str = "mayfly run echo";
+const COLD: &str = "API invoke, cold";
+const WARM: &str = "API invoke, warm (provisioned)";
+const LINUX: &str = "Linux microVM";
+
+/// How much of everything: `--quick` keeps the whole run under a minute.
+struct Plan {
+    runs: usize,
+    linux_runs: usize,
+    warm_runs: usize,
+    memory_runs: usize,
+    linux_memory_runs: usize,
+    window: Duration,
+    /// Between warm invokes, for the pool to boot a replacement.
+    warm_pause: Duration,
+}
+
+const FULL: Plan = Plan {
+    runs: 20,
+    linux_runs: 20,
+    warm_runs: 20,
+    memory_runs: 10,
+    linux_memory_runs: 3,
+    window: Duration::from_secs(6),
+    warm_pause: Duration::from_millis(500),
+};
+const QUICK: Plan = Plan {
+    runs: 5,
+    linux_runs: 2,
+    warm_runs: 5,
+    memory_runs: 3,
+    linux_memory_runs: 1,
+    window: Duration::from_millis(1500),
+    warm_pause: Duration::from_millis(400),
+};
+const CONCURRENCY: [usize; 4] = [1, 2, 4, 8];
+
+/// One run of a row: wall ms; through the probe when given (for peak RSS).
+type Measure<'a> = Box<dyn FnMut(Option<&RssProbe>) -> Result<f64> + 'a>;
+
+/// The runs of one latency row.
+struct Series<'a> {
+    label: &'static str,
+    what: &'static str,
+    runs: usize,
+    /// One run: wall ms; through the probe when given (for peak RSS).
+    measure: Measure<'a>,
+    ms: Vec<f64>,
+    /// Runs through the RSS probe (0: RSS not measured for this row).
+    rss_runs: usize,
+    rss: Vec<f64>,
+    /// Set when the row cannot (or can no longer) be measured.
+    stopped: Option<Outcome>,
+}
+
+impl<'a> Series<'a> {
+    fn new(
+        label: &'static str,
+        what: &'static str,
+        runs: usize,
+        rss_runs: usize,
+        measure: impl FnMut(Option<&RssProbe>) -> Result<f64> + 'a,
+    ) -> Self {
+        Series {
+            label,
+            what,
+            runs,
+            measure: Box::new(measure),
+            ms: Vec::new(),
+            rss_runs,
+            rss: Vec::new(),
+            stopped: None,
+        }
+    }
+
+    fn unavailable(label: &'static str, what: &'static str, outcome: Outcome) -> Self {
+        let mut s = Series::new(label, what, 0, 0, |_| bail!("unavailable"));
+        s.stopped = Some(outcome);
+        s
+    }
+
+    /// One run, recorded unless `warmup`; the first error stops the row.
+    fn step(&mut self, warmup: bool) {
+        if self.stopped.is_some() {
+            return;
+        }
+        match (self.measure)(None) {
+            Ok(ms) if !warmup => self.ms.push(ms),
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("xtask: bench: {} failed: {e:#}", self.label);
+                self.stopped = Some(Outcome::Failed(format!("{e:#}")));
+            }
+        }
+    }
+
+    /// The peak-RSS runs, through `probe`.
+    fn probe_rss(&mut self, probe: &RssProbe) {
+        if self.stopped.is_some() || self.rss_runs == 0 {
+            return;
+        }
+        probe.collect();
+        for _ in 0..self.rss_runs {
+            if let Err(e) = (self.measure)(Some(probe)) {
+                eprintln!(
+                    "xtask: bench: {} under the RSS probe failed: {e:#}",
+                    self.label
+                );
+                break;
+            }
+        }
+        self.rss = probe.collect().into_iter().map(|k| k as f64).collect();
+    }
+
+    fn row(self) -> Row {
+        let outcome = match (self.stopped, Summary::of(&self.ms)) {
+            (Some(o), _) => o,
+            (None, Some(ms)) => Outcome::Measured {
+                ms,
+                rss_kib: Summary::of(&self.rss),
+                remark: None,
+            },
+            (None, None) => Outcome::Failed("no runs".into()),
+        };
+        Row {
+            label: self.label,
+            what: self.what,
+            outcome,
+        }
+    }
+}
+
+/// Runs the benchmark.
+pub fn run(args: &[String]) -> Result<()> {
+    let plan = match args {
+        [] => &FULL,
+        [q] if q == "--quick" => &QUICK,
+        _ => bail!("usage: cargo xtask bench [--quick]"),
+    };
+    let started = Instant::now();
+    let mut last = Instant::now();
+    // Where the time goes, so that a slow run can be explained.
+    let mut phase = |what: &str| {
+        eprintln!(
+            "xtask: bench: {what}: {:.1} s",
+            last.elapsed().as_secs_f64()
+        );
+        last = Instant::now();
+    };
+    bootstrap::ensure_qemu()?;
+    let built = images::build()?;
+    let mayfly = util::build_mayfly()?;
+    let echo = built
+        .iter()
+        .find(|i| i.name == "echo")
+        .context("echo image not built")?;
+    let floor = util::images_dir().join("floor.elf");
+    let dir = util::root().join("target").join("bench");
+    std::fs::create_dir_all(&dir)?;
+    phase("building");
+
+    let choice = accel::detect(AccelRequest::Auto).context("choosing the accelerator")?;
+    println!("accelerator: {} ({})", choice.accel, choice.reason);
+    let qemu = procs::Qemu::new(choice.accel);
+    let machine = findings::machine(&qemu, &choice);
+    let mut notes = Vec::new();
+
+    // Everything the rows need, each of which may fail alone.
+    let noop = procs::build_noop(&dir);
+    let bwrap = match &noop {
+        Ok(prog) => bwrap_usable(prog),
+        Err(e) => Err(format!("no static program: {e:#}")),
+    };
+    eprintln!("xtask: bench: preparing the Linux guest (apt-get download into target/bench/cache)");
+    let guest = linux::prepare(&dir.join("cache"));
+    let server = api::Server::start(&mayfly, &dir).and_then(|s| {
+        s.create_echo(&echo.zip)?;
+        Ok(s)
+    });
+    let console = dir.join("linux-console.log");
+    phase("preparing the rows");
+
+    let mut series: Vec<Series<'_>> = Vec::new();
+    match &noop {
+        Ok(prog) => series.push(Series::new(
+            STATIC,
+            "static C program, fork/exec/wait (no isolation)",
+            plan.runs,
+            plan.memory_runs,
+            |p| procs::run_bare(prog, p).map(|r| r.ms()),
+        )),
+        Err(e) => series.push(Series::unavailable(
+            STATIC,
+            "static C program",
+            Outcome::Failed(format!("{e:#}")),
+        )),
+    }
+    let bwrap_what =
+        "same in bubblewrap (`--unshare-all`: new user/pid/net/mount/ipc/uts namespaces)";
+    match (&noop, &bwrap) {
+        (Ok(prog), Ok(())) => series.push(Series::new(
+            BWRAP,
+            bwrap_what,
+            plan.runs,
+            plan.memory_runs,
+            |p| procs::run_bwrap(prog, p).map(|r| r.ms()),
+        )),
+        (_, Err(why)) => series.push(Series::unavailable(
+            BWRAP,
+            bwrap_what,
+            Outcome::Skipped(why.clone()),
+        )),
+        (Err(e), Ok(())) => series.push(Series::unavailable(
+            BWRAP,
+            bwrap_what,
+            Outcome::Failed(format!("{e:#}")),
+        )),
+    }
+    series.push(Series::new(
+        FLOOR,
+        "QEMU floor: Mayfly's QEMU flags, an ELF that powers off at once",
+        plan.runs,
+        plan.memory_runs,
+        |p| qemu.boot_floor(&floor, p).map(|r| r.ms()),
+    ));
+    series.push(Series::new(
+        RUN,
+        "`mayfly run echo.elf --event …` (whole command)",
+        plan.runs,
+        plan.memory_runs,
+        |p| run_cli(&mayfly, &echo.elf, p.map(|p| (p, qemu.binary.as_path()))),
+    ));
+    let cold_what = "API sync Invoke of echo, cold (SigV4-signed HTTP round trip)";
+    match &server {
+        Ok(s) => series.push(Series::new(COLD, cold_what, plan.runs, 0, |_| {
+            s.invoke(None, false).map(|(d, _)| d.as_secs_f64() * 1000.0)
+        })),
+        Err(e) => series.push(Series::unavailable(
+            COLD,
+            cold_what,
+            Outcome::Failed(format!("mayfly serve: {e:#}")),
+        )),
+    }
+    let linux_what = "Linux (Debian kernel, busybox initramfs) on microvm via PVH, same accelerator, start to exit";
+    let linux_series = match &guest {
+        Ok(g) => {
+            let boot = procs::LinuxBoot {
+                vmlinux: &g.vmlinux,
+                initrd: &g.initrd,
+                cmdline: linux::CMDLINE,
+                console: &console,
+                marker: linux::MARKER,
+            };
+            notes.push(format!("Linux guest: {} (vmlinux extracted from its bzImage), busybox-static, command line `{}`.", g.kernel_package, linux::CMDLINE));
+            let qemu = &qemu;
+            Series::new(
+                LINUX,
+                linux_what,
+                plan.linux_runs,
+                plan.linux_memory_runs,
+                move |p| qemu.boot_linux(&boot, p).map(|r| r.ms()),
+            )
+        }
+        Err(e) => Series::unavailable(
+            LINUX,
+            linux_what,
+            Outcome::Skipped(format!(
+                "cannot get Debian's kernel and busybox-static: {e:#}"
+            )),
+        ),
+    };
+    series.push(linux_series);
+
+    // One unmeasured run of each warms caches; then the rounds.
+    let rounds = series.iter().map(|s| s.runs).max().unwrap_or(0);
+    eprintln!("xtask: bench: latency rows, interleaved ({rounds} rounds)");
+    for s in series.iter_mut() {
+        s.step(true);
+    }
+    for round in 0..rounds {
+        for s in series.iter_mut().filter(|s| round < s.runs) {
+            s.step(false);
+        }
+    }
+    phase("latency rows");
+
+    eprintln!("xtask: bench: throughput");
+    let throughput = CONCURRENCY
+        .iter()
+        .map(|&n| Throughput {
+            clients: n,
+            api: match &server {
+                Ok(s) => rate(n, plan.window, || s.invoke(None, false).map(|(d, _)| d)),
+                Err(_) => Err("mayfly serve did not start".into()),
+            },
+            floor: rate(n, plan.window, || {
+                qemu.boot_floor(&floor, None).map(|r| r.wall)
+            }),
+        })
+        .collect::<Vec<_>>();
+    phase("throughput");
+
+    eprintln!("xtask: bench: peak memory (through a wrapper)");
+    match procs::RssProbe::new(&dir) {
+        Ok(probe) => series.iter_mut().for_each(|s| s.probe_rss(&probe)),
+        Err(e) => notes.push(format!("peak RSS not measured: {e:#}")),
+    }
+    let mut rows: Vec<Row> = series.into_iter().map(Series::row).collect();
+    phase("peak memory");
+
+    eprintln!("xtask: bench: warm invocations");
+    let warm_what = "API sync Invoke of echo version 1 with provisioned concurrency 2 (warm)";
+    let warm = match &server {
+        Ok(s) => warm_row(s, plan),
+        Err(e) => Outcome::Failed(format!("mayfly serve: {e:#}")),
+    };
+    let at = rows
+        .iter()
+        .position(|r| r.label == COLD)
+        .map_or(rows.len(), |i| i + 1);
+    rows.insert(
+        at,
+        Row {
+            label: WARM,
+            what: warm_what,
+            outcome: warm,
+        },
+    );
+    drop(server);
+    phase("warm invocations");
+
+    let rss_of = |label: &str| {
+        rows.iter()
+            .find(|r| r.label == label)
+            .and_then(|r| match &r.outcome {
+                Outcome::Measured { rss_kib, .. } => *rss_kib,
+                _ => None,
+            })
+    };
+    let memory = findings::memory_lines(&machine, rss_of(RUN), rss_of(FLOOR));
+    notes.push("Host peak RSS: `ru_maxrss` (from `wait4`) of the isolating process, in separate runs through a tiny static wrapper (a child reaped by the benchmark itself would carry the benchmark's own high-water mark): the program itself for the static row, `bwrap` and its child for the sandbox, QEMU for the VM rows; for `mayfly run` the QEMU it starts, with the wrapper given as MAYFLY_QEMU.".into());
+    notes.push("Timing: wall clock from spawn (or request) to reaped exit (or response) in this process; API requests use a fresh loopback TCP connection each.".into());
+
+    let mut report = Report {
+        machine,
+        mode: format!(
+            "{} ({} runs per latency row, {} for Linux, {} warm; {:.1} s throughput windows)",
+            if std::ptr::eq(plan, &QUICK) {
+                "--quick"
+            } else {
+                "full"
+            },
+            plan.runs,
+            plan.linux_runs,
+            plan.warm_runs,
+            plan.window.as_secs_f64()
+        ),
+        rows,
+        throughput,
+        memory,
+        goals: Vec::new(),
+        notes,
+    };
+    report.goals = findings::goals(&report);
+    std::fs::write(dir.join("report.md"), report.markdown())?;
+    std::fs::write(dir.join("report.svg"), svg::render(&report))?;
+
+    println!();
+    print!("{}", report.table());
+    println!();
+    print!("{}", report.throughput_table());
+    println!();
+    for line in &report.memory {
+        println!("- {line}");
+    }
+    println!();
+    print!("{}", report.goals_list());
+    for row in &report.rows {
+        match &row.outcome {
+            Outcome::Skipped(why) => println!("note: {} skipped: {why}", row.label),
+            Outcome::Failed(why) => println!("note: {} failed: {why}", row.label),
+            Outcome::Measured {
+                remark: Some(r), ..
+            } => println!("note: {}: {r}", row.label),
+            Outcome::Measured { .. } => {}
+        }
+    }
+    println!();
+    println!(
+        "wrote {} and {} in {:.1} s",
+        dir.join("report.md").display(),
+        dir.join("report.svg").display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `Ok` when bubblewrap runs the static program here; else why not.
+/// Installs Debian's `bubblewrap` when it is missing and we are root.
+fn bwrap_usable(prog: &Path) -> std::result::Result<(), String> {
+    let present = || {
+        Command::new("bwrap")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !present() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(
+                "bwrap is not installed and we are not root: apt-get install -y bubblewrap".into(),
+            );
+        }
+        eprintln!("xtask: bench: installing bubblewrap with apt-get");
+        let apt = |args: &[&str]| {
+            Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let installed = apt(&["install", "-y", "-q", "bubblewrap"])
+            || (apt(&["update", "-q"]) && apt(&["install", "-y", "-q", "bubblewrap"]));
+        if !installed {
+            return Err("apt-get install -y bubblewrap failed".into());
+        }
+    }
+    match procs::bwrap_command(prog, None).output() {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!(
+            "bwrap cannot run here (unprivileged user namespaces off?): {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Err(format!("cannot run bwrap: {e}")),
+    }
+}
+
+/// Wall ms of `mayfly run echo.elf --event EVENT`, checking the echo.
+/// With `probe`, its QEMU runs through the RSS wrapper.
+fn run_cli(mayfly: &Path, echo: &Path, probe: Option<(&RssProbe, &Path)>) -> Result<f64> {
+    let mut cmd = Command::new(mayfly);
+    if let Some((probe, qemu)) = probe {
+        probe.wrap_qemu(&mut cmd, qemu);
+    }
+    let started = Instant::now();
+    let out = cmd
+        .arg("run")
+        .arg(echo)
+        .arg("--event")
+        .arg(std::str::from_utf8(api::EVENT)?)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {}", mayfly.display()))?;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if !out.status.success() || out.stdout.trim_ascii() != api::EVENT {
+        bail!(
+            "`mayfly run` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(ms)
+}
+
+/// `clients` threads each doing `op` back to back for `window`: the
+/// completions per second over the window, and their latencies.
+fn rate(
+    clients: usize,
+    window: Duration,
+    op: impl Fn() -> Result<Duration> + Sync,
+) -> std::result::Result<Rate, String> {
+    let started = Instant::now();
+    let results: Vec<(Vec<f64>, Option<String>, Instant)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut ms = Vec::new();
+                    let mut error = None;
+                    let mut last = Instant::now();
+                    while started.elapsed() < window {
+                        match op() {
+                            Ok(d) => {
+                                ms.push(d.as_secs_f64() * 1000.0);
+                                last = Instant::now();
+                            }
+                            Err(e) => {
+                                error = Some(format!("{e:#}"));
+                                break;
+                            }
+                        }
+                    }
+                    (ms, error, last)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect()
+    });
+    if let Some(e) = results.iter().find_map(|r| r.1.clone()) {
+        eprintln!("xtask: bench: throughput at {clients} failed: {e}");
+        return Err(e);
+    }
+    let all: Vec<f64> = results.iter().flat_map(|r| r.0.iter().copied()).collect();
+    let end = results.iter().map(|r| r.2).max().unwrap_or(started);
+    let secs = end.duration_since(started).as_secs_f64();
+    let ms = Summary::of(&all).ok_or("nothing completed")?;
+    Ok(Rate {
+        per_s: all.len() as f64 / secs,
+        completed: all.len(),
+        ms,
+    })
+}
+
+/// The provisioned-concurrency row: publish, ask for 2 warm VMs, wait for
+/// READY, then invoke with a pause between invokes for the pool to refill,
+/// telling warm from cold by the REPORT line of the log tail.
+fn warm_row(s: &api::Server, plan: &Plan) -> Outcome {
+    let go = || -> Result<Outcome> {
+        let version = s.publish()?;
+        if let Err(why) = s.put_provisioned(&version, 2)? {
+            return Ok(Outcome::Skipped(format!(
+                "provisioned concurrency is not available: {why}"
+            )));
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match s.provisioned_status(&version)?.as_str() {
+                "READY" => break,
+                "FAILED" => bail!("provisioned concurrency FAILED"),
+                _ if Instant::now() > deadline => {
+                    bail!("provisioned concurrency not READY within 60 s")
+                }
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+        let (mut ms, mut warm, mut unknown) = (Vec::new(), 0, 0);
+        for _ in 0..plan.warm_runs {
+            std::thread::sleep(plan.warm_pause);
+            let (d, log) = s.invoke(Some(&version), true)?;
+            ms.push(d.as_secs_f64() * 1000.0);
+            match log.as_deref().and_then(api::report_is_warm) {
+                Some(true) => warm += 1,
+                Some(false) => {}
+                None => unknown += 1,
+            }
+        }
+        let mut remark = format!("{warm}/{} warm by their REPORT line", ms.len());
+        if unknown > 0 {
+            remark.push_str(&format!(", {unknown} without a REPORT line"));
+        }
+        Ok(Outcome::Measured {
+            ms: Summary::of(&ms).context("no runs")?,
+            rss_kib: None,
+            remark: Some(remark),
+        })
+    };
+    go().unwrap_or_else(|e| {
+        eprintln!("xtask: bench: warm row failed: {e:#}");
+        Outcome::Failed(format!("{e:#}"))
+    })
+}

@@ -1,0 +1,384 @@
+//! Timed child processes: the static program (bare and under bubblewrap),
+//! the QEMU floor and the Linux microVM, spawned directly for timing; and
+//! [`RssProbe`], which runs the same commands through a tiny static wrapper
+//! to learn their peak RSS.
+//!
+//! Why a wrapper: `ru_maxrss` of a child reaped by this process is
+//! polluted by this process, because the child's address space before
+//! `exec` is ours (shared outright under `posix_spawn`'s vfork, copied under
+//! fork) and the kernel keeps that high-water mark across `exec`. A child
+//! of a 100 KB static wrapper starts from the wrapper's size instead.
+
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use mayfly::accel::Accel;
+use mayfly::{net, qemu};
+use mayfly_proto::boot::BootConfig;
+
+/// What one run of a child cost.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    /// Spawn to reaped.
+    pub wall: Duration,
+    /// The exit code, or `None` when a signal ended it.
+    pub code: Option<i32>,
+}
+
+impl Run {
+    /// Milliseconds of wall time.
+    pub fn ms(&self) -> f64 {
+        self.wall.as_secs_f64() * 1000.0
+    }
+}
+
+/// Spawns `cmd` (stdin from /dev/null) and waits for it.
+pub fn timed(cmd: &mut Command) -> Result<Run> {
+    cmd.stdin(Stdio::null());
+    let started = Instant::now();
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+    Ok(Run {
+        wall: started.elapsed(),
+        code: status.code(),
+    })
+}
+
+/// A tiny static program that exits 0: the no-isolation row's workload.
+const NOOP_C: &str = "int main(void) { return 0; }\n";
+
+/// The peak-RSS wrapper: runs `$BENCH_EXEC` with its own arguments (so it
+/// can stand in for any program, QEMU included via `MAYFLY_QEMU`, the NIC
+/// descriptor passing through), appends `pid P` to `$BENCH_RSS_OUT` at
+/// once and `rss P KIB` (from `wait4`) when the program exits, and passes
+/// the exit status through. The program dies with the wrapper, as Mayfly's
+/// QEMU does; when Mayfly SIGKILLs the wrapper (it kills QEMU as soon as
+/// the guest has answered), the program becomes an orphan of the nearest
+/// subreaper, this process, which reaps it for its `rusage`.
+const RSSWRAP_C: &str = r#"
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static void note(const char *out, const char *fmt, long a, long b) {
+    FILE *f = fopen(out, "a");
+    if (f) { fprintf(f, fmt, a, b); fclose(f); }
+}
+int main(int argc, char **argv) {
+    const char *prog = getenv("BENCH_EXEC");
+    const char *out = getenv("BENCH_RSS_OUT");
+    if (!prog || !out) return 125;
+    (void)argc;
+    pid_t pid = fork();
+    if (pid < 0) return 125;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        argv[0] = (char *)prog;
+        execvp(prog, argv);
+        _exit(127);
+    }
+    note(out, "pid %ld\n", (long)pid, 0);
+    int status;
+    struct rusage ru;
+    if (wait4(pid, &status, 0, &ru) < 0) return 125;
+    note(out, "rss %ld %ld\n", (long)pid, ru.ru_maxrss);
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    return 128 + WTERMSIG(status);
+}
+"#;
+
+/// Compiles `source` with `cc -static -O2` into `dir/name` (once: kept when
+/// the source has not changed).
+fn compile(dir: &Path, name: &str, source: &str) -> Result<PathBuf> {
+    let src = dir.join(format!("{name}.c"));
+    let bin = dir.join(name);
+    if bin.is_file() && std::fs::read_to_string(&src).ok().as_deref() == Some(source) {
+        return Ok(bin);
+    }
+    std::fs::write(&src, source)?;
+    let out = Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .context("cannot run cc (install gcc)")?;
+    if !out.status.success() {
+        bail!(
+            "cc -static failed for {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(bin)
+}
+
+/// The static no-op program.
+pub fn build_noop(dir: &Path) -> Result<PathBuf> {
+    compile(dir, "noop", NOOP_C)
+}
+
+/// Peak RSS of commands run through the wrapper.
+pub struct RssProbe {
+    wrapper: PathBuf,
+    out: PathBuf,
+}
+
+impl RssProbe {
+    /// Builds the wrapper and makes this process a child subreaper (so that
+    /// a program whose wrapper was killed is reaped here).
+    pub fn new(dir: &Path) -> Result<RssProbe> {
+        let wrapper = compile(dir, "rsswrap", RSSWRAP_C)?;
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("PR_SET_CHILD_SUBREAPER");
+        }
+        let out = dir.join("rss.txt");
+        let _ = std::fs::remove_file(&out);
+        Ok(RssProbe { wrapper, out })
+    }
+
+    /// A command that runs `program` through the wrapper.
+    pub fn command(&self, program: &OsStr) -> Command {
+        let mut cmd = Command::new(&self.wrapper);
+        cmd.env("BENCH_EXEC", program)
+            .env("BENCH_RSS_OUT", &self.out);
+        cmd
+    }
+
+    /// Makes `mayfly` (`cmd`) run `qemu` through the wrapper.
+    pub fn wrap_qemu(&self, cmd: &mut Command, qemu: &Path) {
+        cmd.env(qemu::QEMU_ENV, &self.wrapper)
+            .env("BENCH_EXEC", qemu)
+            .env("BENCH_RSS_OUT", &self.out);
+    }
+
+    /// The peak RSS (KiB) of every program run since the last call.
+    pub fn collect(&self) -> Vec<u64> {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.out);
+        parse_rss_log(&text)
+            .into_iter()
+            .filter_map(|(pid, rss)| rss.or_else(|| reap_orphan(pid)))
+            .collect()
+    }
+}
+
+/// `(pid, Some(KiB))` for programs the wrapper reaped, `(pid, None)` for
+/// those it did not live to reap.
+pub fn parse_rss_log(text: &str) -> Vec<(i32, Option<u64>)> {
+    let mut out: Vec<(i32, Option<u64>)> = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f.as_slice() {
+            ["pid", p] => out.extend(p.parse().ok().map(|p| (p, None))),
+            ["rss", p, k] => {
+                if let (Ok(p), Ok(k)) = (p.parse::<i32>(), k.parse()) {
+                    match out.iter_mut().find(|(q, r)| *q == p && r.is_none()) {
+                        Some(slot) => slot.1 = Some(k),
+                        None => out.push((p, Some(k))),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Reaps an orphan handed to this subreaper and returns its peak RSS.
+fn reap_orphan(pid: i32) -> Option<u64> {
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid for the kernel to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits only for `pid`, which (reparented to us) is our child;
+    // if it is not, wait4 fails with ECHILD and nothing happens.
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    (rc == pid).then_some(usage.ru_maxrss.max(0) as u64)
+}
+
+/// `program` directly, or through the probe.
+fn base(program: &OsStr, probe: Option<&RssProbe>) -> Command {
+    match probe {
+        Some(p) => p.command(program),
+        None => Command::new(program),
+    }
+}
+
+/// One run of the static program, no isolation.
+pub fn run_bare(prog: &Path, probe: Option<&RssProbe>) -> Result<Run> {
+    let run = timed(base(prog.as_os_str(), probe).stdout(Stdio::null()))?;
+    check_code(run, 0, "the static program")
+}
+
+/// `bwrap` with every namespace unshared, the root bound read-only.
+pub fn bwrap_command(prog: &Path, probe: Option<&RssProbe>) -> Command {
+    let mut cmd = base(OsStr::new("bwrap"), probe);
+    cmd.args([
+        "--unshare-all",
+        "--die-with-parent",
+        "--ro-bind",
+        "/",
+        "/",
+        "--",
+    ])
+    .arg(prog)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    cmd
+}
+
+/// One run of the static program in a bubblewrap sandbox.
+pub fn run_bwrap(prog: &Path, probe: Option<&RssProbe>) -> Result<Run> {
+    let run = timed(bwrap_command(prog, probe).stderr(Stdio::null()))?;
+    check_code(run, 0, "bwrap")
+}
+
+fn check_code(run: Run, want: i32, what: &str) -> Result<Run> {
+    if run.code != Some(want) {
+        bail!("{what} exited with {:?}, not {want}", run.code);
+    }
+    Ok(run)
+}
+
+/// Where QEMU and how: Mayfly's choice of binary and accelerator.
+#[derive(Debug, Clone)]
+pub struct Qemu {
+    /// The binary Mayfly would run.
+    pub binary: PathBuf,
+    /// The accelerator in use.
+    pub accel: Accel,
+}
+
+impl Qemu {
+    /// The binary Mayfly's own lookup picks for `accel`.
+    pub fn new(accel: Accel) -> Qemu {
+        let binary = qemu::find_binary(
+            accel,
+            std::env::var_os(qemu::QEMU_ENV),
+            std::env::var_os("PATH").as_deref(),
+        );
+        Qemu { binary, accel }
+    }
+
+    /// Mayfly's exact QEMU arguments for `kernel` (128 MB).
+    fn argv(&self, kernel: &Path) -> Vec<OsString> {
+        let boot = BootConfig::new("bench", 128);
+        qemu::argv(&qemu::VmConfig {
+            accel: self.accel,
+            memory_mb: 128,
+            kernel,
+            boot: &boot,
+        })
+    }
+
+    /// QEMU with `args` and the VM's end of a NIC socket pair as descriptor
+    /// `NET_FD`, as Mayfly hands it over. The host end is returned so that
+    /// it stays open for the run.
+    fn command(
+        &self,
+        args: Vec<OsString>,
+        probe: Option<&RssProbe>,
+    ) -> Result<(Command, OwnedFd, OwnedFd)> {
+        let (host_end, guest_end) = net::socket_pair()?;
+        // Moved above the stdio and NET_FD numbers, so that dup2 in the
+        // child really copies it (and clears close-on-exec).
+        // SAFETY: F_DUPFD_CLOEXEC on an open descriptor returns a new one.
+        let moved = unsafe { libc::fcntl(guest_end.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
+        if moved < 0 {
+            return Err(std::io::Error::last_os_error()).context("moving the NIC descriptor");
+        }
+        // SAFETY: `moved` is a fresh descriptor nobody else owns.
+        let guest = unsafe { OwnedFd::from_raw_fd(moved) };
+        drop(guest_end);
+        let fd = guest.as_raw_fd();
+        let mut cmd = base(self.binary.as_os_str(), probe);
+        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+        // SAFETY: only dup2, async-signal-safe, between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(fd, qemu::NET_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok((cmd, host_end, guest))
+    }
+
+    /// One boot of the floor image (powers off at once: exit code 1).
+    pub fn boot_floor(&self, floor: &Path, probe: Option<&RssProbe>) -> Result<Run> {
+        let (mut cmd, _host, _guest) = self.command(self.argv(floor), probe)?;
+        let run = timed(&mut cmd)?;
+        check_code(run, 1, "QEMU on the floor image")
+    }
+
+    /// One boot of Linux (`vmlinux` through PVH) with `initrd` and
+    /// `cmdline` instead of Mayfly's boot line; the console goes to
+    /// `console`. Succeeds when QEMU exits 0 (the guest's reboot, under
+    /// `-no-reboot`) and the console shows `marker`.
+    pub fn boot_linux(&self, lin: &LinuxBoot<'_>, probe: Option<&RssProbe>) -> Result<Run> {
+        let mut args = self.argv(lin.vmlinux);
+        let at = args
+            .iter()
+            .position(|a| a == "-append")
+            .context("Mayfly's QEMU arguments have no -append")?;
+        args[at + 1] = lin.cmdline.into();
+        args.insert(at + 2, "-initrd".into());
+        args.insert(at + 3, lin.initrd.as_os_str().to_owned());
+        let (mut cmd, _host, _guest) = self.command(args, probe)?;
+        cmd.stdout(std::fs::File::create(lin.console)?);
+        let run = timed(&mut cmd)?;
+        let console = std::fs::read_to_string(lin.console).unwrap_or_default();
+        if run.code != Some(0) || !console.contains(lin.marker) {
+            let tail: String = console
+                .chars()
+                .rev()
+                .take(600)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            bail!(
+                "Linux did not boot to its init (QEMU exit {:?}); console tail:\n{tail}",
+                run.code
+            );
+        }
+        Ok(run)
+    }
+}
+
+/// What a Linux boot needs.
+pub struct LinuxBoot<'a> {
+    /// The uncompressed kernel with its PVH note.
+    pub vmlinux: &'a Path,
+    /// The initramfs.
+    pub initrd: &'a Path,
+    /// The kernel command line.
+    pub cmdline: &'a str,
+    /// Where the console goes.
+    pub console: &'a Path,
+    /// What `/init` prints.
+    pub marker: &'a str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rss_log;
+
+    #[test]
+    fn rss_log_pairs_pids_with_their_rss() {
+        let log = "pid 10\nrss 10 40000\npid 11\npid 12\nrss 12 500\ngarbage\n";
+        assert_eq!(
+            parse_rss_log(log),
+            vec![(10, Some(40000)), (11, None), (12, Some(500))]
+        );
+    }
+}
