@@ -9,7 +9,10 @@
 
 use std::collections::VecDeque;
 
+use std::os::fd::{AsRawFd, RawFd};
+
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::oneshot;
 
 /// Bytes kept from the start of the console.
 pub const HEAD_BYTES: usize = 64 * 1024;
@@ -100,6 +103,55 @@ pub async fn capture<R: AsyncRead + Unpin>(mut reader: R, mut log: CappedLog) ->
         }
     }
     log
+}
+
+/// Like [`capture`], but stops early when `cut` fires: then it takes what
+/// the pipe holds at that moment, without waiting for its end. The guest
+/// flushes its console before it posts its result, so once the result has
+/// arrived everything it logged is already in the pipe; cutting there lets
+/// the caller answer without waiting for QEMU to exit.
+pub async fn capture_until<R: AsyncRead + AsRawFd + Unpin>(
+    mut reader: R,
+    mut log: CappedLog,
+    mut cut: oneshot::Receiver<()>,
+) -> CappedLog {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut cut_armed = true;
+    loop {
+        tokio::select! {
+            read = reader.read(&mut buf) => match read {
+                Ok(0) => break,
+                Ok(n) => log.push(&buf[..n]),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the guest console failed");
+                    break;
+                }
+            },
+            fired = &mut cut, if cut_armed => {
+                if fired.is_err() {
+                    // No cut will come: read to the end.
+                    cut_armed = false;
+                    continue;
+                }
+                drain_now(reader.as_raw_fd(), &mut buf, &mut log);
+                break;
+            }
+        }
+    }
+    log
+}
+
+/// Reads whatever `fd` (non-blocking) holds right now.
+fn drain_now(fd: RawFd, buf: &mut [u8], log: &mut CappedLog) {
+    loop {
+        // SAFETY: `buf` is valid for `buf.len()` bytes and `fd` is the open
+        // (non-blocking) console pipe, owned by the caller for the call.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            return;
+        }
+        log.push(&buf[..n as usize]);
+    }
 }
 
 #[cfg(test)]

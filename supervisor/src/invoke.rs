@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use mayfly_proto::boot::BootConfig;
 use thiserror::Error;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::accel::Accel;
@@ -240,6 +240,11 @@ struct Running {
     stack: HostStack,
     api: RuntimeApi,
     console: Option<JoinHandle<CappedLog>>,
+    /// Tells the console capture to stop at what the pipe holds now.
+    console_cut: Option<oneshot::Sender<()>>,
+    /// Our handle on the console pipe's write side, until the guest first
+    /// speaks (see [`qemu::make_writes_blocking`]).
+    console_writer: Option<std::os::fd::OwnedFd>,
     events_tx: mpsc::UnboundedSender<ApiEvent>,
     events: mpsc::UnboundedReceiver<ApiEvent>,
     spawned_at: Instant,
@@ -294,15 +299,19 @@ impl Running {
         };
         let spawned_at = Instant::now();
         let mut vm = qemu::spawn(&binary, &config, guest_end)?;
+        let (console_cut, cut) = oneshot::channel();
         let console = vm
             .take_console()
-            .map(|stdout| tokio::spawn(console::capture(stdout, CappedLog::default())));
+            .map(|stdout| tokio::spawn(console::capture_until(stdout, CappedLog::default(), cut)));
+        let console_writer = vm.take_console_writer();
         let (events_tx, events) = mpsc::unbounded_channel();
         Ok(Running {
             vm,
             stack,
             api,
             console,
+            console_cut: Some(console_cut),
+            console_writer,
             events_tx,
             events,
             spawned_at,
@@ -343,6 +352,7 @@ impl Running {
             delivered_at,
             max_memory,
             timeout,
+            console_writer,
             ..
         } = self;
         let spawned_at = *spawned_at;
@@ -352,20 +362,26 @@ impl Running {
         tokio::pin!(cancel);
         let mut deadline = deadline;
         let mut limit = limit;
-        let mut handle = |event, deadline: &mut Instant, limit: &mut Duration| match event {
-            ApiEvent::Waiting { at } => Some(Ending::Waiting(at)),
-            ApiEvent::Delivered { at, .. } => {
-                tracing::debug!(since_spawn = ?at - spawned_at, "event delivered");
-                *delivered_at = Some(at);
-                *deadline = at + timeout;
-                *limit = timeout;
-                None
+        let mut handle = |event, deadline: &mut Instant, limit: &mut Duration| {
+            // The guest speaks: QEMU's chardevs are long set up.
+            if let Some(writer) = console_writer.take() {
+                qemu::make_writes_blocking(&writer);
             }
-            ApiEvent::MaxMemory(bytes) => {
-                *max_memory = Some(bytes);
-                None
+            match event {
+                ApiEvent::Waiting { at } => Some(Ending::Waiting(at)),
+                ApiEvent::Delivered { at, .. } => {
+                    tracing::debug!(since_spawn = ?at - spawned_at, "event delivered");
+                    *delivered_at = Some(at);
+                    *deadline = at + timeout;
+                    *limit = timeout;
+                    None
+                }
+                ApiEvent::MaxMemory(bytes) => {
+                    *max_memory = Some(bytes);
+                    None
+                }
+                ApiEvent::Finished { at, result } => Some(Ending::Finished(at, result)),
             }
-            ApiEvent::Finished { at, result } => Some(Ending::Finished(at, result)),
         };
         let ending = loop {
             tokio::select! {
@@ -411,6 +427,15 @@ impl Running {
     }
 
     /// Kills and reaps QEMU, collects the console and says how it ended.
+    async fn collect_console(&mut self) -> Vec<u8> {
+        // While we hold the write side, the pipe cannot end.
+        drop(self.console_writer.take());
+        match self.console.take() {
+            Some(task) => task.await.map(|log| log.to_bytes()).unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
+
     async fn finish(
         mut self,
         ending: Ending,
@@ -423,13 +448,27 @@ impl Running {
             _ => Instant::now(),
         };
 
-        tracing::trace!("killing QEMU");
-        let status = self.vm.kill().await;
-        tracing::debug!(status = ?status, "QEMU reaped");
-        let log = match self.console.take() {
+        let log = if matches!(ending, Ending::Finished(..)) {
+            // The guest has answered, and flushed its console before it
+            // did: take the log as the pipe holds it and tear the VM down
+            // in the background, so that the caller has its result without
+            // waiting for QEMU to exit (a few ms of unmapping its memory).
+            if let Some(cut) = self.console_cut.take() {
+                let _ = cut.send(());
+            }
+            let log = self.collect_console().await;
+            let mut vm = std::mem::replace(&mut self.vm, qemu::Vm::gone());
+            tokio::spawn(async move {
+                let status = vm.kill().await;
+                tracing::debug!(status = ?status, "QEMU reaped");
+            });
+            log
+        } else {
+            tracing::trace!("killing QEMU");
+            let status = self.vm.kill().await;
+            tracing::debug!(status = ?status, "QEMU reaped");
             // QEMU is gone, so the pipe is at its end: this finishes promptly.
-            Some(task) => task.await.map(|log| log.to_bytes()).unwrap_or_default(),
-            None => Vec::new(),
+            self.collect_console().await
         };
         tracing::trace!("console collected");
 

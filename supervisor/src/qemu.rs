@@ -17,7 +17,8 @@ use std::process::{ExitStatus, Stdio};
 use mayfly_proto::boot::BootConfig;
 use thiserror::Error;
 use tokio::io::AsyncReadExt;
-use tokio::process::{Child, ChildStderr, ChildStdout, Command};
+use tokio::net::unix::pipe;
+use tokio::process::{Child, ChildStderr, Command};
 use tokio::task::JoinHandle;
 
 use crate::accel::Accel;
@@ -147,6 +148,9 @@ pub enum SpawnError {
     /// The NIC's descriptor could not be prepared for the child.
     #[error("cannot prepare the VM's network descriptor: {0}")]
     NetFd(io::Error),
+    /// The console pipe could not be made.
+    #[error("cannot make the VM's console pipe: {0}")]
+    Console(io::Error),
     /// The QEMU binary is not installed.
     #[error("{binary} not found: install QEMU (Debian: apt-get install qemu-system-x86; or run `cargo xtask bootstrap`)")]
     NotFound {
@@ -167,7 +171,8 @@ pub enum SpawnError {
 #[derive(Debug)]
 pub struct Vm {
     child: Option<Child>,
-    console: Option<ChildStdout>,
+    console: Option<pipe::Receiver>,
+    console_writer: Option<OwnedFd>,
     stderr: Option<JoinHandle<Vec<u8>>>,
     exit: Option<ExitStatus>,
 }
@@ -190,6 +195,36 @@ async fn keep_tail(mut stderr: ChildStderr) -> Vec<u8> {
     kept
 }
 
+/// A pipe for the console, both ends close-on-exec.
+fn console_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two new descriptors into `fds`.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are fresh and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Makes writes to the console pipe blocking again, for QEMU too.
+///
+/// QEMU opens its stdio chardev non-blocking, and its virtio console drops
+/// whatever a full pipe does not take (it will not throttle a console).
+/// Blocking writes instead make the guest wait while the supervisor,
+/// which always drains the pipe, catches up: no log line is lost. The
+/// flag belongs to the open file, which QEMU shares with `writer`, so this
+/// must run after QEMU has set up its chardevs: when the guest first
+/// speaks to the runtime API.
+pub fn make_writes_blocking(writer: &OwnedFd) {
+    // SAFETY: F_GETFL/F_SETFL on an open descriptor change only its flags.
+    unsafe {
+        let flags = libc::fcntl(writer.as_raw_fd(), libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(writer.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
+        }
+    }
+}
+
 /// Starts QEMU with `nic` (the VM's end of the frame socket pair) as its
 /// NIC backend, descriptor [`NET_FD`].
 pub fn spawn(binary: &Path, config: &VmConfig<'_>, nic: OwnedFd) -> Result<Vm, SpawnError> {
@@ -206,11 +241,15 @@ pub fn spawn(binary: &Path, config: &VmConfig<'_>, nic: OwnedFd) -> Result<Vm, S
     drop(nic);
     let guest_fd = guest_end.as_raw_fd();
     let parent = std::process::id() as libc::pid_t;
+    let (console_read, console_write) = console_pipe().map_err(SpawnError::Console)?;
+    // Kept so that the write side's flags can be changed once QEMU has
+    // opened its chardevs (see `make_writes_blocking`).
+    let console_writer = console_write.try_clone().map_err(SpawnError::Console)?;
     let mut command = Command::new(binary);
     command
         .args(argv(config))
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::from(console_write))
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
@@ -251,33 +290,59 @@ pub fn spawn(binary: &Path, config: &VmConfig<'_>, nic: OwnedFd) -> Result<Vm, S
     })?;
     drop(guest_end);
     tracing::debug!(pid = child.id(), binary = %binary.display(), "QEMU started");
-    let console = child.stdout.take();
-    if let Some(stdout) = &console {
-        // A bigger pipe absorbs console bursts while the reader is busy, so
-        // QEMU (and with it the guest) is throttled less often.
-        // SAFETY: F_SETPIPE_SZ only resizes the pipe's buffer; failure
-        // (over the system's pipe-max-size) leaves it as it was.
-        let _ = unsafe { libc::fcntl(stdout.as_raw_fd(), libc::F_SETPIPE_SZ, CONSOLE_PIPE_BYTES) };
-    }
+    // The parent's copy of the write side goes with the command, so that
+    // the pipe ends when QEMU does (and the console's reader sees it).
+    drop(command);
+    // A bigger pipe absorbs console bursts while the reader is busy, so
+    // QEMU (and with it the guest) waits less often.
+    // SAFETY: F_SETPIPE_SZ only resizes the pipe's buffer; failure (over
+    // the system's pipe-max-size) leaves it as it was.
+    let _ = unsafe {
+        libc::fcntl(
+            console_read.as_raw_fd(),
+            libc::F_SETPIPE_SZ,
+            CONSOLE_PIPE_BYTES,
+        )
+    };
+    let console = pipe::Receiver::from_owned_fd(console_read).map_err(SpawnError::Console)?;
     let stderr = child.stderr.take().map(|s| tokio::spawn(keep_tail(s)));
     Ok(Vm {
         child: Some(child),
-        console,
+        console: Some(console),
+        console_writer: Some(console_writer),
         stderr,
         exit: None,
     })
 }
 
 impl Vm {
-    /// QEMU's process id, while it has not been reaped.
+    /// A `Vm` that stands for none: the placeholder left where a VM was
+    /// moved out to be torn down elsewhere.
+    pub fn gone() -> Vm {
+        Vm {
+            child: None,
+            console: None,
+            console_writer: None,
+            stderr: None,
+            exit: None,
+        }
+    }
+
+    /// The process id, while the process exists.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(|c| c.id())
     }
 
     /// The console stream (QEMU's stdout). Whoever takes it must keep
     /// reading it, or the guest stalls when the pipe fills.
-    pub fn take_console(&mut self) -> Option<ChildStdout> {
+    pub fn take_console(&mut self) -> Option<pipe::Receiver> {
         self.console.take()
+    }
+
+    /// The supervisor's handle on the console pipe's write side (see
+    /// [`make_writes_blocking`]); drop it, or the pipe never ends.
+    pub fn take_console_writer(&mut self) -> Option<OwnedFd> {
+        self.console_writer.take()
     }
 
     /// Waits for QEMU to exit and reaps it. Cancel-safe; once it has
