@@ -207,6 +207,8 @@ impl Server {
         // If the test process dies, so does its server (which then reaps its
         // VMs): the signal goes when the thread that spawned it ends, and
         // every test stops its server on that thread before returning.
+        // SAFETY: the closure runs in the child between fork and exec and
+        // makes one async-signal-safe call.
         unsafe {
             use std::os::unix::process::CommandExt;
             cmd.pre_exec(|| {
@@ -251,6 +253,7 @@ impl Server {
     /// the exit status and whether SIGKILL was needed.
     pub fn stop(&mut self) -> Option<(ExitStatus, bool)> {
         let mut child = self.child.take()?;
+        // SAFETY: a signal to our own child, not yet reaped.
         unsafe {
             libc::kill(child.id() as i32, libc::SIGTERM);
         }
@@ -578,6 +581,8 @@ impl Drop for Server {
             std::thread::sleep(Duration::from_secs(2));
             let left = processes_mentioning(&self.data_dir);
             for pid in &left {
+                // SAFETY: kill(2) on a QEMU this test's server left; at
+                // worst it is gone already and the call fails.
                 unsafe {
                     libc::kill(*pid as i32, libc::SIGKILL);
                 }
