@@ -174,6 +174,10 @@ def main():
     lam.put_provisioned_concurrency_config(
         FunctionName=FUNCTION, Qualifier="1", ProvisionedConcurrentExecutions=1)
     wait_for(lam, "1", 1)
+    # A reservation cannot shrink below the warm VMs it holds.
+    code, _ = error_code(lambda: lam.put_function_concurrency(
+        FunctionName=FUNCTION, ReservedConcurrentExecutions=0))
+    assert code == "InvalidParameterValueException", code
     lam.delete_provisioned_concurrency_config(FunctionName=FUNCTION, Qualifier="1")
     code, _ = error_code(lambda: lam.get_provisioned_concurrency_config(
         FunctionName=FUNCTION, Qualifier="1"))

@@ -38,6 +38,15 @@ pub async fn put(
                  and other functions reserve {others}."
             )));
         }
+        // Warm VMs hold slots of the function's reservation: it cannot
+        // shrink below them.
+        let (configs, _) = state.store.list_provisioned_configs(&f.name, None, 1000)?;
+        let provisioned: u64 = configs.iter().map(|c| u64::from(c.requested)).sum();
+        if u64::from(n) < provisioned {
+            return Err(ApiError::invalid_parameter(format!(
+                "ReservedConcurrentExecutions {n} is less than the function's provisioned concurrency                  ({provisioned}); lower or delete its ProvisionedConcurrencyConfigs first."
+            )));
+        }
         Ok(state.store.put_reserved_concurrency(&f.name, n)?)
     })
     .await?;

@@ -81,8 +81,22 @@ pub async fn worker(state: SharedState) {
 
 async fn process(state: SharedState, event: Event) {
     let id = event.request_id.clone();
+    let attempts = event.attempts;
     if let Err(e) = process_inner(&state, event).await {
-        tracing::error!(request_id = %id, error = %e.message, "event processing failed; it will be retried");
+        // A failure of the host (not of the function): give the event back
+        // to the queue for a later try, without counting it as a retry,
+        // rather than leave it leased until its lease runs out.
+        let delay = retry_delay(state.retry_base_delay, 1);
+        tracing::error!(request_id = %id, error = %e.message, ?delay, "event processing failed; it will be tried again");
+        let released = blocking(&state, move |state: &AppState| {
+            Ok(state
+                .store
+                .retry_event(&id, now_ms() + delay.as_millis() as u64, attempts)?)
+        })
+        .await;
+        if let Err(e) = released {
+            tracing::error!(error = %e.message, "cannot release the event; it runs again when its lease ends");
+        }
     }
 }
 
