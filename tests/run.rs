@@ -260,6 +260,22 @@ fn misbehave_state_shows_every_vm_is_fresh() {
 }
 
 #[test]
+fn misbehave_overflow_is_reported_as_a_cpu_exception() {
+    let out = misbehave("overflow", &[]);
+    assert_ne!(out.code, 0);
+    let error = out.json();
+    assert_eq!(error["errorType"], "Runtime.ExitError", "{error}");
+    let message = error["errorMessage"].as_str().unwrap();
+    assert!(message.contains("CPU exception: page fault"), "{message}");
+    assert!(message.contains("(stack overflow)"), "{message}");
+    assert!(
+        out.stderr.contains("mayfly: CPU exception"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn a_vm_that_dies_without_answering_is_an_exit_error() {
     // The floor image powers off as its first instruction.
     let floor = image("floor.elf");

@@ -10,7 +10,9 @@ use core::arch::asm;
 /// safety (all the ports the kernel uses: COM1, the PIT, isa-debug-exit).
 pub unsafe fn outb(port: u16, value: u8) {
     // SAFETY: the caller vouches for the port; `out` touches no memory.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// Reads a byte from an I/O port.
@@ -20,7 +22,9 @@ pub unsafe fn outb(port: u16, value: u8) {
 pub unsafe fn inb(port: u16) -> u8 {
     let value: u8;
     // SAFETY: the caller vouches for the port; `in` touches no memory.
-    unsafe { asm!("in al, dx", out("al") value, in("dx") port, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("in al, dx", out("al") value, in("dx") port, options(nomem, nostack, preserves_flags))
+    };
     value
 }
 
@@ -28,7 +32,9 @@ pub unsafe fn inb(port: u16) -> u8 {
 pub fn rdtsc() -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: rdtsc only reads the counter; CR4.TSD is clear at ring 0.
-    unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
@@ -46,7 +52,11 @@ pub struct CpuidResult {
 /// Executes CPUID for `leaf`, sub-leaf 0.
 pub fn cpuid(leaf: u32) -> CpuidResult {
     let r = core::arch::x86_64::__cpuid_count(leaf, 0);
-    CpuidResult { eax: r.eax, ebx: r.ebx, ecx: r.ecx }
+    CpuidResult {
+        eax: r.eax,
+        ebx: r.ebx,
+        ecx: r.ecx,
+    }
 }
 
 /// Invalidates the TLB entry for one address.

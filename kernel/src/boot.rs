@@ -236,6 +236,7 @@ unsafe fn read_start_info(info: *const StartInfo) -> &'static BootInfo {
 /// First Rust code: runs on the boot stack with interrupts off.
 extern "C" fn kernel_main(start_info: u32) -> ! {
     crate::clock::start_calibration();
+    crate::exceptions::init();
     // SAFETY: the pointer comes straight from the PVH loader, and this is
     // the one call.
     let boot = unsafe { read_start_info(start_info as usize as *const StartInfo) };

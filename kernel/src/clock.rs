@@ -53,7 +53,10 @@ fn pit_elapsed() -> Option<u64> {
         let status = inb(PIT_CHANNEL0);
         let lo = inb(PIT_CHANNEL0);
         let hi = inb(PIT_CHANNEL0);
-        (u64::from(lo) | (u64::from(hi) << 8), status & PIT_STATUS_OUT != 0)
+        (
+            u64::from(lo) | (u64::from(hi) << 8),
+            status & PIT_STATUS_OUT != 0,
+        )
     };
     if out {
         None
@@ -99,7 +102,10 @@ pub fn finish_calibration() {
             }
         }
     });
-    TSC_HZ.store(if hz == 0 { FALLBACK_TSC_HZ } else { hz }, Ordering::Relaxed);
+    TSC_HZ.store(
+        if hz == 0 { FALLBACK_TSC_HZ } else { hz },
+        Ordering::Relaxed,
+    );
 }
 
 /// Microseconds since boot.

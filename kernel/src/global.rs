@@ -21,7 +21,10 @@ unsafe impl<T> Sync for Global<T> {}
 impl<T> Global<T> {
     /// Wraps a value.
     pub const fn new(value: T) -> Self {
-        Global { busy: AtomicBool::new(false), value: UnsafeCell::new(value) }
+        Global {
+            busy: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
     }
 
     /// Runs `f` on the value; `None` if the value is already lent (re-entry).

@@ -26,7 +26,10 @@ pub struct Response {
 impl Response {
     /// The first header named `name`, compared case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -87,7 +90,9 @@ fn read_response(conn: &mut Connection) -> Result<Response, HttpError> {
         let mut response = httparse::Response::new(&mut headers);
         match response.parse(&data) {
             Ok(httparse::Status::Complete(head_len)) => {
-                let status = response.code.ok_or(HttpError::Malformed("no status code"))?;
+                let status = response
+                    .code
+                    .ok_or(HttpError::Malformed("no status code"))?;
                 let mut content_length = 0usize;
                 let mut owned = Vec::with_capacity(response.headers.len());
                 for h in response.headers.iter() {
@@ -107,7 +112,11 @@ fn read_response(conn: &mut Connection) -> Result<Response, HttpError> {
                     conn.receive_some(&mut body)?;
                 }
                 body.truncate(content_length);
-                return Ok(Response { status, headers: owned, body });
+                return Ok(Response {
+                    status,
+                    headers: owned,
+                    body,
+                });
             }
             Ok(httparse::Status::Partial) if data.len() < MAX_HEAD_BYTES => continue,
             Ok(httparse::Status::Partial) => return Err(HttpError::Malformed("head too large")),

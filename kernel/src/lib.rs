@@ -24,6 +24,7 @@ mod arch;
 mod boot;
 mod clock;
 pub mod console;
+mod exceptions;
 mod global;
 mod http;
 mod mem;
@@ -41,6 +42,8 @@ pub(crate) const EXIT_OK: u8 = 0;
 pub(crate) const EXIT_FATAL: u8 = 2;
 /// Exit status: a panic could not be reported over the network.
 pub(crate) const EXIT_PANIC: u8 = 3;
+/// Exit status: the CPU raised an exception (see `exceptions`).
+pub(crate) const EXIT_EXCEPTION: u8 = 4;
 
 /// Milliseconds since the VM booted, from the calibrated TSC.
 pub fn uptime_ms() -> u64 {

@@ -114,7 +114,9 @@ pub fn init_heap(ram: &[(u64, u64)]) {
     };
     if largest.1 - largest.0 > 2 * OOM_RESERVE as u64 {
         largest.1 -= OOM_RESERVE as u64;
-        ALLOCATOR.reserve.store(largest.1 as usize, Ordering::Relaxed);
+        ALLOCATOR
+            .reserve
+            .store(largest.1 as usize, Ordering::Relaxed);
     }
     let mut talc = ALLOCATOR.talc.lock();
     for &(start, end) in regions.iter() {
@@ -165,7 +167,11 @@ pub fn protect_stack() {
         let table = &mut *addr_of_mut!(GUARD_TABLE);
         for (i, entry) in table.0.iter_mut().enumerate() {
             let addr = (big_page + i * 4096) as u64;
-            *entry = if addr as usize == guard { 0 } else { addr | 0x3 };
+            *entry = if addr as usize == guard {
+                0
+            } else {
+                addr | 0x3
+            };
         }
         let pd = &mut *addr_of_mut!(BOOT_PD);
         pd[big_page >> 21] = (table.0.as_ptr() as u64) | 0x3;

@@ -99,7 +99,13 @@ impl Device for VirtioPhy {
             }
             nic.receive().ok()?
         };
-        Some((RxToken { nic: &self.nic, buffer }, TxToken { nic: &self.nic }))
+        Some((
+            RxToken {
+                nic: &self.nic,
+                buffer,
+            },
+            TxToken { nic: &self.nic },
+        ))
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
@@ -143,12 +149,17 @@ impl Connection {
         port: u16,
     ) -> Result<Connection, NetError> {
         let nic = Nic::new(transport, RX_BUFFER_BYTES).map_err(|_| NetError::Device)?;
-        let mut phy = VirtioPhy { nic: RefCell::new(nic) };
+        let mut phy = VirtioPhy {
+            nic: RefCell::new(nic),
+        };
         let mut config = Config::new(EthernetAddress(mac).into());
         config.random_seed = arch::rdtsc();
         let mut iface = Interface::new(config, &mut phy, now());
         iface.update_ip_addrs(|addrs| {
-            let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(Ipv4Address::from(ip)), prefix_len));
+            let _ = addrs.push(IpCidr::new(
+                IpAddress::Ipv4(Ipv4Address::from(ip)),
+                prefix_len,
+            ));
         });
         let mut socket = tcp::Socket::new(
             tcp::SocketBuffer::new(vec![0; TCP_BUFFER_BYTES]),
@@ -168,7 +179,12 @@ impl Connection {
             .map_err(|_| NetError::Connect)?;
         let mut sockets = SocketSet::new(Vec::new());
         let handle = sockets.add(socket);
-        let mut conn = Connection { phy, iface, sockets, handle };
+        let mut conn = Connection {
+            phy,
+            iface,
+            sockets,
+            handle,
+        };
         conn.wait(|s| s.may_send() || !s.is_open());
         if !conn.socket().may_send() {
             return Err(NetError::Connect);

@@ -46,7 +46,13 @@ struct ErrorBody<'a> {
 }
 
 impl Client {
-    fn request(&mut self, method: &str, path: &str, extra: &[(&str, &str)], body: &[u8]) -> Response {
+    fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
         let memory = memory::max_used_bytes().to_string();
         let mut headers: Vec<(&str, &str)> = Vec::with_capacity(extra.len() + 2);
         headers.push((HEADER_MAX_MEMORY_BYTES, &memory));
@@ -61,13 +67,21 @@ impl Client {
     }
 
     fn post_error(&mut self, error_type: &str, message: &str) {
-        let body = serde_json::to_vec(&ErrorBody { error_message: message, error_type })
-            .unwrap_or_default();
+        let body = serde_json::to_vec(&ErrorBody {
+            error_message: message,
+            error_type,
+        })
+        .unwrap_or_default();
         let path = match &self.request_id {
             Some(id) => format!("{}{id}/error", api::INVOCATION_PREFIX),
             None => api::INIT_ERROR_PATH.to_string(),
         };
-        self.request("POST", &path, &[(HEADER_FUNCTION_ERROR_TYPE, error_type)], &body);
+        self.request(
+            "POST",
+            &path,
+            &[(HEADER_FUNCTION_ERROR_TYPE, error_type)],
+            &body,
+        );
     }
 
     fn finish(&mut self) -> ! {
@@ -99,7 +113,9 @@ pub fn run(cmdline: &str) -> ! {
         Ok(config) => Box::leak(Box::new(config)),
         Err(e) => fatal(&format!("{e}")),
     };
-    let Some(nic) = devices.net else { fatal("no virtio-net device") };
+    let Some(nic) = devices.net else {
+        fatal("no virtio-net device")
+    };
     clock::finish_calibration();
     let conn = match Connection::open(
         nic,
@@ -114,7 +130,13 @@ pub fn run(cmdline: &str) -> ! {
     };
     let [a, b, c, d] = config.host_ip;
     let host = format!("{a}.{b}.{c}.{d}:{}", config.api_port);
-    CLIENT.with(|client| *client = Some(Client { conn, host, request_id: None }));
+    CLIENT.with(|client| {
+        *client = Some(Client {
+            conn,
+            host,
+            request_id: None,
+        })
+    });
 
     let (event, ctx) = next_event(config);
     // SAFETY: the symbol is defined by `entry!` with exactly this signature.
@@ -148,7 +170,12 @@ fn next_event(config: &'static BootConfig) -> (Vec<u8>, Context) {
                 fatal(&format!("runtime API answered {} to next", response.status));
             }
             let header = |name: &str| response.header(name).unwrap_or("").to_string();
-            let number = |name: &str| response.header(name).and_then(|v| v.parse().ok()).unwrap_or(0);
+            let number = |name: &str| {
+                response
+                    .header(name)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
             let request_id = header(HEADER_REQUEST_ID);
             client.request_id = Some(request_id.clone());
             let ctx = Context::new(
@@ -181,7 +208,11 @@ fn panic(info: &PanicInfo) -> ! {
         Some(loc) => format!("{message} at {}:{}", loc.file(), loc.line()),
         None => format!("{message}"),
     };
-    let error_type = if out_of_memory { api::ERROR_OUT_OF_MEMORY } else { api::ERROR_PANIC };
+    let error_type = if out_of_memory {
+        api::ERROR_OUT_OF_MEMORY
+    } else {
+        api::ERROR_PANIC
+    };
     crate::log!("{error_type}: {text}");
     console::flush();
     let posted = CLIENT.with(|client| match client {

@@ -45,7 +45,10 @@ pub struct Error {
 impl Error {
     /// An error of type `error_type`.
     pub fn new(error_type: impl Into<String>, message: impl Into<String>) -> Error {
-        Error { error_type: error_type.into(), error_message: message.into() }
+        Error {
+            error_type: error_type.into(),
+            error_message: message.into(),
+        }
     }
 }
 
@@ -76,7 +79,14 @@ impl Context {
         config: &'static BootConfig,
     ) -> Context {
         let clock_offset_ms = host_clock_ms as i64 - clock::millis() as i64;
-        Context { request_id, invoked_function_arn, trace_id, deadline_ms, clock_offset_ms, config }
+        Context {
+            request_id,
+            invoked_function_arn,
+            trace_id,
+            deadline_ms,
+            clock_offset_ms,
+            config,
+        }
     }
 
     /// The invocation's request id.
@@ -142,7 +152,10 @@ impl Context {
 
     /// The function's own environment variables, in the order given.
     pub fn env_vars(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.config.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.config
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
     }
 }
 
@@ -154,11 +167,19 @@ pub fn dispatch<E: DeserializeOwned, R: Serialize>(
     ctx: &Context,
     handler: fn(E, &Context) -> Result<R, Error>,
 ) -> Result<Vec<u8>, Error> {
-    let event: E = serde_json::from_slice(event)
-        .map_err(|e| Error::new(ERROR_UNMARSHAL, alloc::format!("cannot decode the event: {e}")))?;
+    let event: E = serde_json::from_slice(event).map_err(|e| {
+        Error::new(
+            ERROR_UNMARSHAL,
+            alloc::format!("cannot decode the event: {e}"),
+        )
+    })?;
     let result = handler(event, ctx)?;
-    serde_json::to_vec(&result)
-        .map_err(|e| Error::new(ERROR_MARSHAL, alloc::format!("cannot encode the result: {e}")))
+    serde_json::to_vec(&result).map_err(|e| {
+        Error::new(
+            ERROR_MARSHAL,
+            alloc::format!("cannot encode the result: {e}"),
+        )
+    })
 }
 
 /// Registers a function's handler: `fn(E, &Context) -> Result<R, Error>`

@@ -490,7 +490,14 @@ impl Running {
             Ending::TimedOut(after) => InvocationResult::Timeout { after },
             Ending::Exited(status) => {
                 let stderr = self.vm.stderr_tail().await;
-                InvocationResult::ExitError(exit_message(&qemu::describe_status(status), &stderr))
+                let mut message = exit_message(&qemu::describe_status(status), &stderr);
+                // The kernel's own last words (a CPU exception, a fatal
+                // error) say more than the exit status.
+                if let Some(said) = last_kernel_line(&log) {
+                    message.push_str("; the guest said: ");
+                    message.push_str(&said);
+                }
+                InvocationResult::ExitError(message)
             }
             Ending::Waiting(_) => {
                 InvocationResult::ExitError("the VM was never given its event".into())
@@ -513,6 +520,14 @@ impl Running {
             log,
         })
     }
+}
+
+/// The last line the kernel itself wrote (`mayfly: ...`), if any.
+fn last_kernel_line(log: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(log)
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("mayfly: ").map(str::to_string))
 }
 
 /// The `Runtime.ExitError` message: how QEMU ended, and its last words.

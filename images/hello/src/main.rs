@@ -22,9 +22,13 @@ struct Reply {
 }
 
 fn handler(event: Request, ctx: &Context) -> Result<Reply, Error> {
-    let greeting = ctx.env_var("GREETING").unwrap_or_else(|| String::from("Hello"));
+    let greeting = ctx
+        .env_var("GREETING")
+        .unwrap_or_else(|| String::from("Hello"));
     let name = event.name.unwrap_or_else(|| String::from("World"));
-    Ok(Reply { message: format!("{greeting}, {name}!") })
+    Ok(Reply {
+        message: format!("{greeting}, {name}!"),
+    })
 }
 
 mayfly_kernel::entry!(handler);

@@ -1,5 +1,6 @@
 //! Misbehaves on request, for tests: `{"mode": ...}` with `error`, `panic`,
-//! `loop`, `oom`, `spam` or `state`.
+//! `loop`, `oom`, `spam`, `state` or `overflow` (recurses until the stack
+//! runs into its guard page).
 #![no_std]
 #![no_main]
 
@@ -49,8 +50,20 @@ fn handler(event: Request, _ctx: &Context) -> Result<Value, Error> {
             Ok(json!({ "spammed_bytes": written }))
         }
         "state" => Ok(json!({ "invocations_seen": seen })),
-        other => Err(Error::new("InvalidMode", alloc::format!("unknown mode `{other}`"))),
+        "overflow" => Ok(json!({ "depth": recurse(0) })),
+        other => Err(Error::new(
+            "InvalidMode",
+            alloc::format!("unknown mode `{other}`"),
+        )),
     }
+}
+
+/// Recursion that cannot be optimised into a loop: each frame keeps a
+/// buffer alive across the call. Endless on purpose.
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let frame = core::hint::black_box([depth; 64]);
+    recurse(depth + 1) + frame[depth as usize % 64]
 }
 
 mayfly_kernel::entry!(handler);

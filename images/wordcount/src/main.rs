@@ -33,7 +33,10 @@ const TOP: usize = 10;
 fn handler(event: Request, _ctx: &Context) -> Result<Reply, Error> {
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     let mut total = 0;
-    for word in event.text.split(|c: char| !c.is_alphanumeric() && c != '\'') {
+    for word in event
+        .text
+        .split(|c: char| !c.is_alphanumeric() && c != '\'')
+    {
         let word = word.trim_matches('\'');
         if word.is_empty() {
             continue;
@@ -41,8 +44,10 @@ fn handler(event: Request, _ctx: &Context) -> Result<Reply, Error> {
         total += 1;
         *counts.entry(word.to_lowercase()).or_insert(0) += 1;
     }
-    let mut ranked: Vec<WordCount> =
-        counts.into_iter().map(|(word, count)| WordCount { word, count }).collect();
+    let mut ranked: Vec<WordCount> = counts
+        .into_iter()
+        .map(|(word, count)| WordCount { word, count })
+        .collect();
     // BTreeMap order is alphabetical already; a stable sort by count keeps it
     // for ties.
     ranked.sort_by(|a, b| b.count.cmp(&a.count));

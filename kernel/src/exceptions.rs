@@ -1,0 +1,291 @@
+//! CPU exceptions: a fault in the function (a stack overflow into the guard
+//! page, a bad pointer, a division by zero) is reported on the console and
+//! ends the VM with exit value [`EXIT_EXCEPTION`](crate::EXIT_EXCEPTION),
+//! which the host reports as `Runtime.ExitError`, instead of a silent
+//! triple fault.
+//!
+//! Every exception runs on its own stack (IST 1), so a stack overflow can
+//! still be reported. The handler never returns.
+
+use core::arch::{asm, global_asm};
+use core::fmt::{self, Write};
+use core::ptr::{addr_of, addr_of_mut};
+
+use crate::{arch, console};
+
+/// Bytes of the exception stack.
+const STACK_BYTES: usize = 16 * 1024;
+/// Vectors handled: the 32 architectural exceptions.
+const VECTORS: usize = 32;
+/// Code segment selector (the boot GDT's, kept in the new one).
+const CODE_SELECTOR: u16 = 0x08;
+/// TSS selector in the new GDT.
+const TSS_SELECTOR: u16 = 0x18;
+
+#[repr(C, packed)]
+struct Tss {
+    reserved0: u32,
+    rsp: [u64; 3],
+    reserved1: u64,
+    ist: [u64; 7],
+    reserved2: u64,
+    reserved3: u16,
+    iomap_base: u16,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct IdtEntry {
+    offset_low: u16,
+    selector: u16,
+    ist: u8,
+    attributes: u8,
+    offset_mid: u16,
+    offset_high: u32,
+    reserved: u32,
+}
+
+#[repr(C, packed)]
+struct TablePointer {
+    limit: u16,
+    base: u64,
+}
+
+#[repr(C, align(16))]
+struct ExceptionStack([u8; STACK_BYTES]);
+
+static mut TSS: Tss = Tss {
+    reserved0: 0,
+    rsp: [0; 3],
+    reserved1: 0,
+    ist: [0; 7],
+    reserved2: 0,
+    reserved3: 0,
+    iomap_base: core::mem::size_of::<Tss>() as u16,
+};
+static mut EXCEPTION_STACK: ExceptionStack = ExceptionStack([0; STACK_BYTES]);
+/// Null, 64-bit code, data, and the two halves of the TSS descriptor.
+static mut GDT: [u64; 5] = [0, 0x00af_9a00_0000_ffff, 0x00cf_9200_0000_ffff, 0, 0];
+static mut IDT: [IdtEntry; VECTORS] = [IdtEntry {
+    offset_low: 0,
+    selector: 0,
+    ist: 0,
+    attributes: 0,
+    offset_mid: 0,
+    offset_high: 0,
+    reserved: 0,
+}; VECTORS];
+
+// One stub per vector: those without a CPU-pushed error code push 0, so
+// the frame is the same for all; then the vector; then the common path,
+// which aligns the stack and calls Rust with a pointer to the frame.
+global_asm!(
+    r#"
+    .section .text.exceptions, "ax"
+    .macro EXC_NOERR n
+    .global mayfly_exception_\n
+    mayfly_exception_\n:
+        push 0
+        push \n
+        jmp mayfly_exception_common
+    .endm
+    .macro EXC_ERR n
+    .global mayfly_exception_\n
+    mayfly_exception_\n:
+        push \n
+        jmp mayfly_exception_common
+    .endm
+    EXC_NOERR 0
+    EXC_NOERR 1
+    EXC_NOERR 2
+    EXC_NOERR 3
+    EXC_NOERR 4
+    EXC_NOERR 5
+    EXC_NOERR 6
+    EXC_NOERR 7
+    EXC_ERR 8
+    EXC_NOERR 9
+    EXC_ERR 10
+    EXC_ERR 11
+    EXC_ERR 12
+    EXC_ERR 13
+    EXC_ERR 14
+    EXC_NOERR 15
+    EXC_NOERR 16
+    EXC_ERR 17
+    EXC_NOERR 18
+    EXC_NOERR 19
+    EXC_NOERR 20
+    EXC_ERR 21
+    EXC_NOERR 22
+    EXC_NOERR 23
+    EXC_NOERR 24
+    EXC_NOERR 25
+    EXC_NOERR 26
+    EXC_NOERR 27
+    EXC_NOERR 28
+    EXC_ERR 29
+    EXC_ERR 30
+    EXC_NOERR 31
+    mayfly_exception_common:
+        mov rdi, rsp
+        and rsp, -16
+        call {handler}
+    2:
+        hlt
+        jmp 2b
+
+    .section .rodata.exceptions, "a"
+    .balign 8
+    mayfly_exception_table:
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+        .quad mayfly_exception_\n
+    .endr
+    "#,
+    handler = sym exception,
+);
+
+extern "C" {
+    static mayfly_exception_table: [u64; VECTORS];
+}
+
+/// What the stubs leave on the exception stack.
+#[repr(C)]
+struct Frame {
+    vector: u64,
+    error_code: u64,
+    rip: u64,
+    cs: u64,
+    rflags: u64,
+    rsp: u64,
+    ss: u64,
+}
+
+const NAMES: [&str; 20] = [
+    "divide error",
+    "debug",
+    "non-maskable interrupt",
+    "breakpoint",
+    "overflow",
+    "bound range exceeded",
+    "invalid opcode",
+    "device not available",
+    "double fault",
+    "coprocessor segment overrun",
+    "invalid TSS",
+    "segment not present",
+    "stack-segment fault",
+    "general protection fault",
+    "page fault",
+    "reserved",
+    "x87 floating-point error",
+    "alignment check",
+    "machine check",
+    "SIMD floating-point error",
+];
+
+/// A `fmt::Write` into a fixed buffer: no heap in an exception.
+struct Line {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Write for Line {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = self.buf.len() - self.len;
+        let n = room.min(s.len());
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+extern "C" fn exception(frame: *const Frame) -> ! {
+    // SAFETY: the stub passes the frame it built on the exception stack.
+    let frame = unsafe { &*frame };
+    let cr2: u64;
+    // SAFETY: reading CR2 has no side effects.
+    unsafe { asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack, preserves_flags)) };
+    let name = NAMES
+        .get(frame.vector as usize)
+        .copied()
+        .unwrap_or("exception");
+    let mut line = Line {
+        buf: [0; 256],
+        len: 0,
+    };
+    let _ = write!(
+        line,
+        "mayfly: CPU exception: {name} (vector {}, error code {:#x}) at rip {:#x}, rsp {:#x}",
+        frame.vector, frame.error_code, frame.rip, frame.rsp
+    );
+    if frame.vector == 14 {
+        let hint = if (cr2 as usize).abs_diff(guard_page()) < 4096 {
+            " (stack overflow)"
+        } else {
+            ""
+        };
+        let _ = write!(line, ", address {cr2:#x}{hint}");
+    }
+    let _ = line.write_str("\n");
+    // What the function logged first, if the console is not itself the
+    // code that faulted.
+    console::flush();
+    console::early_write(
+        core::str::from_utf8(&line.buf[..line.len]).unwrap_or("mayfly: CPU exception\n"),
+    );
+    arch::power_off(crate::EXIT_EXCEPTION)
+}
+
+fn guard_page() -> usize {
+    extern "C" {
+        static __stack_guard: u8;
+    }
+    addr_of!(__stack_guard) as usize
+}
+
+/// Installs the GDT with a TSS, and the IDT; every exception on IST 1.
+pub fn init() {
+    // SAFETY: early boot on one CPU with interrupts off: nothing else uses
+    // these tables. The new GDT keeps the boot GDT's code and data
+    // descriptors at the same selectors, so the loaded segments stay valid.
+    unsafe {
+        let stack_top = addr_of!(EXCEPTION_STACK) as u64 + STACK_BYTES as u64;
+        let tss = &mut *addr_of_mut!(TSS);
+        tss.ist[0] = stack_top;
+        let base = addr_of!(TSS) as u64;
+        let limit = (core::mem::size_of::<Tss>() - 1) as u64;
+        let gdt = &mut *addr_of_mut!(GDT);
+        gdt[3] = (limit & 0xffff)
+            | ((base & 0xff_ffff) << 16)
+            | (0x89 << 40)
+            | (((limit >> 16) & 0xf) << 48)
+            | (((base >> 24) & 0xff) << 56);
+        gdt[4] = base >> 32;
+        let gdt_pointer = TablePointer {
+            limit: (core::mem::size_of::<[u64; 5]>() - 1) as u16,
+            base: gdt.as_ptr() as u64,
+        };
+        asm!("lgdt [{}]", in(reg) &gdt_pointer, options(readonly, nostack, preserves_flags));
+        asm!("ltr {0:x}", in(reg) TSS_SELECTOR, options(nomem, nostack, preserves_flags));
+
+        let idt = &mut *addr_of_mut!(IDT);
+        let table = &*addr_of!(mayfly_exception_table);
+        for (entry, &handler) in idt.iter_mut().zip(table.iter()) {
+            *entry = IdtEntry {
+                offset_low: handler as u16,
+                selector: CODE_SELECTOR,
+                ist: 1,
+                attributes: 0x8e,
+                offset_mid: (handler >> 16) as u16,
+                offset_high: (handler >> 32) as u32,
+                reserved: 0,
+            };
+        }
+        let idt_pointer = TablePointer {
+            limit: (core::mem::size_of::<[IdtEntry; VECTORS]>() - 1) as u16,
+            base: idt.as_ptr() as u64,
+        };
+        asm!("lidt [{}]", in(reg) &idt_pointer, options(readonly, nostack, preserves_flags));
+    }
+}
