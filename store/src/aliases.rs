@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::functions::{check_revision, load_version, require_function, version_number};
-use crate::{json_text, new_revision_id, page_size, parse_json, to_i64};
+use crate::{finish_page, json_text, new_revision_id, page_size, parse_json, to_i64};
 use crate::{Kind, Result, Store, StoreError};
 
 /// An alias of a function.
@@ -313,17 +313,11 @@ impl Store {
                     alias_from_row,
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut page = rows
+            let page = rows
                 .into_iter()
                 .map(finish_alias)
                 .collect::<Result<Vec<_>>>()?;
-            let next = if page.len() > max {
-                page.truncate(max);
-                page.last().map(|a| a.name.clone())
-            } else {
-                None
-            };
-            Ok((page, next))
+            Ok(finish_page(page, max, |a| a.name.clone()))
         })
     }
 }

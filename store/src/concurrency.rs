@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::functions::{require_function, LATEST};
 use crate::time::now_timestamp;
 use crate::versions::resolve_in;
-use crate::{page_size, to_i64, to_u32, to_u64, Kind, Result, Store, StoreError};
+use crate::{finish_page, page_size, to_i64, to_u32, to_u64, Kind, Result, Store, StoreError};
 
 /// The state of a provisioned concurrency configuration, as Lambda names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -306,17 +306,11 @@ impl Store {
                     provisioned_from_row,
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut page = rows
+            let page = rows
                 .into_iter()
                 .map(finish_provisioned)
                 .collect::<Result<Vec<_>>>()?;
-            let next = if page.len() > max {
-                page.truncate(max);
-                page.last().map(|c| c.qualifier.clone())
-            } else {
-                None
-            };
-            Ok((page, next))
+            Ok(finish_page(page, max, |c| c.qualifier.clone()))
         })
     }
 

@@ -8,7 +8,9 @@ use serde_json::Value;
 use crate::functions::require_function;
 use crate::time::now_timestamp;
 use crate::versions::resolve_in;
-use crate::{json_text, page_size, parse_json, to_i64, Kind, Result, Store, StoreError};
+use crate::{
+    finish_page, json_text, page_size, parse_json, to_i64, Kind, Result, Store, StoreError,
+};
 
 /// The asynchronous invocation settings of a function, version or alias.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,14 +165,8 @@ impl Store {
                     from_row,
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut page = rows.into_iter().map(finish).collect::<Result<Vec<_>>>()?;
-            let next = if page.len() > max {
-                page.truncate(max);
-                page.last().map(|c| c.qualifier.clone())
-            } else {
-                None
-            };
-            Ok((page, next))
+            let page = rows.into_iter().map(finish).collect::<Result<Vec<_>>>()?;
+            Ok(finish_page(page, max, |c| c.qualifier.clone()))
         })
     }
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::time::{now_ms, now_timestamp};
-use crate::{json_text, new_revision_id, page_size, parse_json, to_i64, to_u64};
+use crate::{finish_page, json_text, new_revision_id, page_size, parse_json, to_i64, to_u64};
 use crate::{Kind, Result, Store, StoreError};
 
 /// The name of the unpublished, editable version of every function.
@@ -256,17 +256,11 @@ impl Store {
                     version_from_row,
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut page = rows
+            let page = rows
                 .into_iter()
                 .map(finish_version)
                 .collect::<Result<Vec<_>>>()?;
-            let next = if page.len() > max {
-                page.truncate(max);
-                page.last().map(|v| v.name.clone())
-            } else {
-                None
-            };
-            Ok((page, next))
+            Ok(finish_page(page, max, |v| v.name.clone()))
         })
     }
 

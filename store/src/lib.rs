@@ -231,6 +231,22 @@ pub(crate) fn page_size(max_items: usize) -> usize {
     max_items.clamp(1, 10_000)
 }
 
+/// Ends a page read with one row more than `max`: the extra row only says
+/// that a next page exists, whose marker is the key of the page's last row.
+pub(crate) fn finish_page<T>(
+    mut rows: Vec<T>,
+    max: usize,
+    key: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    if rows.len() > max {
+        rows.truncate(max);
+        let next = rows.last().map(&key);
+        (rows, next)
+    } else {
+        (rows, None)
+    }
+}
+
 /// Reads a JSON column.
 pub(crate) fn parse_json(what: &'static str, text: &str) -> Result<serde_json::Value> {
     serde_json::from_str(text).map_err(|source| StoreError::Json { what, source })

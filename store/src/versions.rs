@@ -9,7 +9,7 @@ use crate::functions::{
     version_number, write_version, FunctionVersion, LATEST, VERSION_COLUMNS,
 };
 use crate::time::now_timestamp;
-use crate::{new_revision_id, page_size, to_i64, Kind, Result, Store, StoreError};
+use crate::{finish_page, new_revision_id, page_size, to_i64, Kind, Result, Store, StoreError};
 
 /// Keys of the configuration JSON that [`Store::publish_version`] ignores
 /// when it decides whether `$LATEST` changed since the last published
@@ -151,17 +151,11 @@ impl Store {
                     version_from_row,
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut page = rows
+            let page = rows
                 .into_iter()
                 .map(finish_version)
                 .collect::<Result<Vec<_>>>()?;
-            let next = if page.len() > max {
-                page.truncate(max);
-                page.last().map(|v| v.version.clone())
-            } else {
-                None
-            };
-            Ok((page, next))
+            Ok(finish_page(page, max, |v| v.version.clone()))
         })
     }
 
