@@ -69,6 +69,34 @@ pub fn ensure_qemu() -> Result<()> {
     }
 }
 
+/// The real AWS clients the end-to-end tests drive: the AWS CLI (`aws`)
+/// and boto3 for `python3.11`. Installed from PyPI with pip when missing.
+pub fn ensure_aws_clients() -> Result<()> {
+    let has_boto3 = Command::new("python3.11")
+        .args(["-c", "import boto3, botocore"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let has_cli = Command::new("aws")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has_boto3 && has_cli {
+        return Ok(());
+    }
+    eprintln!("xtask: installing the AWS CLI and boto3 for python3.11 with pip");
+    let status = Command::new("python3.11")
+        .args(["-m", "pip", "install", "--quiet", "awscli", "boto3"])
+        .status()
+        .context("cannot run python3.11 -m pip (the end-to-end tests need Python 3.11)")?;
+    if !status.success() {
+        bail!(
+            "installing the AWS CLI and boto3 failed ({status}); install them with\n  \
+             python3.11 -m pip install awscli boto3"
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_version;

@@ -19,7 +19,8 @@ tasks:
   images      build every function image into target/images/<name>.{elf,zip}
   demo        build everything, start `mayfly serve` with the example functions,
               invoke each once, keep serving until Ctrl-C (`--once`: stop after)
-  test        bootstrap, build the images, run every test
+  test        bootstrap (QEMU, and the AWS CLI and boto3 the tests drive),
+              build the images, run every test
   bench-run   time `mayfly run` echo against the QEMU floor (20 runs each)
   bench       the isolation-overhead benchmark: every row, report in target/bench/
               (--quick: a reduced run in under a minute)
@@ -58,6 +59,7 @@ fn run() -> Result<()> {
 /// go to `cargo test`.
 fn test(extra: &[String]) -> Result<()> {
     bootstrap::ensure_qemu()?;
+    bootstrap::ensure_aws_clients()?;
     images::build()?;
     let mut args = vec!["test", "--workspace"];
     args.extend(extra.iter().map(String::as_str));
