@@ -241,7 +241,7 @@ impl Invoker {
 
     async fn run_in_task(
         &self,
-        job: Job,
+        mut job: Job,
         cancel: oneshot::Receiver<()>,
         warm: Option<BootedVm>,
     ) -> ApiResult<Completed> {
@@ -253,7 +253,8 @@ impl Invoker {
         };
         let request = InvocationRequest {
             image,
-            event: job.payload.clone(),
+            // Up to 6 MB, and the job needs it no more: moved, not copied.
+            event: std::mem::take(&mut job.payload),
             memory_mb: settings.memory_mb,
             timeout: Duration::from_secs(u64::from(settings.timeout_s)),
             env: settings.env,
