@@ -92,21 +92,21 @@ fn check_hex(s: &str) -> Result<()> {
 
 /// Fsyncs a directory so that the entries created or renamed in it are
 /// durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+fn sync_dir(dir: &Path) -> Result<()> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StoreError::io(format!("syncing directory {}", dir.display()), e))
 }
 
-/// Writes `bytes` to `tmp`, fsyncs, renames it to `dest` and fsyncs
-/// `dest`'s directory. `mode` is the new file's permission bits.
-pub(crate) fn write_atomically(tmp: &Path, dest: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+/// Writes `bytes` to `tmp` (mode 0644), fsyncs, renames it to `dest` and
+/// fsyncs `dest`'s directory.
+fn write_atomically(tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let result = (|| {
         let mut file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(mode)
+            .mode(0o644)
             .open(tmp)
             .map_err(|e| StoreError::io(format!("creating {}", tmp.display()), e))?;
         file.write_all(bytes)
@@ -156,7 +156,7 @@ impl Store {
             blob.sha256_hex,
             uuid::Uuid::new_v4().simple()
         ));
-        write_atomically(&tmp, &dest, bytes, 0o644)?;
+        write_atomically(&tmp, &dest, bytes)?;
         Ok(blob)
     }
 

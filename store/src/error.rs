@@ -19,8 +19,6 @@ pub enum Kind {
     Event,
     /// A content-addressed package blob.
     Blob,
-    /// A file in the data directory written by `write_private_file`.
-    PrivateFile,
 }
 
 impl fmt::Display for Kind {
@@ -33,7 +31,6 @@ impl fmt::Display for Kind {
             Kind::ProvisionedConcurrencyConfig => "provisioned concurrency config",
             Kind::Event => "event",
             Kind::Blob => "blob",
-            Kind::PrivateFile => "private file",
         })
     }
 }

@@ -6,14 +6,12 @@
 //!   mayfly.db              SQLite, WAL mode (+ mayfly.db-wal, mayfly.db-shm)
 //!   blobs/<hex[0..2]>/<hex> package zips, content-addressed by SHA-256
 //!   blobs/tmp/             blobs being written (emptied at open)
-//!   <private files>        mode 0600, e.g. the generated secret key
 //! ```
 //!
 //! The database holds functions and their versions (the API layer's
 //! `FunctionConfiguration` JSON beside the indexed columns), aliases,
 //! reserved and provisioned concurrency, event-invoke configurations,
-//! invocation records, the durable asynchronous event queue and a small
-//! settings table.
+//! invocation records and the durable asynchronous event queue.
 //!
 //! # Durability
 //!
@@ -50,7 +48,6 @@ mod events;
 mod functions;
 mod invocations;
 mod schema;
-mod settings;
 mod time;
 mod versions;
 
@@ -132,7 +129,6 @@ impl Store {
         let dir = dir.as_ref().to_path_buf();
         create_private_dir(&dir)?;
         blobs::prepare(&dir)?;
-        settings::remove_stray_temp_files(&dir)?;
         let db_path = dir.join(DB_FILE);
         let mut conn = Connection::open(&db_path).map_err(|source| StoreError::Sqlite {
             op: "opening the database",
@@ -198,7 +194,7 @@ impl Store {
 }
 
 /// Creates `dir` and its parents; a directory the store creates gets mode
-/// 0700 because it will hold the host's secret.
+/// 0700 because the host keeps its credentials there too.
 fn create_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if dir.is_dir() {

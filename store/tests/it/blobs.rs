@@ -1,4 +1,3 @@
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use mayfly_store::{BlobRef, InvocationRecord, Kind, Store, StoreError, StoreOptions};
@@ -80,55 +79,6 @@ fn gc_removes_only_unreferenced_blobs() {
     assert!(s.has_blob(&used) && s.has_blob(&published.sha256_hex));
     s.delete_function("f").unwrap();
     assert_eq!(s.gc_blobs(Duration::ZERO).unwrap().removed, 2);
-}
-
-#[test]
-fn settings_and_private_files() {
-    let (_d, s) = store();
-    assert_eq!(s.get_setting("access_key_id").unwrap(), None);
-    s.put_setting("access_key_id", "AKIA1").unwrap();
-    s.put_setting("access_key_id", "AKIA2").unwrap();
-    assert_eq!(
-        s.get_setting("access_key_id").unwrap().as_deref(),
-        Some("AKIA2")
-    );
-    assert!(s.delete_setting("access_key_id").unwrap());
-    assert!(!s.delete_setting("access_key_id").unwrap());
-
-    assert_eq!(s.read_private_file("secret").unwrap(), None);
-    let path = s.write_private_file("secret", b"s3cr3t").unwrap();
-    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o600);
-    s.write_private_file("secret", b"again").unwrap();
-    assert_eq!(s.read_private_file("secret").unwrap().unwrap(), b"again");
-    let dir_mode = std::fs::metadata(s.dir()).unwrap().permissions().mode();
-    assert_eq!(dir_mode & 0o777, 0o700);
-    for bad in [
-        "",
-        "../x",
-        "a/b",
-        ".hidden",
-        "mayfly.db",
-        "mayfly.db-wal",
-        "blobs",
-    ] {
-        assert!(
-            matches!(
-                s.write_private_file(bad, b"x"),
-                Err(StoreError::InvalidArgument { .. })
-            ),
-            "{bad}"
-        );
-    }
-    s.delete_private_file("secret").unwrap();
-    assert!(s.delete_private_file("secret").unwrap_err().is_not_found());
-    // no temporary files left behind
-    let names: Vec<_> = std::fs::read_dir(s.dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.starts_with('.'))
-        .collect();
-    assert!(names.is_empty(), "{names:?}");
 }
 
 fn record(function: &str, i: u32) -> InvocationRecord {

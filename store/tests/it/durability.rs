@@ -38,8 +38,6 @@ fn everything_survives_reopen() {
             log: String::new(),
         })
         .unwrap();
-        s.put_setting("k", "v").unwrap();
-        s.write_private_file("secret", b"s").unwrap();
         let blob = s.put_blob(b"code").unwrap();
         (blob, latest, v1, alias)
     };
@@ -55,8 +53,6 @@ fn everything_survives_reopen() {
     assert_eq!(s.get_provisioned_config("f", "1").unwrap().requested, 2);
     assert_eq!(s.get_event("e1").unwrap().unwrap().qualifier, "live");
     assert_eq!(s.list_invocations("f", 10).unwrap().len(), 1);
-    assert_eq!(s.get_setting("k").unwrap().as_deref(), Some("v"));
-    assert_eq!(s.read_private_file("secret").unwrap().unwrap(), b"s");
     assert_eq!(s.read_blob(&blob.sha256_hex).unwrap(), b"code");
     // the next version number survives too
     s.update_latest("f", None, |v| v.config["Timeout"] = json!(8))
@@ -70,11 +66,19 @@ fn stray_temporary_files_are_removed_at_open() {
     drop(Store::open(dir.path()).unwrap());
     let stray = dir.path().join("blobs/tmp/abc.partial");
     std::fs::write(&stray, b"half").unwrap();
-    let stray_private = dir.path().join(".secret.0123.tmp");
-    std::fs::write(&stray_private, b"half").unwrap();
     let _s = Store::open(dir.path()).unwrap();
     assert!(!stray.exists());
-    assert!(!stray_private.exists());
+}
+
+#[test]
+fn a_new_data_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let (d, _s) = crate::store();
+    let mode = std::fs::metadata(d.path().join("data"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
 }
 
 #[test]
@@ -127,14 +131,16 @@ fn concurrent_use_from_threads() {
     let b = s.clone();
     let h = std::thread::spawn(move || {
         for i in 0..50 {
-            a.put_setting(&format!("a{i}"), "1").unwrap();
+            a.enqueue_event(&Event::new(format!("a{i}"), "shared", LATEST, vec![], 0))
+                .unwrap();
         }
     });
     for i in 0..50 {
-        b.put_setting(&format!("b{i}"), "1").unwrap();
+        b.enqueue_event(&Event::new(format!("b{i}"), "shared", LATEST, vec![], 0))
+            .unwrap();
     }
     h.join().unwrap();
-    assert_eq!(s.get_setting("a49").unwrap().as_deref(), Some("1"));
+    assert_eq!(s.count_pending().unwrap(), 80 + 100);
 }
 
 const CHILD_DIR: &str = "MAYFLY_STORE_KILL_TEST_DIR";
