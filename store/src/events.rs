@@ -3,7 +3,7 @@
 //! An event is committed to disk before [`Store::enqueue_event`] returns, so
 //! the server may answer 202 right after. A worker claims due events with
 //! [`Store::claim_due_events`], which gives each a lease; the event is
-//! removed by [`Store::complete_event`] or rescheduled by
+//! removed by [`Store::complete_event_and_enqueue`] or rescheduled by
 //! [`Store::retry_event`]. An event whose lease runs out (its worker died,
 //! or the whole server was killed) is due again: delivery is at least once,
 //! with the same request id. At start-up [`Store::recover_after_restart`]
@@ -147,8 +147,7 @@ impl Store {
     /// Claims up to `limit` events due at `now_ms` (not in flight, or whose
     /// lease has run out), oldest due first, and leases them until
     /// `now_ms + lease_ms`. The lease should outlast the invocation (the
-    /// function's timeout plus boot), or be renewed with
-    /// [`Store::renew_event_lease`]; otherwise the event may be claimed
+    /// function's timeout plus boot); otherwise the event may be claimed
     /// again while it runs.
     pub fn claim_due_events(&self, now_ms: u64, limit: usize, lease_ms: u64) -> Result<Vec<Event>> {
         let until = now_ms.saturating_add(lease_ms);
@@ -174,31 +173,13 @@ impl Store {
         })
     }
 
-    /// Extends the lease of an event in flight to `lease_until_ms`.
-    pub fn renew_event_lease(&self, request_id: &str, lease_until_ms: u64) -> Result<()> {
-        self.write("renewing an event lease", |tx| {
-            let n = tx.execute(
-                "UPDATE events SET lease_until_ms = ?2 WHERE request_id = ?1",
-                params![request_id, to_i64(lease_until_ms)],
-            )?;
-            if n == 0 {
-                return Err(StoreError::not_found(Kind::Event, request_id));
-            }
-            Ok(())
-        })
-    }
-
-    /// Removes a processed event. Returns false when it was not queued (for
-    /// example completed already by another worker after a lease ran out).
-    pub fn complete_event(&self, request_id: &str) -> Result<bool> {
-        self.complete_event_and_enqueue(request_id, &[])
-    }
-
     /// Removes a processed event and queues `follow_ups` (for example the
-    /// invocation of an `OnSuccess`/`OnFailure` destination) in the same
-    /// transaction, so a crash loses neither and does not run the event
-    /// again once its destination is queued. Returns false when the event
-    /// was not queued (the follow-ups are queued all the same).
+    /// invocation of an `OnSuccess`/`OnFailure` destination; none to just
+    /// remove it) in the same transaction, so a crash loses neither and does
+    /// not run the event again once its destination is queued. Returns false
+    /// when the event was not queued, for example completed already by
+    /// another worker after a lease ran out (the follow-ups are queued all
+    /// the same).
     pub fn complete_event_and_enqueue(
         &self,
         request_id: &str,
@@ -231,54 +212,6 @@ impl Store {
                 return Err(StoreError::not_found(Kind::Event, request_id));
             }
             Ok(())
-        })
-    }
-
-    /// Reads a queued event.
-    pub fn get_event(&self, request_id: &str) -> Result<Option<Event>> {
-        self.read("reading an event", |conn| {
-            conn.query_row(
-                &format!("SELECT {COLUMNS} FROM events WHERE request_id = ?1"),
-                [request_id],
-                from_row,
-            )
-            .optional()?
-            .map(finish)
-            .transpose()
-        })
-    }
-
-    /// Events not yet completed, in flight or waiting.
-    pub fn count_pending(&self) -> Result<u64> {
-        self.read("counting events", |conn| {
-            let n: i64 = conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
-            Ok(to_u64(n))
-        })
-    }
-
-    /// Events whose lease has not run out at `now_ms`.
-    pub fn count_in_flight(&self, now_ms: u64) -> Result<u64> {
-        self.read("counting events", |conn| {
-            let n: i64 = conn.query_row(
-                "SELECT COUNT(*) FROM events WHERE lease_until_ms > ?1",
-                [to_i64(now_ms)],
-                |r| r.get(0),
-            )?;
-            Ok(to_u64(n))
-        })
-    }
-
-    /// The earliest time at which an event will be claimable (its next
-    /// attempt, or the end of its lease when in flight); `None` when the
-    /// queue is empty. Lets workers sleep until then.
-    pub fn next_event_due_at_ms(&self) -> Result<Option<u64>> {
-        self.read("looking for the next due event", |conn| {
-            let at: Option<i64> = conn.query_row(
-                "SELECT MIN(MAX(next_attempt_at_ms, COALESCE(lease_until_ms, 0))) FROM events",
-                [],
-                |r| r.get(0),
-            )?;
-            Ok(at.map(to_u64))
         })
     }
 

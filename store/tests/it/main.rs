@@ -7,7 +7,7 @@ mod durability;
 mod events;
 mod functions;
 
-use mayfly_store::{BlobRef, FunctionVersion, Store};
+use mayfly_store::{BlobRef, Event, FunctionVersion, Store};
 use serde_json::json;
 
 /// A fresh store in its own temporary directory (kept alive by the guard).
@@ -28,4 +28,23 @@ pub fn create(store: &Store, name: &str, code: &[u8]) -> FunctionVersion {
             blob.size,
         )
         .unwrap()
+}
+
+/// A time after every event's next attempt and lease in these tests.
+pub const FAR_FUTURE_MS: u64 = u64::MAX / 2;
+
+/// Every queued event, in request-id order. They are claimed at
+/// [`FAR_FUTURE_MS`] with a lease of 0 ms, so they stay claimable at that
+/// time (call it again to see the queue again) but not before it.
+pub fn queued(store: &Store) -> Vec<Event> {
+    let mut events = store
+        .claim_due_events(FAR_FUTURE_MS, usize::MAX, 0)
+        .unwrap();
+    events.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+    events
+}
+
+/// The request ids of [`queued`].
+pub fn queued_ids(store: &Store) -> Vec<String> {
+    queued(store).into_iter().map(|e| e.request_id).collect()
 }
