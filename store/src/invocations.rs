@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{to_i64, to_u32, to_u64, Result, Store};
 
+/// Invocation records kept per function; older ones are deleted when a new
+/// one is inserted.
+const RECORDS_PER_FUNCTION: u64 = 1000;
+
 /// One invocation's outcome, timings and log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -61,9 +65,9 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<InvocationRecord> {
 
 impl Store {
     /// Records an invocation, then deletes the function's oldest records
-    /// beyond [`StoreOptions::invocations_per_function`](crate::StoreOptions).
+    /// beyond the newest 1000.
     pub fn insert_invocation(&self, record: &InvocationRecord) -> Result<()> {
-        let keep = to_i64(self.options().invocations_per_function as u64);
+        let keep = to_i64(RECORDS_PER_FUNCTION);
         self.write("recording an invocation", |tx| {
             tx.execute(
                 &format!(
@@ -112,24 +116,6 @@ impl Store {
                 .query_map(params![function_name, to_i64(limit as u64)], from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
-        })
-    }
-
-    /// One invocation record by request id (the newest when an event ran
-    /// several times).
-    pub fn get_invocation(&self, request_id: &str) -> Result<Option<InvocationRecord>> {
-        use rusqlite::OptionalExtension;
-        self.read("reading an invocation", |conn| {
-            Ok(conn
-                .query_row(
-                    &format!(
-                        "SELECT {COLUMNS} FROM invocations WHERE request_id = ?1
-                         ORDER BY seq DESC LIMIT 1"
-                    ),
-                    [request_id],
-                    from_row,
-                )
-                .optional()?)
         })
     }
 }

@@ -71,26 +71,6 @@ pub use versions::{Resolved, PUBLISH_IGNORED_KEYS};
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "mayfly.db";
 
-/// Tunables of a [`Store`]; [`StoreOptions::default`] suits `mayfly serve`.
-#[derive(Debug, Clone)]
-pub struct StoreOptions {
-    /// Invocation records kept per function; older ones are deleted when a
-    /// new one is inserted. Default 1000.
-    pub invocations_per_function: usize,
-    /// How long a connection waits for a lock held by another connection
-    /// (another process on the same directory) before failing. Default 5 s.
-    pub busy_timeout: std::time::Duration,
-}
-
-impl Default for StoreOptions {
-    fn default() -> Self {
-        StoreOptions {
-            invocations_per_function: 1000,
-            busy_timeout: std::time::Duration::from_secs(5),
-        }
-    }
-}
-
 /// The embedded store. Cheap to clone; clones share the same connection.
 ///
 /// See the [crate documentation](crate) for durability and for which
@@ -103,7 +83,6 @@ pub struct Store {
 struct Inner {
     conn: Mutex<Connection>,
     dir: PathBuf,
-    options: StoreOptions,
 }
 
 impl std::fmt::Debug for Store {
@@ -115,17 +94,12 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `dir` with default options.
+    /// Opens (creating if needed) the store in `dir`.
     ///
     /// Creates the directory (mode 0700), the database and the blob
     /// directories, migrates the schema to [`SCHEMA_VERSION`], and removes
     /// half-written blobs left by a crash.
     pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
-        Store::open_with(dir, StoreOptions::default())
-    }
-
-    /// Opens the store in `dir` with the given options.
-    pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
         let dir = dir.as_ref().to_path_buf();
         create_private_dir(&dir)?;
         blobs::prepare(&dir)?;
@@ -134,26 +108,19 @@ impl Store {
             op: "opening the database",
             source,
         })?;
-        schema::configure(&conn, options.busy_timeout)
-            .map_err(|e| e.in_op("configuring the database"))?;
+        schema::configure(&conn).map_err(|e| e.in_op("configuring the database"))?;
         schema::migrate(&mut conn)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
                 dir,
-                options,
             }),
         })
     }
 
     /// The data directory.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.inner.dir
-    }
-
-    /// The options the store was opened with.
-    pub fn options(&self) -> &StoreOptions {
-        &self.inner.options
     }
 
     /// Runs `f` in one immediate (write-locking) transaction and commits it.

@@ -115,10 +115,14 @@ CREATE TABLE settings (
 "#,
 ];
 
+/// How long a connection waits for a lock held by another connection
+/// (another process on the same directory) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Sets the connection's pragmas: WAL, full synchronous commits, foreign
 /// keys, the busy timeout.
-pub(crate) fn configure(conn: &Connection, busy_timeout: Duration) -> Result<()> {
-    conn.busy_timeout(busy_timeout)?;
+pub(crate) fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Corrupt(format!(
