@@ -33,7 +33,7 @@ pub struct BlobRef {
 
 impl BlobRef {
     /// The identity `bytes` would have as a blob (nothing is stored).
-    pub fn of(bytes: &[u8]) -> BlobRef {
+    pub(crate) fn of(bytes: &[u8]) -> BlobRef {
         let digest = Sha256::digest(bytes);
         BlobRef {
             sha256_hex: hex::encode(digest),
@@ -51,7 +51,8 @@ impl BlobRef {
     }
 }
 
-/// What [`Store::gc_blobs`] did.
+/// What [`Store::gc_blobs`] did (used by package garbage collection,
+/// issue 8).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcReport {
     /// Blobs deleted.
@@ -75,12 +76,8 @@ pub(crate) fn prepare(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
 fn check_hex(s: &str) -> Result<()> {
-    if is_sha256_hex(s) {
+    if s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         Ok(())
     } else {
         Err(StoreError::invalid(
@@ -161,9 +158,8 @@ impl Store {
     }
 
     /// The file of a stored blob ([`StoreError::NotFound`] when there is
-    /// none). The file is never modified once there; keep it open (or copy
-    /// it) to be safe from a concurrent [`Store::gc_blobs`].
-    pub fn blob_path(&self, sha256_hex: &str) -> Result<PathBuf> {
+    /// none). The file is never modified once there.
+    fn blob_path(&self, sha256_hex: &str) -> Result<PathBuf> {
         check_hex(sha256_hex)?;
         let path = self.blob_file(sha256_hex);
         if path.is_file() {
@@ -171,11 +167,6 @@ impl Store {
         } else {
             Err(StoreError::not_found(Kind::Blob, sha256_hex))
         }
-    }
-
-    /// True when the blob is stored.
-    pub fn has_blob(&self, sha256_hex: &str) -> bool {
-        is_sha256_hex(sha256_hex) && self.blob_file(sha256_hex).is_file()
     }
 
     /// Reads a stored blob and checks its hash ([`StoreError::Corrupt`] when
@@ -202,6 +193,9 @@ impl Store {
     /// `grace` (a blob just stored by [`Store::put_blob`] whose function is
     /// not created yet must survive: pass a grace of minutes in the server,
     /// `Duration::ZERO` only when nothing is being created).
+    ///
+    /// Not called by the host yet: used by package garbage collection,
+    /// issue 8.
     pub fn gc_blobs(&self, grace: Duration) -> Result<GcReport> {
         let referenced: std::collections::HashSet<String> =
             self.read("listing referenced blobs", |conn| {
