@@ -1,11 +1,11 @@
 //! Aliases: named pointers to a version, with optional weighted routing.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, Row};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::functions::{check_revision, load_version, require_function, version_number};
-use crate::{finish_page, json_text, new_revision_id, page_size, parse_json, to_i64};
+use crate::{json_text, new_revision_id, parse_json, query_opt, query_page, query_rows};
 use crate::{Kind, Result, Store, StoreError};
 
 /// An alias of a function.
@@ -40,25 +40,18 @@ pub struct AliasUpdate {
 const ALIAS_COLUMNS: &str =
     "function_name, name, function_version, description, routing_config, revision_id";
 
-fn alias_from_row(row: &Row<'_>) -> rusqlite::Result<(Alias, Option<String>)> {
-    Ok((
-        Alias {
-            function_name: row.get(0)?,
-            name: row.get(1)?,
-            function_version: row.get(2)?,
-            description: row.get(3)?,
-            routing_config: None,
-            revision_id: row.get(5)?,
-        },
-        row.get(4)?,
-    ))
-}
-
-fn finish_alias((mut alias, routing): (Alias, Option<String>)) -> Result<Alias> {
-    alias.routing_config = routing
-        .map(|text| parse_json("alias routing configuration", &text))
-        .transpose()?;
-    Ok(alias)
+fn read_alias(row: &Row<'_>) -> Result<Alias> {
+    let routing: Option<String> = row.get(4)?;
+    Ok(Alias {
+        function_name: row.get(0)?,
+        name: row.get(1)?,
+        function_version: row.get(2)?,
+        description: row.get(3)?,
+        routing_config: routing
+            .map(|text| parse_json("alias routing configuration", &text))
+            .transpose()?,
+        revision_id: row.get(5)?,
+    })
 }
 
 /// The versions an alias's routing configuration names.
@@ -98,14 +91,12 @@ pub(crate) fn validate_alias_name(name: &str) -> Result<()> {
 }
 
 pub(crate) fn load_alias(conn: &Connection, function: &str, name: &str) -> Result<Alias> {
-    conn.query_row(
+    query_opt(
+        conn,
         &format!("SELECT {ALIAS_COLUMNS} FROM aliases WHERE function_name = ?1 AND name = ?2"),
         params![function, name],
-        alias_from_row,
-    )
-    .optional()?
-    .map(finish_alias)
-    .transpose()?
+        read_alias,
+    )?
     .ok_or_else(|| StoreError::not_found(Kind::Alias, format!("{function}:{name}")))
 }
 
@@ -116,24 +107,22 @@ pub(crate) fn alias_names_using_version(
     function: &str,
     version: &str,
 ) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {ALIAS_COLUMNS} FROM aliases WHERE function_name = ?1 ORDER BY name"
-    ))?;
-    let rows = stmt
-        .query_map([function], alias_from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut names = Vec::new();
-    for row in rows {
-        let alias = finish_alias(row)?;
-        if alias.function_version == version
-            || routing_versions(alias.routing_config.as_ref())
-                .iter()
-                .any(|v| v == version)
-        {
-            names.push(alias.name);
-        }
-    }
-    Ok(names)
+    let aliases = query_rows(
+        conn,
+        &format!("SELECT {ALIAS_COLUMNS} FROM aliases WHERE function_name = ?1 ORDER BY name"),
+        [function],
+        read_alias,
+    )?;
+    Ok(aliases
+        .into_iter()
+        .filter(|alias| {
+            alias.function_version == version
+                || routing_versions(alias.routing_config.as_ref())
+                    .iter()
+                    .any(|v| v == version)
+        })
+        .map(|alias| alias.name)
+        .collect())
 }
 
 /// Checks that the alias's version and the versions of its routing exist.
@@ -294,30 +283,20 @@ impl Store {
         marker: Option<&str>,
         max_items: usize,
     ) -> Result<(Vec<Alias>, Option<String>)> {
-        let max = page_size(max_items);
         self.read("listing aliases", |conn| {
             require_function(conn, function_name)?;
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {ALIAS_COLUMNS} FROM aliases
-                 WHERE function_name = ?1 AND name > ?2 AND (?3 IS NULL OR function_version = ?3)
-                 ORDER BY name LIMIT ?4"
-            ))?;
-            let rows = stmt
-                .query_map(
-                    params![
-                        function_name,
-                        marker.unwrap_or(""),
-                        function_version,
-                        to_i64(max as u64 + 1)
-                    ],
-                    alias_from_row,
-                )?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let page = rows
-                .into_iter()
-                .map(finish_alias)
-                .collect::<Result<Vec<_>>>()?;
-            Ok(finish_page(page, max, |a| a.name.clone()))
+            query_page(
+                conn,
+                &format!(
+                    "SELECT {ALIAS_COLUMNS} FROM aliases
+                     WHERE function_name = ?1 AND name > ?2 AND (?3 IS NULL OR function_version = ?3)
+                     ORDER BY name LIMIT ?4"
+                ),
+                &[&function_name, &marker.unwrap_or(""), &function_version],
+                max_items,
+                read_alias,
+                |a| a.name.clone(),
+            )
         })
     }
 }

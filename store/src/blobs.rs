@@ -15,7 +15,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{Kind, Result, Store, StoreError};
+use crate::{query_rows, Kind, Result, Store, StoreError};
 
 const BLOBS: &str = "blobs";
 const TMP: &str = "tmp";
@@ -197,14 +197,14 @@ impl Store {
     /// Not called by the host yet: used by package garbage collection,
     /// issue 8.
     pub fn gc_blobs(&self, grace: Duration) -> Result<GcReport> {
-        let referenced: std::collections::HashSet<String> =
-            self.read("listing referenced blobs", |conn| {
-                let mut stmt = conn.prepare("SELECT DISTINCT code_sha256 FROM versions")?;
-                let rows = stmt
-                    .query_map([], |r| r.get::<_, String>(0))?
-                    .collect::<rusqlite::Result<_>>()?;
-                Ok(rows)
-            })?;
+        let referenced: std::collections::HashSet<String> = self
+            .read("listing referenced blobs", |conn| {
+                query_rows(conn, "SELECT DISTINCT code_sha256 FROM versions", [], |r| {
+                    Ok(r.get(0)?)
+                })
+            })?
+            .into_iter()
+            .collect();
         let now = SystemTime::now();
         let mut report = GcReport::default();
         let root = self.blobs_dir();

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::functions::{require_function, LATEST};
 use crate::time::now_timestamp;
 use crate::versions::resolve_in;
-use crate::{finish_page, page_size, to_i64, to_u32, to_u64, Kind, Result, Store, StoreError};
+use crate::{query_opt, query_page, query_rows, to_u32, to_u64, Kind, Result, Store, StoreError};
 
 /// The state of a provisioned concurrency configuration, as Lambda names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -79,26 +79,16 @@ pub struct ProvisionedConfig {
 const PROVISIONED_COLUMNS: &str =
     "function_name, qualifier, requested, allocated, status, status_reason, last_modified";
 
-fn provisioned_from_row(row: &Row<'_>) -> rusqlite::Result<(ProvisionedConfig, String)> {
-    Ok((
-        ProvisionedConfig {
-            function_name: row.get(0)?,
-            qualifier: row.get(1)?,
-            requested: to_u32(row.get(2)?),
-            allocated: to_u32(row.get(3)?),
-            status: ProvisionedStatus::InProgress,
-            status_reason: row.get(5)?,
-            last_modified: row.get(6)?,
-        },
-        row.get(4)?,
-    ))
-}
-
-fn finish_provisioned(
-    (mut config, status): (ProvisionedConfig, String),
-) -> Result<ProvisionedConfig> {
-    config.status = status.parse()?;
-    Ok(config)
+fn read_provisioned(row: &Row<'_>) -> Result<ProvisionedConfig> {
+    Ok(ProvisionedConfig {
+        function_name: row.get(0)?,
+        qualifier: row.get(1)?,
+        requested: to_u32(row.get(2)?),
+        allocated: to_u32(row.get(3)?),
+        status: row.get::<_, String>(4)?.parse()?,
+        status_reason: row.get(5)?,
+        last_modified: row.get(6)?,
+    })
 }
 
 fn qualified(name: &str, qualifier: &str) -> String {
@@ -213,17 +203,15 @@ impl Store {
     pub fn get_provisioned_config(&self, name: &str, qualifier: &str) -> Result<ProvisionedConfig> {
         self.read("reading a provisioned concurrency config", |conn| {
             require_function(conn, name)?;
-            conn.query_row(
+            query_opt(
+                conn,
                 &format!(
                     "SELECT {PROVISIONED_COLUMNS} FROM provisioned_configs
                      WHERE function_name = ?1 AND qualifier = ?2"
                 ),
                 params![name, qualifier],
-                provisioned_from_row,
-            )
-            .optional()?
-            .map(finish_provisioned)
-            .transpose()?
+                read_provisioned,
+            )?
             .ok_or_else(|| {
                 StoreError::not_found(
                     Kind::ProvisionedConcurrencyConfig,
@@ -293,24 +281,19 @@ impl Store {
         marker: Option<&str>,
         max_items: usize,
     ) -> Result<(Vec<ProvisionedConfig>, Option<String>)> {
-        let max = page_size(max_items);
         self.read("listing provisioned concurrency configs", |conn| {
             require_function(conn, name)?;
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {PROVISIONED_COLUMNS} FROM provisioned_configs
-                 WHERE function_name = ?1 AND qualifier > ?2 ORDER BY qualifier LIMIT ?3"
-            ))?;
-            let rows = stmt
-                .query_map(
-                    params![name, marker.unwrap_or(""), to_i64(max as u64 + 1)],
-                    provisioned_from_row,
-                )?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let page = rows
-                .into_iter()
-                .map(finish_provisioned)
-                .collect::<Result<Vec<_>>>()?;
-            Ok(finish_page(page, max, |c| c.qualifier.clone()))
+            query_page(
+                conn,
+                &format!(
+                    "SELECT {PROVISIONED_COLUMNS} FROM provisioned_configs
+                     WHERE function_name = ?1 AND qualifier > ?2 ORDER BY qualifier LIMIT ?3"
+                ),
+                &[&name, &marker.unwrap_or("")],
+                max_items,
+                read_provisioned,
+                |c| c.qualifier.clone(),
+            )
         })
     }
 
@@ -318,14 +301,15 @@ impl Store {
     /// the server's warm pools must hold at start-up).
     pub fn list_all_provisioned_configs(&self) -> Result<Vec<ProvisionedConfig>> {
         self.read("listing provisioned concurrency configs", |conn| {
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {PROVISIONED_COLUMNS} FROM provisioned_configs
-                 ORDER BY function_name, qualifier"
-            ))?;
-            let rows = stmt
-                .query_map([], provisioned_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            rows.into_iter().map(finish_provisioned).collect()
+            query_rows(
+                conn,
+                &format!(
+                    "SELECT {PROVISIONED_COLUMNS} FROM provisioned_configs
+                     ORDER BY function_name, qualifier"
+                ),
+                [],
+                read_provisioned,
+            )
         })
     }
 }

@@ -1,16 +1,14 @@
 //! Function event-invoke configurations (retries, maximum event age,
 //! destinations), per function and qualifier, kept as the API's JSON.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, Row};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::functions::require_function;
 use crate::time::now_timestamp;
 use crate::versions::resolve_in;
-use crate::{
-    finish_page, json_text, page_size, parse_json, to_i64, Kind, Result, Store, StoreError,
-};
+use crate::{json_text, parse_json, query_opt, query_page, Kind, Result, Store, StoreError};
 
 /// The asynchronous invocation settings of a function, version or alias.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,32 +27,22 @@ pub struct EventInvokeConfig {
 
 const COLUMNS: &str = "function_name, qualifier, config, last_modified";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<(EventInvokeConfig, String)> {
-    Ok((
-        EventInvokeConfig {
-            function_name: row.get(0)?,
-            qualifier: row.get(1)?,
-            config: Value::Null,
-            last_modified: row.get(3)?,
-        },
-        row.get(2)?,
-    ))
-}
-
-fn finish((mut config, text): (EventInvokeConfig, String)) -> Result<EventInvokeConfig> {
-    config.config = parse_json("event invoke config", &text)?;
-    Ok(config)
+fn read(row: &Row<'_>) -> Result<EventInvokeConfig> {
+    Ok(EventInvokeConfig {
+        function_name: row.get(0)?,
+        qualifier: row.get(1)?,
+        config: parse_json("event invoke config", &row.get::<_, String>(2)?)?,
+        last_modified: row.get(3)?,
+    })
 }
 
 fn load(conn: &Connection, name: &str, qualifier: &str) -> Result<EventInvokeConfig> {
-    conn.query_row(
+    query_opt(
+        conn,
         &format!("SELECT {COLUMNS} FROM event_invoke_configs WHERE function_name = ?1 AND qualifier = ?2"),
         params![name, qualifier],
-        from_row,
-    )
-    .optional()?
-    .map(finish)
-    .transpose()?
+        read,
+    )?
     .ok_or_else(|| StoreError::not_found(Kind::EventInvokeConfig, format!("{name}:{qualifier}")))
 }
 
@@ -152,21 +140,19 @@ impl Store {
         marker: Option<&str>,
         max_items: usize,
     ) -> Result<(Vec<EventInvokeConfig>, Option<String>)> {
-        let max = page_size(max_items);
         self.read("listing event invoke configs", |conn| {
             require_function(conn, name)?;
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {COLUMNS} FROM event_invoke_configs
-                 WHERE function_name = ?1 AND qualifier > ?2 ORDER BY qualifier LIMIT ?3"
-            ))?;
-            let rows = stmt
-                .query_map(
-                    params![name, marker.unwrap_or(""), to_i64(max as u64 + 1)],
-                    from_row,
-                )?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let page = rows.into_iter().map(finish).collect::<Result<Vec<_>>>()?;
-            Ok(finish_page(page, max, |c| c.qualifier.clone()))
+            query_page(
+                conn,
+                &format!(
+                    "SELECT {COLUMNS} FROM event_invoke_configs
+                     WHERE function_name = ?1 AND qualifier > ?2 ORDER BY qualifier LIMIT ?3"
+                ),
+                &[&name, &marker.unwrap_or("")],
+                max_items,
+                read,
+                |c| c.qualifier.clone(),
+            )
         })
     }
 }

@@ -13,7 +13,9 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{json_text, parse_json, to_i64, to_u32, to_u64, Kind, Result, Store, StoreError};
+use crate::{
+    json_text, parse_json, query_rows, to_i64, to_u32, to_u64, Kind, Result, Store, StoreError,
+};
 
 /// Lambda's default `MaximumEventAgeInSeconds`.
 pub const DEFAULT_MAX_AGE_S: u32 = 21_600;
@@ -77,28 +79,20 @@ impl Event {
 const COLUMNS: &str = "request_id, function_name, qualifier, payload, enqueued_at_ms, attempts,
     next_attempt_at_ms, max_age_s, max_retries, lease_until_ms, meta";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<(Event, String)> {
-    Ok((
-        Event {
-            request_id: row.get(0)?,
-            function_name: row.get(1)?,
-            qualifier: row.get(2)?,
-            payload: row.get(3)?,
-            enqueued_at_ms: to_u64(row.get(4)?),
-            attempts: to_u32(row.get(5)?),
-            next_attempt_at_ms: to_u64(row.get(6)?),
-            max_age_s: to_u32(row.get(7)?),
-            max_retries: to_u32(row.get(8)?),
-            lease_until_ms: row.get::<_, Option<i64>>(9)?.map(to_u64),
-            meta: Value::Null,
-        },
-        row.get(10)?,
-    ))
-}
-
-fn finish((mut event, meta): (Event, String)) -> Result<Event> {
-    event.meta = parse_json("event metadata", &meta)?;
-    Ok(event)
+fn read_event(row: &Row<'_>) -> Result<Event> {
+    Ok(Event {
+        request_id: row.get(0)?,
+        function_name: row.get(1)?,
+        qualifier: row.get(2)?,
+        payload: row.get(3)?,
+        enqueued_at_ms: to_u64(row.get(4)?),
+        attempts: to_u32(row.get(5)?),
+        next_attempt_at_ms: to_u64(row.get(6)?),
+        max_age_s: to_u32(row.get(7)?),
+        max_retries: to_u32(row.get(8)?),
+        lease_until_ms: row.get::<_, Option<i64>>(9)?.map(to_u64),
+        meta: parse_json("event metadata", &row.get::<_, String>(10)?)?,
+    })
 }
 
 fn insert(conn: &Connection, event: &Event) -> Result<()> {
@@ -152,22 +146,21 @@ impl Store {
     pub fn claim_due_events(&self, now_ms: u64, limit: usize, lease_ms: u64) -> Result<Vec<Event>> {
         let until = now_ms.saturating_add(lease_ms);
         self.write("claiming events", |tx| {
-            let mut stmt = tx.prepare(&format!(
-                "SELECT {COLUMNS} FROM events
-                 WHERE next_attempt_at_ms <= ?1 AND (lease_until_ms IS NULL OR lease_until_ms <= ?1)
-                 ORDER BY next_attempt_at_ms, enqueued_at_ms LIMIT ?2"
-            ))?;
-            let rows = stmt
-                .query_map(params![to_i64(now_ms), to_i64(limit as u64)], from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut claimed = query_rows(
+                tx,
+                &format!(
+                    "SELECT {COLUMNS} FROM events
+                     WHERE next_attempt_at_ms <= ?1 AND (lease_until_ms IS NULL OR lease_until_ms <= ?1)
+                     ORDER BY next_attempt_at_ms, enqueued_at_ms LIMIT ?2"
+                ),
+                params![to_i64(now_ms), to_i64(limit as u64)],
+                read_event,
+            )?;
             let mut update =
                 tx.prepare("UPDATE events SET lease_until_ms = ?2 WHERE request_id = ?1")?;
-            let mut claimed = Vec::with_capacity(rows.len());
-            for row in rows {
-                let mut event = finish(row)?;
+            for event in &mut claimed {
                 update.execute(params![event.request_id, to_i64(until)])?;
                 event.lease_until_ms = Some(until);
-                claimed.push(event);
             }
             Ok(claimed)
         })

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::time::{now_ms, now_timestamp};
-use crate::{finish_page, json_text, new_revision_id, page_size, parse_json, to_i64, to_u64};
+use crate::{json_text, new_revision_id, parse_json, query_opt, query_page, to_i64, to_u64};
 use crate::{Kind, Result, Store, StoreError};
 
 /// The name of the unpublished, editable version of every function.
@@ -38,29 +38,17 @@ pub struct FunctionVersion {
 pub(crate) const VERSION_COLUMNS: &str =
     "function_name, version, config, code_sha256, code_size, revision_id, created, last_modified";
 
-pub(crate) fn version_from_row(row: &Row<'_>) -> rusqlite::Result<(FunctionVersion, String)> {
-    let config: String = row.get(2)?;
-    Ok((
-        FunctionVersion {
-            name: row.get(0)?,
-            version: row.get(1)?,
-            config: Value::Null,
-            code_sha256: row.get(3)?,
-            code_size: to_u64(row.get(4)?),
-            revision_id: row.get(5)?,
-            created: row.get(6)?,
-            last_modified: row.get(7)?,
-        },
-        config,
-    ))
-}
-
-/// Finishes a row read by [`version_from_row`]: parses its JSON.
-pub(crate) fn finish_version(
-    (mut version, config): (FunctionVersion, String),
-) -> Result<FunctionVersion> {
-    version.config = parse_json("function configuration", &config)?;
-    Ok(version)
+pub(crate) fn read_version(row: &Row<'_>) -> Result<FunctionVersion> {
+    Ok(FunctionVersion {
+        name: row.get(0)?,
+        version: row.get(1)?,
+        config: parse_json("function configuration", &row.get::<_, String>(2)?)?,
+        code_sha256: row.get(3)?,
+        code_size: to_u64(row.get(4)?),
+        revision_id: row.get(5)?,
+        created: row.get(6)?,
+        last_modified: row.get(7)?,
+    })
 }
 
 /// The number that orders a version: 0 for `$LATEST`, n for `"n"`; `None`
@@ -118,17 +106,16 @@ pub(crate) fn load_version(
     let Some(num) = version_number(version) else {
         return Err(missing()?);
     };
-    let row = conn
-        .query_row(
-            &format!(
-                "SELECT {VERSION_COLUMNS} FROM versions WHERE function_name = ?1 AND version_num = ?2"
-            ),
-            params![name, num],
-            version_from_row,
-        )
-        .optional()?;
-    match row {
-        Some(row) => finish_version(row),
+    let found = query_opt(
+        conn,
+        &format!(
+            "SELECT {VERSION_COLUMNS} FROM versions WHERE function_name = ?1 AND version_num = ?2"
+        ),
+        params![name, num],
+        read_version,
+    )?;
+    match found {
+        Some(version) => Ok(version),
         None => Err(missing()?),
     }
 }
@@ -243,24 +230,19 @@ impl Store {
         marker: Option<&str>,
         max_items: usize,
     ) -> Result<(Vec<FunctionVersion>, Option<String>)> {
-        let max = page_size(max_items);
         self.read("listing functions", |conn| {
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {VERSION_COLUMNS} FROM versions
-                 WHERE version_num = 0 AND function_name > ?1
-                 ORDER BY function_name LIMIT ?2"
-            ))?;
-            let rows = stmt
-                .query_map(
-                    params![marker.unwrap_or(""), to_i64(max as u64 + 1)],
-                    version_from_row,
-                )?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let page = rows
-                .into_iter()
-                .map(finish_version)
-                .collect::<Result<Vec<_>>>()?;
-            Ok(finish_page(page, max, |v| v.name.clone()))
+            query_page(
+                conn,
+                &format!(
+                    "SELECT {VERSION_COLUMNS} FROM versions
+                     WHERE version_num = 0 AND function_name > ?1
+                     ORDER BY function_name LIMIT ?2"
+                ),
+                &[&marker.unwrap_or("")],
+                max_items,
+                read_version,
+                |v| v.name.clone(),
+            )
         })
     }
 

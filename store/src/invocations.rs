@@ -3,7 +3,7 @@
 use rusqlite::{params, Row};
 use serde::{Deserialize, Serialize};
 
-use crate::{to_i64, to_u32, to_u64, Result, Store};
+use crate::{query_rows, to_i64, to_u32, to_u64, Result, Store};
 
 /// Invocation records kept per function; older ones are deleted when a new
 /// one is inserted.
@@ -45,7 +45,7 @@ const COLUMNS: &str = "request_id, function_name, version, invocation_type, stat
     started_at_ms, duration_ms, billed_duration_ms, init_duration_ms, memory_size_mb,
     max_memory_used_mb, log";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<InvocationRecord> {
+fn read_record(row: &Row<'_>) -> Result<InvocationRecord> {
     Ok(InvocationRecord {
         request_id: row.get(0)?,
         function_name: row.get(1)?,
@@ -108,14 +108,15 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<InvocationRecord>> {
         self.read("listing invocations", |conn| {
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {COLUMNS} FROM invocations WHERE function_name = ?1
-                 ORDER BY seq DESC LIMIT ?2"
-            ))?;
-            let rows = stmt
-                .query_map(params![function_name, to_i64(limit as u64)], from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
+            query_rows(
+                conn,
+                &format!(
+                    "SELECT {COLUMNS} FROM invocations WHERE function_name = ?1
+                     ORDER BY seq DESC LIMIT ?2"
+                ),
+                params![function_name, to_i64(limit as u64)],
+                read_record,
+            )
         })
     }
 }

@@ -54,7 +54,7 @@ mod versions;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::{Connection, Params, Row, ToSql, Transaction, TransactionBehavior};
 
 pub use aliases::{Alias, AliasUpdate};
 pub use blobs::{BlobRef, GcReport};
@@ -189,24 +189,59 @@ pub(crate) fn to_u32(n: i64) -> u32 {
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }
 
-/// The page size used when a caller asks for 0 items.
-pub(crate) fn page_size(max_items: usize) -> usize {
-    max_items.clamp(1, 10_000)
+/// Runs a query and reads each row with `read`.
+pub(crate) fn query_rows<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    mut read: impl FnMut(&Row<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut values = Vec::new();
+    while let Some(row) = rows.next()? {
+        values.push(read(row)?);
+    }
+    Ok(values)
 }
 
-/// Ends a page read with one row more than `max`: the extra row only says
-/// that a next page exists, whose marker is the key of the page's last row.
-pub(crate) fn finish_page<T>(
-    mut rows: Vec<T>,
-    max: usize,
+/// Runs a query and reads its first row with `read`; `None` when it has no
+/// row.
+pub(crate) fn query_opt<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    read: impl FnOnce(&Row<'_>) -> Result<T>,
+) -> Result<Option<T>> {
+    let mut stmt = conn.prepare(sql)?;
+    let mut rows = stmt.query(params)?;
+    rows.next()?.map(read).transpose()
+}
+
+/// Reads one page of a listing, at most `max_items` rows (1 to 10 000;
+/// asking for 0 gets 1): `sql` ends in `LIMIT ?n`, `?n` being the parameter
+/// after `args`. Returns the page and, when more rows follow, the key of its
+/// last row, which is the marker of the next page.
+pub(crate) fn query_page<T>(
+    conn: &Connection,
+    sql: &str,
+    args: &[&dyn ToSql],
+    max_items: usize,
+    read: impl FnMut(&Row<'_>) -> Result<T>,
     key: impl Fn(&T) -> String,
-) -> (Vec<T>, Option<String>) {
+) -> Result<(Vec<T>, Option<String>)> {
+    let max = max_items.clamp(1, 10_000);
+    // one row more than the page only says that a next page exists
+    let limit = to_i64(max as u64 + 1);
+    let mut params: Vec<&dyn ToSql> = args.to_vec();
+    params.push(&limit);
+    let mut rows = query_rows(conn, sql, params.as_slice(), read)?;
     if rows.len() > max {
         rows.truncate(max);
         let next = rows.last().map(&key);
-        (rows, next)
+        Ok((rows, next))
     } else {
-        (rows, None)
+        Ok((rows, None))
     }
 }
 

@@ -1,15 +1,15 @@
 //! Published versions and qualifier resolution.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use serde_json::Value;
 
 use crate::aliases::{alias_names_using_version, load_alias};
 use crate::functions::{
-    check_revision, finish_version, load_version, require_function, version_from_row,
-    version_number, write_version, FunctionVersion, LATEST, VERSION_COLUMNS,
+    check_revision, load_version, read_version, require_function, version_number, write_version,
+    FunctionVersion, LATEST, VERSION_COLUMNS,
 };
 use crate::time::now_timestamp;
-use crate::{finish_page, new_revision_id, page_size, to_i64, Kind, Result, Store, StoreError};
+use crate::{new_revision_id, query_opt, query_page, Kind, Result, Store, StoreError};
 
 /// Keys of the configuration JSON that [`Store::publish_version`] ignores
 /// when it decides whether `$LATEST` changed since the last published
@@ -58,17 +58,15 @@ fn comparable(config: &Value) -> Value {
 }
 
 fn last_published(conn: &Connection, name: &str) -> Result<Option<FunctionVersion>> {
-    conn.query_row(
+    query_opt(
+        conn,
         &format!(
             "SELECT {VERSION_COLUMNS} FROM versions WHERE function_name = ?1 AND version_num > 0
              ORDER BY version_num DESC LIMIT 1"
         ),
         [name],
-        version_from_row,
+        read_version,
     )
-    .optional()?
-    .map(finish_version)
-    .transpose()
 }
 
 impl Store {
@@ -133,7 +131,6 @@ impl Store {
         marker: Option<&str>,
         max_items: usize,
     ) -> Result<(Vec<FunctionVersion>, Option<String>)> {
-        let max = page_size(max_items);
         let after = match marker {
             None => -1,
             Some(m) => version_number(m)
@@ -141,21 +138,17 @@ impl Store {
         };
         self.read("listing versions", |conn| {
             require_function(conn, name)?;
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {VERSION_COLUMNS} FROM versions WHERE function_name = ?1 AND version_num > ?2
-                 ORDER BY version_num LIMIT ?3"
-            ))?;
-            let rows = stmt
-                .query_map(
-                    params![name, after, to_i64(max as u64 + 1)],
-                    version_from_row,
-                )?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let page = rows
-                .into_iter()
-                .map(finish_version)
-                .collect::<Result<Vec<_>>>()?;
-            Ok(finish_page(page, max, |v| v.version.clone()))
+            query_page(
+                conn,
+                &format!(
+                    "SELECT {VERSION_COLUMNS} FROM versions WHERE function_name = ?1 AND version_num > ?2
+                     ORDER BY version_num LIMIT ?3"
+                ),
+                &[&name, &after],
+                max_items,
+                read_version,
+                |v| v.version.clone(),
+            )
         })
     }
 
