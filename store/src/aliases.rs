@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::functions::{check_revision, load_version, require_function, version_number};
-use crate::{json_text, new_revision_id, parse_json, query_opt, query_page, query_rows};
+use crate::{
+    change_one, json_text, new_revision_id, parse_json, query_opt, query_page, query_rows,
+};
 use crate::{Kind, Result, Store, StoreError};
 
 /// An alias of a function.
@@ -252,16 +254,13 @@ impl Store {
     pub fn delete_alias(&self, function_name: &str, name: &str) -> Result<()> {
         self.write("deleting an alias", |tx| {
             require_function(tx, function_name)?;
-            let n = tx.execute(
+            change_one(
+                tx,
                 "DELETE FROM aliases WHERE function_name = ?1 AND name = ?2",
                 params![function_name, name],
+                Kind::Alias,
+                &format!("{function_name}:{name}"),
             )?;
-            if n == 0 {
-                return Err(StoreError::not_found(
-                    Kind::Alias,
-                    format!("{function_name}:{name}"),
-                ));
-            }
             for table in ["event_invoke_configs", "provisioned_configs"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE function_name = ?1 AND qualifier = ?2"),

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::functions::{require_function, LATEST};
 use crate::time::now_timestamp;
 use crate::versions::resolve_in;
-use crate::{query_opt, query_page, query_rows, to_u32, to_u64, Kind, Result, Store, StoreError};
+use crate::{
+    change_one, query_opt, query_page, query_rows, to_u32, to_u64, Kind, Result, Store, StoreError,
+};
 
 /// The state of a provisioned concurrency configuration, as Lambda names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -98,16 +100,7 @@ fn qualified(name: &str, qualifier: &str) -> String {
 impl Store {
     /// Sets a function's reserved concurrency (0 blocks every invocation).
     pub fn put_reserved_concurrency(&self, name: &str, n: u32) -> Result<()> {
-        self.write("setting reserved concurrency", |tx| {
-            let changed = tx.execute(
-                "UPDATE functions SET reserved_concurrency = ?2 WHERE name = ?1",
-                params![name, n],
-            )?;
-            if changed == 0 {
-                return Err(StoreError::not_found(Kind::Function, name));
-            }
-            Ok(())
-        })
+        self.set_reserved_concurrency("setting reserved concurrency", name, Some(n))
     }
 
     /// A function's reserved concurrency; `None` when it has none.
@@ -129,15 +122,18 @@ impl Store {
 
     /// Removes a function's reserved concurrency (no error when it had none).
     pub fn delete_reserved_concurrency(&self, name: &str) -> Result<()> {
-        self.write("deleting reserved concurrency", |tx| {
-            let changed = tx.execute(
-                "UPDATE functions SET reserved_concurrency = NULL WHERE name = ?1",
-                [name],
-            )?;
-            if changed == 0 {
-                return Err(StoreError::not_found(Kind::Function, name));
-            }
-            Ok(())
+        self.set_reserved_concurrency("deleting reserved concurrency", name, None)
+    }
+
+    fn set_reserved_concurrency(&self, op: &'static str, name: &str, n: Option<u32>) -> Result<()> {
+        self.write(op, |tx| {
+            change_one(
+                tx,
+                "UPDATE functions SET reserved_concurrency = ?2 WHERE name = ?1",
+                params![name, n],
+                Kind::Function,
+                name,
+            )
         })
     }
 
@@ -231,7 +227,8 @@ impl Store {
         status_reason: Option<&str>,
     ) -> Result<()> {
         self.write("updating a provisioned concurrency status", |tx| {
-            let changed = tx.execute(
+            change_one(
+                tx,
                 "UPDATE provisioned_configs
                  SET status = ?3, allocated = ?4, status_reason = ?5, last_modified = ?6
                  WHERE function_name = ?1 AND qualifier = ?2",
@@ -243,14 +240,9 @@ impl Store {
                     status_reason,
                     now_timestamp()
                 ],
-            )?;
-            if changed == 0 {
-                return Err(StoreError::not_found(
-                    Kind::ProvisionedConcurrencyConfig,
-                    qualified(name, qualifier),
-                ));
-            }
-            Ok(())
+                Kind::ProvisionedConcurrencyConfig,
+                &qualified(name, qualifier),
+            )
         })
     }
 
@@ -258,17 +250,13 @@ impl Store {
     pub fn delete_provisioned_config(&self, name: &str, qualifier: &str) -> Result<()> {
         self.write("deleting a provisioned concurrency config", |tx| {
             require_function(tx, name)?;
-            let changed = tx.execute(
+            change_one(
+                tx,
                 "DELETE FROM provisioned_configs WHERE function_name = ?1 AND qualifier = ?2",
                 params![name, qualifier],
-            )?;
-            if changed == 0 {
-                return Err(StoreError::not_found(
-                    Kind::ProvisionedConcurrencyConfig,
-                    qualified(name, qualifier),
-                ));
-            }
-            Ok(())
+                Kind::ProvisionedConcurrencyConfig,
+                &qualified(name, qualifier),
+            )
         })
     }
 

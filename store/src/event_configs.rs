@@ -8,7 +8,9 @@ use serde_json::Value;
 use crate::functions::require_function;
 use crate::time::now_timestamp;
 use crate::versions::resolve_in;
-use crate::{json_text, parse_json, query_opt, query_page, Kind, Result, Store, StoreError};
+use crate::{
+    change_one, json_text, parse_json, query_opt, query_page, Kind, Result, Store, StoreError,
+};
 
 /// The asynchronous invocation settings of a function, version or alias.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,17 +119,13 @@ impl Store {
     pub fn delete_event_invoke_config(&self, name: &str, qualifier: &str) -> Result<()> {
         self.write("deleting an event invoke config", |tx| {
             require_function(tx, name)?;
-            let n = tx.execute(
+            change_one(
+                tx,
                 "DELETE FROM event_invoke_configs WHERE function_name = ?1 AND qualifier = ?2",
                 params![name, qualifier],
-            )?;
-            if n == 0 {
-                return Err(StoreError::not_found(
-                    Kind::EventInvokeConfig,
-                    format!("{name}:{qualifier}"),
-                ));
-            }
-            Ok(())
+                Kind::EventInvokeConfig,
+                &format!("{name}:{qualifier}"),
+            )
         })
     }
 

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    json_text, parse_json, query_rows, to_i64, to_u32, to_u64, Kind, Result, Store, StoreError,
+    change_one, json_text, parse_json, query_rows, to_i64, to_u32, to_u64, Kind, Result, Store,
+    StoreError,
 };
 
 /// Lambda's default `MaximumEventAgeInSeconds`.
@@ -196,15 +197,14 @@ impl Store {
         attempts: u32,
     ) -> Result<()> {
         self.write("rescheduling an event", |tx| {
-            let n = tx.execute(
+            change_one(
+                tx,
                 "UPDATE events SET next_attempt_at_ms = ?2, attempts = ?3, lease_until_ms = NULL
                  WHERE request_id = ?1",
                 params![request_id, to_i64(next_attempt_at_ms), attempts],
-            )?;
-            if n == 0 {
-                return Err(StoreError::not_found(Kind::Event, request_id));
-            }
-            Ok(())
+                Kind::Event,
+                request_id,
+            )
         })
     }
 

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::time::{now_ms, now_timestamp};
-use crate::{json_text, new_revision_id, parse_json, query_opt, query_page, to_i64, to_u64};
+use crate::{
+    change_one, json_text, new_revision_id, parse_json, query_opt, query_page, to_i64, to_u64,
+};
 use crate::{Kind, Result, Store, StoreError};
 
 /// The name of the unpublished, editable version of every function.
@@ -284,11 +286,13 @@ impl Store {
     /// function fails when it is processed).
     pub fn delete_function(&self, name: &str) -> Result<()> {
         self.write("deleting a function", |tx| {
-            let n = tx.execute("DELETE FROM functions WHERE name = ?1", [name])?;
-            if n == 0 {
-                return Err(StoreError::not_found(Kind::Function, name));
-            }
-            Ok(())
+            change_one(
+                tx,
+                "DELETE FROM functions WHERE name = ?1",
+                [name],
+                Kind::Function,
+                name,
+            )
         })
     }
 }

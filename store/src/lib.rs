@@ -189,6 +189,21 @@ pub(crate) fn to_u32(n: i64) -> u32 {
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }
 
+/// Runs a statement that changes (or deletes) one row; fails with
+/// [`StoreError::NotFound`] for `kind` and `name` when it changes none.
+pub(crate) fn change_one(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    kind: Kind,
+    name: &str,
+) -> Result<()> {
+    if conn.execute(sql, params)? == 0 {
+        return Err(StoreError::not_found(kind, name));
+    }
+    Ok(())
+}
+
 /// Runs a query and reads each row with `read`.
 pub(crate) fn query_rows<T>(
     conn: &Connection,
