@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::functions::{check_revision, load_version, require_function, version_number};
+use crate::qualified::delete_configs_of;
 use crate::{
     change_one, json_text, new_revision_id, parse_json, query_opt, query_page, query_rows,
 };
@@ -261,13 +262,7 @@ impl Store {
                 Kind::Alias,
                 &format!("{function_name}:{name}"),
             )?;
-            for table in ["event_invoke_configs", "provisioned_configs"] {
-                tx.execute(
-                    &format!("DELETE FROM {table} WHERE function_name = ?1 AND qualifier = ?2"),
-                    params![function_name, name],
-                )?;
-            }
-            Ok(())
+            delete_configs_of(tx, function_name, name)
         })
     }
 

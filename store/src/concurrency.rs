@@ -7,12 +7,11 @@ use std::str::FromStr;
 use rusqlite::{params, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
-use crate::functions::{require_function, LATEST};
+use crate::functions::LATEST;
+use crate::qualified::QualifierTable;
 use crate::time::now_timestamp;
 use crate::versions::resolve_in;
-use crate::{
-    change_one, query_opt, query_page, query_rows, to_u32, to_u64, Kind, Result, Store, StoreError,
-};
+use crate::{change_one, query_rows, to_u32, to_u64, Kind, Result, Store, StoreError};
 
 /// The state of a provisioned concurrency configuration, as Lambda names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -78,8 +77,13 @@ pub struct ProvisionedConfig {
     pub last_modified: String,
 }
 
-const PROVISIONED_COLUMNS: &str =
-    "function_name, qualifier, requested, allocated, status, status_reason, last_modified";
+pub(crate) const PROVISIONED_CONFIGS: QualifierTable<ProvisionedConfig> = QualifierTable {
+    table: "provisioned_configs",
+    columns: "function_name, qualifier, requested, allocated, status, status_reason, last_modified",
+    kind: Kind::ProvisionedConcurrencyConfig,
+    read: read_provisioned,
+    qualifier: |c| c.qualifier.clone(),
+};
 
 fn read_provisioned(row: &Row<'_>) -> Result<ProvisionedConfig> {
     Ok(ProvisionedConfig {
@@ -91,10 +95,6 @@ fn read_provisioned(row: &Row<'_>) -> Result<ProvisionedConfig> {
         status_reason: row.get(5)?,
         last_modified: row.get(6)?,
     })
-}
-
-fn qualified(name: &str, qualifier: &str) -> String {
-    format!("{name}:{qualifier}")
 }
 
 impl Store {
@@ -198,22 +198,7 @@ impl Store {
     /// Reads the provisioned concurrency configuration of a qualifier.
     pub fn get_provisioned_config(&self, name: &str, qualifier: &str) -> Result<ProvisionedConfig> {
         self.read("reading a provisioned concurrency config", |conn| {
-            require_function(conn, name)?;
-            query_opt(
-                conn,
-                &format!(
-                    "SELECT {PROVISIONED_COLUMNS} FROM provisioned_configs
-                     WHERE function_name = ?1 AND qualifier = ?2"
-                ),
-                params![name, qualifier],
-                read_provisioned,
-            )?
-            .ok_or_else(|| {
-                StoreError::not_found(
-                    Kind::ProvisionedConcurrencyConfig,
-                    qualified(name, qualifier),
-                )
-            })
+            PROVISIONED_CONFIGS.get(conn, name, qualifier)
         })
     }
 
@@ -240,8 +225,8 @@ impl Store {
                     status_reason,
                     now_timestamp()
                 ],
-                Kind::ProvisionedConcurrencyConfig,
-                &qualified(name, qualifier),
+                PROVISIONED_CONFIGS.kind,
+                &format!("{name}:{qualifier}"),
             )
         })
     }
@@ -249,14 +234,7 @@ impl Store {
     /// Deletes the provisioned concurrency configuration of a qualifier.
     pub fn delete_provisioned_config(&self, name: &str, qualifier: &str) -> Result<()> {
         self.write("deleting a provisioned concurrency config", |tx| {
-            require_function(tx, name)?;
-            change_one(
-                tx,
-                "DELETE FROM provisioned_configs WHERE function_name = ?1 AND qualifier = ?2",
-                params![name, qualifier],
-                Kind::ProvisionedConcurrencyConfig,
-                &qualified(name, qualifier),
-            )
+            PROVISIONED_CONFIGS.delete(tx, name, qualifier)
         })
     }
 
@@ -270,18 +248,7 @@ impl Store {
         max_items: usize,
     ) -> Result<(Vec<ProvisionedConfig>, Option<String>)> {
         self.read("listing provisioned concurrency configs", |conn| {
-            require_function(conn, name)?;
-            query_page(
-                conn,
-                &format!(
-                    "SELECT {PROVISIONED_COLUMNS} FROM provisioned_configs
-                     WHERE function_name = ?1 AND qualifier > ?2 ORDER BY qualifier LIMIT ?3"
-                ),
-                &[&name, &marker.unwrap_or("")],
-                max_items,
-                read_provisioned,
-                |c| c.qualifier.clone(),
-            )
+            PROVISIONED_CONFIGS.list(conn, name, marker, max_items)
         })
     }
 
@@ -292,8 +259,8 @@ impl Store {
             query_rows(
                 conn,
                 &format!(
-                    "SELECT {PROVISIONED_COLUMNS} FROM provisioned_configs
-                     ORDER BY function_name, qualifier"
+                    "SELECT {} FROM provisioned_configs ORDER BY function_name, qualifier",
+                    PROVISIONED_CONFIGS.columns
                 ),
                 [],
                 read_provisioned,

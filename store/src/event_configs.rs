@@ -5,12 +5,10 @@ use rusqlite::{params, Connection, Row};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::functions::require_function;
+use crate::qualified::QualifierTable;
 use crate::time::now_timestamp;
 use crate::versions::resolve_in;
-use crate::{
-    change_one, json_text, parse_json, query_opt, query_page, Kind, Result, Store, StoreError,
-};
+use crate::{json_text, parse_json, Kind, Result, Store};
 
 /// The asynchronous invocation settings of a function, version or alias.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,7 +25,13 @@ pub struct EventInvokeConfig {
     pub last_modified: String,
 }
 
-const COLUMNS: &str = "function_name, qualifier, config, last_modified";
+pub(crate) const EVENT_INVOKE_CONFIGS: QualifierTable<EventInvokeConfig> = QualifierTable {
+    table: "event_invoke_configs",
+    columns: "function_name, qualifier, config, last_modified",
+    kind: Kind::EventInvokeConfig,
+    read,
+    qualifier: |c| c.qualifier.clone(),
+};
 
 fn read(row: &Row<'_>) -> Result<EventInvokeConfig> {
     Ok(EventInvokeConfig {
@@ -36,16 +40,6 @@ fn read(row: &Row<'_>) -> Result<EventInvokeConfig> {
         config: parse_json("event invoke config", &row.get::<_, String>(2)?)?,
         last_modified: row.get(3)?,
     })
-}
-
-fn load(conn: &Connection, name: &str, qualifier: &str) -> Result<EventInvokeConfig> {
-    query_opt(
-        conn,
-        &format!("SELECT {COLUMNS} FROM event_invoke_configs WHERE function_name = ?1 AND qualifier = ?2"),
-        params![name, qualifier],
-        read,
-    )?
-    .ok_or_else(|| StoreError::not_found(Kind::EventInvokeConfig, format!("{name}:{qualifier}")))
 }
 
 fn save(conn: &Connection, config: &EventInvokeConfig) -> Result<()> {
@@ -91,8 +85,7 @@ impl Store {
         qualifier: &str,
     ) -> Result<EventInvokeConfig> {
         self.read("reading an event invoke config", |conn| {
-            require_function(conn, name)?;
-            load(conn, name, qualifier)
+            EVENT_INVOKE_CONFIGS.get(conn, name, qualifier)
         })
     }
 
@@ -106,8 +99,7 @@ impl Store {
         f: impl FnOnce(&mut Value),
     ) -> Result<EventInvokeConfig> {
         self.write("updating an event invoke config", |tx| {
-            require_function(tx, name)?;
-            let mut config = load(tx, name, qualifier)?;
+            let mut config = EVENT_INVOKE_CONFIGS.get(tx, name, qualifier)?;
             f(&mut config.config);
             config.last_modified = now_timestamp();
             save(tx, &config)?;
@@ -118,14 +110,7 @@ impl Store {
     /// Deletes the event-invoke configuration of a qualifier.
     pub fn delete_event_invoke_config(&self, name: &str, qualifier: &str) -> Result<()> {
         self.write("deleting an event invoke config", |tx| {
-            require_function(tx, name)?;
-            change_one(
-                tx,
-                "DELETE FROM event_invoke_configs WHERE function_name = ?1 AND qualifier = ?2",
-                params![name, qualifier],
-                Kind::EventInvokeConfig,
-                &format!("{name}:{qualifier}"),
-            )
+            EVENT_INVOKE_CONFIGS.delete(tx, name, qualifier)
         })
     }
 
@@ -139,18 +124,7 @@ impl Store {
         max_items: usize,
     ) -> Result<(Vec<EventInvokeConfig>, Option<String>)> {
         self.read("listing event invoke configs", |conn| {
-            require_function(conn, name)?;
-            query_page(
-                conn,
-                &format!(
-                    "SELECT {COLUMNS} FROM event_invoke_configs
-                     WHERE function_name = ?1 AND qualifier > ?2 ORDER BY qualifier LIMIT ?3"
-                ),
-                &[&name, &marker.unwrap_or("")],
-                max_items,
-                read,
-                |c| c.qualifier.clone(),
-            )
+            EVENT_INVOKE_CONFIGS.list(conn, name, marker, max_items)
         })
     }
 }

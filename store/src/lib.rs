@@ -47,6 +47,7 @@ mod event_configs;
 mod events;
 mod functions;
 mod invocations;
+mod qualified;
 mod schema;
 mod time;
 mod versions;

@@ -8,6 +8,7 @@ use crate::functions::{
     check_revision, load_version, read_version, require_function, version_number, write_version,
     FunctionVersion, LATEST, VERSION_COLUMNS,
 };
+use crate::qualified::delete_configs_of;
 use crate::time::now_timestamp;
 use crate::{new_revision_id, query_opt, query_page, Kind, Result, Store, StoreError};
 
@@ -180,13 +181,7 @@ impl Store {
                 "DELETE FROM versions WHERE function_name = ?1 AND version_num = ?2",
                 params![name, num],
             )?;
-            for table in ["event_invoke_configs", "provisioned_configs"] {
-                tx.execute(
-                    &format!("DELETE FROM {table} WHERE function_name = ?1 AND qualifier = ?2"),
-                    params![name, version],
-                )?;
-            }
-            Ok(())
+            delete_configs_of(tx, name, version)
         })
     }
 
