@@ -1,7 +1,7 @@
 use mayfly_store::{AliasUpdate, Kind, StoreError};
 use serde_json::json;
 
-use crate::{create, store};
+use crate::{assert_not_found, create, store};
 
 fn two_versions(s: &mayfly_store::Store) {
     create(s, "f", b"x");
@@ -79,16 +79,7 @@ fn create_get_update_delete() {
             },
         )
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::NotFound {
-                kind: Kind::Version,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_not_found(err, Kind::Version);
     // removing the routing
     let c = s
         .update_alias(
@@ -107,13 +98,7 @@ fn create_get_update_delete() {
     s.delete_alias("f", "live").unwrap();
     assert!(s.get_alias("f", "live").unwrap_err().is_not_found());
     assert!(s.delete_alias("f", "live").unwrap_err().is_not_found());
-    assert!(matches!(
-        s.delete_alias("g", "live"),
-        Err(StoreError::NotFound {
-            kind: Kind::Function,
-            ..
-        })
-    ));
+    assert_not_found(s.delete_alias("g", "live").unwrap_err(), Kind::Function);
 }
 
 #[test]
@@ -130,16 +115,7 @@ fn names_and_targets_are_checked() {
     assert!(s.create_alias("f", "v1-beta_2", "1", "", None).is_ok());
     assert!(s.create_alias("f", "latest", "$LATEST", "", None).is_ok());
     let err = s.create_alias("f", "x", "3", "", None).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::NotFound {
-                kind: Kind::Version,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_not_found(err, Kind::Version);
     let err = s
         .create_alias(
             "f",
@@ -151,16 +127,7 @@ fn names_and_targets_are_checked() {
         .unwrap_err();
     assert!(err.is_not_found(), "{err}");
     let err = s.create_alias("g", "x", "1", "", None).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::NotFound {
-                kind: Kind::Function,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_not_found(err, Kind::Function);
 }
 
 #[test]

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use mayfly_store::{BlobRef, InvocationRecord, Kind, StoreError};
 
-use crate::{create, store};
+use crate::{assert_not_found, create, store};
 
 #[test]
 fn blobs_are_content_addressed_and_deduplicated() {
@@ -33,13 +33,7 @@ fn blobs_are_content_addressed_and_deduplicated() {
     assert!(tmp.is_empty());
 
     let missing = "0".repeat(64);
-    assert!(matches!(
-        s.read_blob(&missing),
-        Err(StoreError::NotFound {
-            kind: Kind::Blob,
-            ..
-        })
-    ));
+    assert_not_found(s.read_blob(&missing).unwrap_err(), Kind::Blob);
     assert!(matches!(
         s.read_blob("../../etc/passwd"),
         Err(StoreError::InvalidArgument { .. })

@@ -1,7 +1,7 @@
 use mayfly_store::{Kind, ProvisionedStatus, StoreError, LATEST};
 use serde_json::json;
 
-use crate::{create, store};
+use crate::{assert_not_found, create, store};
 
 #[test]
 fn reserved_concurrency() {
@@ -26,16 +26,7 @@ fn reserved_concurrency() {
         s.get_reserved_concurrency("nope").unwrap_err(),
         s.delete_reserved_concurrency("nope").unwrap_err(),
     ] {
-        assert!(
-            matches!(
-                err,
-                StoreError::NotFound {
-                    kind: Kind::Function,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert_not_found(err, Kind::Function);
     }
     s.delete_function("b").unwrap();
     assert_eq!(s.total_reserved_concurrency(None).unwrap(), 0);
@@ -91,13 +82,7 @@ fn provisioned_configs() {
     assert_eq!((c.requested, c.status), (3, ProvisionedStatus::InProgress));
     s.delete_provisioned_config("f", "1").unwrap();
     let err = s.get_provisioned_config("f", "1").unwrap_err();
-    assert!(matches!(
-        err,
-        StoreError::NotFound {
-            kind: Kind::ProvisionedConcurrencyConfig,
-            ..
-        }
-    ));
+    assert_not_found(err, Kind::ProvisionedConcurrencyConfig);
     assert!(s
         .delete_provisioned_config("f", "1")
         .unwrap_err()
@@ -143,13 +128,7 @@ fn event_invoke_configs() {
     let err = s
         .update_event_invoke_config("f", "live", |_| {})
         .unwrap_err();
-    assert!(matches!(
-        err,
-        StoreError::NotFound {
-            kind: Kind::EventInvokeConfig,
-            ..
-        }
-    ));
+    assert_not_found(err, Kind::EventInvokeConfig);
     // put replaces wholesale
     let c = s.put_event_invoke_config("f", LATEST, json!({})).unwrap();
     assert_eq!(c.config, json!({}));

@@ -1,7 +1,7 @@
 use mayfly_store::{Kind, StoreError, LATEST};
 use serde_json::json;
 
-use crate::{create, store};
+use crate::{assert_not_found, create, store};
 
 #[test]
 fn create_get_and_already_exists() {
@@ -241,36 +241,9 @@ fn resolve_latest_version_and_alias() {
     assert_eq!(r.version, v1);
     assert_eq!(r.alias.as_deref(), Some("live"));
     let err = s.resolve("f", Some("nope")).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::NotFound {
-                kind: Kind::Alias,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_not_found(err, Kind::Alias);
     let err = s.resolve("f", Some("2")).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::NotFound {
-                kind: Kind::Version,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_not_found(err, Kind::Version);
     let err = s.resolve("g", Some("live")).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::NotFound {
-                kind: Kind::Function,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_not_found(err, Kind::Function);
 }

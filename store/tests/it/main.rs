@@ -7,7 +7,7 @@ mod durability;
 mod events;
 mod functions;
 
-use mayfly_store::{BlobRef, Event, FunctionVersion, Store};
+use mayfly_store::{BlobRef, Event, FunctionVersion, Kind, Store, StoreError};
 use serde_json::json;
 
 /// A fresh store in its own temporary directory (kept alive by the guard).
@@ -28,6 +28,15 @@ pub fn create(store: &Store, name: &str, code: &[u8]) -> FunctionVersion {
             blob.size,
         )
         .unwrap()
+}
+
+/// Asserts that `err` says that a `kind` was not found.
+#[track_caller]
+pub fn assert_not_found(err: StoreError, kind: Kind) {
+    assert!(
+        matches!(err, StoreError::NotFound { kind: k, .. } if k == kind),
+        "expected a {kind} not found: {err}"
+    );
 }
 
 /// A time after every event's next attempt and lease in these tests.
