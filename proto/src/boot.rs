@@ -20,12 +20,11 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
+use crate::limits::ENV_MAX_BYTES;
+use crate::net;
+
 /// Version of the command-line format written by [`BootConfig::encode`].
 pub const FORMAT_VERSION: u32 = 1;
-/// Lambda's limit on the environment: keys and values together, in bytes.
-pub const ENV_MAX_BYTES: usize = 4096;
-/// Port of the runtime API on the host side of the VM's private network.
-pub const DEFAULT_API_PORT: u16 = 9001;
 
 /// Network and function settings for one VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,15 +50,16 @@ pub struct BootConfig {
 }
 
 impl BootConfig {
-    /// A configuration with Mayfly's default private network
-    /// (guest 10.0.2.15/24, host 10.0.2.2, port 9001) and no environment.
+    /// A configuration with Mayfly's default private network (see
+    /// [`net`]: guest 10.0.2.15/24, host 10.0.2.2, port 9001) and no
+    /// environment.
     pub fn new(function_name: &str, memory_mb: u32) -> BootConfig {
         BootConfig {
-            guest_mac: [0x02, 0x4d, 0x46, 0x00, 0x00, 0x02],
-            guest_ip: [10, 0, 2, 15],
-            host_ip: [10, 0, 2, 2],
-            prefix_len: 24,
-            api_port: DEFAULT_API_PORT,
+            guest_mac: net::GUEST_MAC,
+            guest_ip: net::GUEST_IP,
+            host_ip: net::HOST_IP,
+            prefix_len: net::PREFIX_LEN,
+            api_port: net::API_PORT,
             function_name: function_name.to_string(),
             function_version: "$LATEST".to_string(),
             memory_mb,
