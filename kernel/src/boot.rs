@@ -4,14 +4,16 @@
 //! QEMU finds the entry point through the `XEN_ELFNOTE_PHYS32_ENTRY` note
 //! and jumps there with `ebx` pointing at an `hvm_start_info`. The boot code
 //! identity-maps the first 16 GiB with 2 MiB pages (Lambda's 10 GiB maximum
-//! plus the MMIO hole below 4 GiB), then calls [`kernel_main`].
+//! plus the MMIO hole below 4 GiB), then calls [`kernel_main`], which
+//! unmaps the guard page below the stack and hands RAM to the heap.
 
 use core::arch::global_asm;
+use core::ptr::{addr_of, addr_of_mut};
 
-use crate::{arch, memory};
+use crate::{arch, heap};
 
 /// Number of 2 MiB page directories the boot code fills: 16 GiB.
-const MAPPED_GIB: usize = 16;
+pub const MAPPED_GIB: usize = 16;
 
 global_asm!(
     r#"
@@ -240,7 +242,42 @@ extern "C" fn kernel_main(start_info: u32) -> ! {
     // SAFETY: the pointer comes straight from the PVH loader, and this is
     // the one call.
     let boot = unsafe { read_start_info(start_info as usize as *const StartInfo) };
-    memory::protect_stack();
-    memory::init_heap(boot.ram());
+    protect_stack();
+    heap::init_heap(boot.ram());
     crate::runtime::run(boot.cmdline())
+}
+
+extern "C" {
+    static __stack_guard: u8;
+    static mut BOOT_PD: [u64; 512];
+}
+
+#[repr(C, align(4096))]
+struct PageTable([u64; 512]);
+
+static mut GUARD_TABLE: PageTable = PageTable([0; 512]);
+
+/// Unmaps the 4 KiB page below the stack, so that a stack overflow faults
+/// (and ends the VM) instead of silently overwriting statics.
+fn protect_stack() {
+    let guard = addr_of!(__stack_guard) as usize;
+    let big_page = guard & !((2 << 20) - 1);
+    // SAFETY: early boot, single CPU: nothing else touches the page tables.
+    // The 2 MiB page that holds the guard is replaced by an equivalent 4 KiB
+    // table that leaves the guard page out; CR3 is reloaded to flush it.
+    unsafe {
+        let table = &mut *addr_of_mut!(GUARD_TABLE);
+        for (i, entry) in table.0.iter_mut().enumerate() {
+            let addr = (big_page + i * 4096) as u64;
+            *entry = if addr as usize == guard {
+                0
+            } else {
+                addr | 0x3
+            };
+        }
+        let pd = &mut *addr_of_mut!(BOOT_PD);
+        pd[big_page >> 21] = (table.0.as_ptr() as u64) | 0x3;
+        core::arch::asm!("mov {tmp}, cr3", "mov cr3, {tmp}", tmp = out(reg) _, options(nostack));
+        arch::invlpg(guard);
+    }
 }

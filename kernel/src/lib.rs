@@ -6,7 +6,8 @@
 //!
 //! 1. [`boot`] enters long mode with SSE on, zeroes `.bss`, and copies the
 //!    command line and memory map;
-//! 2. [`memory`] puts the heap over all the VM's RAM;
+//! 2. [`boot`] also unmaps a guard page below the stack, and [`heap`] puts
+//!    the heap over all the VM's RAM;
 //! 3. [`virtio`] finds the console and the network card, [`console`] takes
 //!    the console, [`clock`] calibrates the TSC;
 //! 4. [`net`] brings up smoltcp with the host-given addresses and
@@ -26,9 +27,9 @@ mod clock;
 pub mod console;
 mod exceptions;
 mod global;
+mod heap;
 mod http;
-mod mem;
-mod memory;
+mod libc_mem;
 mod net;
 mod runtime;
 pub mod sdk;

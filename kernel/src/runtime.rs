@@ -20,7 +20,7 @@ use crate::global::Global;
 use crate::http::{self, Response};
 use crate::net::Connection;
 use crate::sdk::{Context, Error};
-use crate::{arch, clock, console, memory, virtio};
+use crate::{arch, clock, console, heap, virtio};
 use crate::{EXIT_FATAL, EXIT_OK, EXIT_PANIC};
 
 extern "Rust" {
@@ -53,7 +53,7 @@ impl Client {
         extra: &[(&str, &str)],
         body: &[u8],
     ) -> Response {
-        let memory = memory::max_used_bytes().to_string();
+        let memory = heap::max_used_bytes().to_string();
         let mut headers: Vec<(&str, &str)> = Vec::with_capacity(extra.len() + 2);
         headers.push((HEADER_MAX_MEMORY_BYTES, &memory));
         if !body.is_empty() {
@@ -200,9 +200,9 @@ fn panic(info: &PanicInfo) -> ! {
         arch::power_off(EXIT_PANIC);
     }
     let message = info.message();
-    let out_of_memory = memory::allocation_failed();
+    let out_of_memory = heap::allocation_failed();
     if out_of_memory {
-        memory::release_reserve();
+        heap::release_reserve();
     }
     let text = match info.location() {
         Some(loc) => format!("{message} at {}:{}", loc.file(), loc.line()),

@@ -1,26 +1,24 @@
-//! Memory: the heap spans all the RAM the VM was given, so the configured
+//! The heap: it spans all the RAM the VM was given, so the configured
 //! memory size really bounds the function; allocation is counted so the
 //! guest can report its peak, and a small reserve is held back so that an
 //! out-of-memory error can still be reported over the network.
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::ptr::{addr_of, addr_of_mut};
+use core::ptr::addr_of;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use talc::{ErrOnOom, Span, Talc, Talck};
 
-use crate::arch;
+use crate::{arch, boot};
 
 /// Held back from the heap until an allocation has failed: enough to
 /// format and post the error.
 const OOM_RESERVE: usize = 256 * 1024;
 /// The boot code maps this much; RAM beyond it is not used.
-const MAPPED_LIMIT: u64 = 16 << 30;
+const MAPPED_LIMIT: u64 = (boot::MAPPED_GIB as u64) << 30;
 
 extern "C" {
-    static __stack_guard: u8;
     static __kernel_end: u8;
-    static mut BOOT_PD: [u64; 512];
 }
 
 /// The global allocator: talc over all RAM, with usage counters.
@@ -148,34 +146,4 @@ pub fn release_reserve() {
 pub fn max_used_bytes() -> u64 {
     let image = addr_of!(__kernel_end) as u64;
     image + ALLOCATOR.peak.load(Ordering::Relaxed) as u64
-}
-
-#[repr(C, align(4096))]
-struct PageTable([u64; 512]);
-
-static mut GUARD_TABLE: PageTable = PageTable([0; 512]);
-
-/// Unmaps the 4 KiB page below the stack, so that a stack overflow faults
-/// (and ends the VM) instead of silently overwriting statics.
-pub fn protect_stack() {
-    let guard = addr_of!(__stack_guard) as usize;
-    let big_page = guard & !((2 << 20) - 1);
-    // SAFETY: early boot, single CPU: nothing else touches the page tables.
-    // The 2 MiB page that holds the guard is replaced by an equivalent 4 KiB
-    // table that leaves the guard page out; CR3 is reloaded to flush it.
-    unsafe {
-        let table = &mut *addr_of_mut!(GUARD_TABLE);
-        for (i, entry) in table.0.iter_mut().enumerate() {
-            let addr = (big_page + i * 4096) as u64;
-            *entry = if addr as usize == guard {
-                0
-            } else {
-                addr | 0x3
-            };
-        }
-        let pd = &mut *addr_of_mut!(BOOT_PD);
-        pd[big_page >> 21] = (table.0.as_ptr() as u64) | 0x3;
-        core::arch::asm!("mov {tmp}, cr3", "mov cr3, {tmp}", tmp = out(reg) _, options(nostack));
-        arch::invlpg(guard);
-    }
 }
