@@ -3,6 +3,8 @@
 
 use core::arch::asm;
 
+use mayfly_proto::exit::DEBUG_EXIT_PORT;
+
 /// Writes a byte to an I/O port.
 ///
 /// # Safety
@@ -68,12 +70,11 @@ pub unsafe fn invlpg(addr: usize) {
     unsafe { asm!("invlpg [{}]", in(reg) addr, options(nostack, preserves_flags)) };
 }
 
-/// Port of QEMU's `isa-debug-exit` device, as the supervisor configures it.
-const DEBUG_EXIT_PORT: u16 = 0xf4;
-
-/// Ends the VM. QEMU exits with status `(code << 1) | 1` through
-/// `isa-debug-exit`; where that device is absent, a triple fault ends it
-/// instead (the supervisor runs QEMU with `-no-reboot`).
+/// Ends the VM with one of the exit codes of [`mayfly_proto::exit`]. QEMU
+/// exits with status `(code << 1) | 1` through `isa-debug-exit` (at the
+/// port the supervisor configures, [`DEBUG_EXIT_PORT`]); where that device
+/// is absent, a triple fault ends it instead (the supervisor runs QEMU with
+/// `-no-reboot`).
 pub fn power_off(code: u8) -> ! {
     // SAFETY: writing to isa-debug-exit terminates the VM; on a machine
     // without the device the port is unassigned and the write is ignored.

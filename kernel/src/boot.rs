@@ -10,10 +10,15 @@
 use core::arch::global_asm;
 use core::ptr::{addr_of, addr_of_mut};
 
+use mayfly_proto::{exit, limits};
+
 use crate::{arch, heap};
 
 /// Number of 2 MiB page directories the boot code fills: 16 GiB.
 pub const MAPPED_GIB: usize = 16;
+// Lambda's largest memory size must be mapped even if all of it lies above
+// 4 GiB (RAM that does not fit below the MMIO hole is placed there).
+const _: () = assert!(limits::MAX_MEMORY_MB as usize <= (MAPPED_GIB - 4) * 1024);
 
 global_asm!(
     r#"
@@ -206,8 +211,10 @@ unsafe fn read_start_info(info: *const StartInfo) -> &'static BootInfo {
     // SAFETY: the loader's pointer is valid and identity-mapped.
     let info = unsafe { &*info };
     if info.magic != START_INFO_MAGIC {
-        crate::console::early_write("mayfly: not booted through PVH (bad start info magic)\n");
-        arch::power_off(crate::EXIT_FATAL);
+        crate::console::kernel_line(format_args!(
+            "not booted through PVH (bad start info magic)"
+        ));
+        arch::power_off(exit::FATAL);
     }
     if info.cmdline_paddr != 0 {
         let mut p = info.cmdline_paddr as *const u8;

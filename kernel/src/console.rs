@@ -8,6 +8,7 @@
 
 use core::fmt::{self, Write};
 
+use mayfly_proto::console::{COM1_PORT, KERNEL_PREFIX};
 use virtio_drivers::device::console::VirtIOConsole;
 use virtio_drivers::transport::mmio::MmioTransport;
 
@@ -16,7 +17,6 @@ use crate::clock;
 use crate::global::Global;
 use crate::virtio::KernelHal;
 
-const COM1: u16 = 0x3f8;
 /// Bytes gathered before a write to the virtio console.
 const BUFFER_BYTES: usize = 16 * 1024;
 /// A line is written at once unless the previous write was this recent:
@@ -76,13 +76,27 @@ fn serial_write(bytes: &[u8]) {
     for &b in bytes {
         // SAFETY: COM1's data register; QEMU's UART never drops a byte, so
         // there is no need to poll the line status.
-        unsafe { outb(COM1, b) };
+        unsafe { outb(COM1_PORT, b) };
     }
 }
 
 /// Writes straight to COM1, bypassing the buffer: for boot failures.
 pub fn early_write(text: &str) {
     serial_write(text.as_bytes());
+}
+
+/// Writes one line of the kernel's own straight to COM1, without
+/// allocating: `message` after [`KERNEL_PREFIX`], which is how the host
+/// tells the kernel's lines from the function's log.
+pub(crate) fn kernel_line(message: fmt::Arguments) {
+    struct Serial;
+    impl Write for Serial {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            serial_write(s.as_bytes());
+            Ok(())
+        }
+    }
+    let _ = writeln!(Serial, "{KERNEL_PREFIX}{message}");
 }
 
 /// Attaches the virtio console; until then, output goes to COM1.

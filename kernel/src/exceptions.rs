@@ -1,6 +1,6 @@
 //! CPU exceptions: a fault in the function (a stack overflow into the guard
 //! page, a bad pointer, a division by zero) is reported on the console and
-//! ends the VM with exit value [`EXIT_EXCEPTION`](crate::EXIT_EXCEPTION),
+//! ends the VM with exit code [`exit::EXCEPTION`],
 //! which the host reports as `Runtime.ExitError`, instead of a silent
 //! triple fault.
 //!
@@ -10,6 +10,8 @@
 use core::arch::{asm, global_asm};
 use core::fmt::{self, Write};
 use core::ptr::{addr_of, addr_of_mut};
+
+use mayfly_proto::exit;
 
 use crate::{arch, console};
 
@@ -216,7 +218,7 @@ extern "C" fn exception(frame: *const Frame) -> ! {
     };
     let _ = write!(
         line,
-        "mayfly: CPU exception: {name} (vector {}, error code {:#x}) at rip {:#x}, rsp {:#x}",
+        "CPU exception: {name} (vector {}, error code {:#x}) at rip {:#x}, rsp {:#x}",
         frame.vector, frame.error_code, frame.rip, frame.rsp
     );
     if frame.vector == 14 {
@@ -227,14 +229,12 @@ extern "C" fn exception(frame: *const Frame) -> ! {
         };
         let _ = write!(line, ", address {cr2:#x}{hint}");
     }
-    let _ = line.write_str("\n");
     // What the function logged first, if the console is not itself the
     // code that faulted.
     console::flush();
-    console::early_write(
-        core::str::from_utf8(&line.buf[..line.len]).unwrap_or("mayfly: CPU exception\n"),
-    );
-    arch::power_off(crate::EXIT_EXCEPTION)
+    let message = core::str::from_utf8(&line.buf[..line.len]).unwrap_or("CPU exception");
+    console::kernel_line(format_args!("{message}"));
+    arch::power_off(exit::EXCEPTION)
 }
 
 fn guard_page() -> usize {

@@ -7,6 +7,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::addr_of;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use mayfly_proto::exit;
 use talc::{ErrOnOom, Span, Talc, Talck};
 
 use crate::{arch, boot};
@@ -107,8 +108,8 @@ pub fn init_heap(ram: &[(u64, u64)]) {
     }
     let regions = &mut regions[..count];
     let Some(largest) = regions.iter_mut().max_by_key(|(s, e)| e - s) else {
-        crate::console::early_write("mayfly: no usable RAM above the kernel image\n");
-        arch::power_off(crate::EXIT_FATAL);
+        crate::console::kernel_line(format_args!("no usable RAM above the kernel image"));
+        arch::power_off(exit::FATAL);
     };
     if largest.1 - largest.0 > 2 * OOM_RESERVE as u64 {
         largest.1 -= OOM_RESERVE as u64;

@@ -37,15 +37,6 @@ mod virtio;
 
 pub use sdk::{Context, Error};
 
-/// Exit status: the result was posted.
-pub(crate) const EXIT_OK: u8 = 0;
-/// Exit status: the kernel could not run the function at all.
-pub(crate) const EXIT_FATAL: u8 = 2;
-/// Exit status: a panic could not be reported over the network.
-pub(crate) const EXIT_PANIC: u8 = 3;
-/// Exit status: the CPU raised an exception (see `exceptions`).
-pub(crate) const EXIT_EXCEPTION: u8 = 4;
-
 /// Milliseconds since the VM booted, from the calibrated TSC.
 pub fn uptime_ms() -> u64 {
     clock::millis()

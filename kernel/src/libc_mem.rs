@@ -110,8 +110,8 @@ pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 /// no unwind ever starts and this is never reached.
 #[no_mangle]
 pub extern "C" fn _Unwind_Resume() -> ! {
-    crate::console::early_write("mayfly: unwinding is not supported\n");
-    crate::arch::power_off(crate::EXIT_PANIC)
+    crate::console::kernel_line(format_args!("unwinding is not supported"));
+    crate::arch::power_off(mayfly_proto::exit::PANIC)
 }
 
 /// The personality routine named by the prebuilt libraries' unwind

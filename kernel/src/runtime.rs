@@ -9,6 +9,7 @@ use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use mayfly_proto::boot::BootConfig;
+use mayfly_proto::exit;
 use mayfly_proto::runtime::{
     self as api, HEADER_DEADLINE_MS, HEADER_FUNCTION_ARN, HEADER_FUNCTION_ERROR_TYPE,
     HEADER_HOST_CLOCK_MS, HEADER_MAX_MEMORY_BYTES, HEADER_REQUEST_ID, HEADER_TRACE_ID,
@@ -21,7 +22,6 @@ use crate::http::{self, Response};
 use crate::net::Connection;
 use crate::sdk::{Context, Error};
 use crate::{arch, clock, console, heap, virtio};
-use crate::{EXIT_FATAL, EXIT_OK, EXIT_PANIC};
 
 extern "Rust" {
     /// Defined by the function crate through [`entry!`](crate::entry).
@@ -87,17 +87,15 @@ impl Client {
     fn finish(&mut self) -> ! {
         console::flush();
         self.conn.drain();
-        arch::power_off(EXIT_OK)
+        arch::power_off(exit::OK)
     }
 }
 
 /// Reports a fatal kernel error on COM1 and ends the VM.
 fn fatal(message: &str) -> ! {
     console::flush();
-    console::early_write("mayfly: fatal: ");
-    console::early_write(message);
-    console::early_write("\n");
-    arch::power_off(EXIT_FATAL)
+    console::kernel_line(format_args!("fatal: {message}"));
+    arch::power_off(exit::FATAL)
 }
 
 /// From boot to power-off.
@@ -106,7 +104,7 @@ pub fn run(cmdline: &str) -> ! {
     if let Some(transport) = devices.console {
         match VirtIOConsole::new(transport) {
             Ok(device) => console::attach(device),
-            Err(e) => console::early_write(&format!("mayfly: virtio console unusable: {e:?}\n")),
+            Err(e) => console::kernel_line(format_args!("virtio console unusable: {e:?}")),
         }
     }
     let config: &'static BootConfig = match BootConfig::decode(cmdline) {
@@ -196,8 +194,8 @@ static PANICKING: AtomicBool = AtomicBool::new(false);
 #[panic_handler]
 fn panic(info: &PanicInfo) -> ! {
     if PANICKING.swap(true, Ordering::Relaxed) {
-        console::early_write("mayfly: panic while reporting a panic\n");
-        arch::power_off(EXIT_PANIC);
+        console::kernel_line(format_args!("panic while reporting a panic"));
+        arch::power_off(exit::PANIC);
     }
     let message = info.message();
     let out_of_memory = heap::allocation_failed();
@@ -224,9 +222,9 @@ fn panic(info: &PanicInfo) -> ! {
     });
     console::flush();
     if posted.is_none() {
-        console::early_write("mayfly: panic inside the runtime client\n");
+        console::kernel_line(format_args!("panic inside the runtime client"));
     }
     console::early_write(&text);
     console::early_write("\n");
-    arch::power_off(EXIT_PANIC)
+    arch::power_off(exit::PANIC)
 }
