@@ -19,6 +19,7 @@ use mayfly::accel::{self, Accel, AccelRequest};
 use mayfly::invoke::{self, InvocationRequest, InvocationResult};
 use mayfly::{net, qemu};
 use mayfly_proto::boot::BootConfig;
+use mayfly_proto::exit;
 
 use crate::{bootstrap, images, util};
 
@@ -108,7 +109,7 @@ async fn boot_floor(accel: Accel, floor: &Path) -> Result<Duration> {
     let mut vm = qemu::spawn(&binary, &config, guest_end)?;
     let status = vm.wait().await?;
     let elapsed = started.elapsed();
-    if status.code() != Some(1) {
+    if status.code() != Some(exit::STATUS_OK) {
         bail!(
             "the floor image did not power off cleanly: {}",
             qemu::describe_status(status)

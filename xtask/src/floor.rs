@@ -6,6 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use mayfly_proto::exit;
 
 /// Where the image is loaded, as for real guests.
 const LOAD_ADDR: u64 = 0x10_0000;
@@ -14,8 +15,21 @@ const PHDR_SIZE: usize = 56;
 /// Xen's PVH entry-point note type.
 const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
 
-/// 32-bit code: `mov al, 0; out 0xf4, al; 1: hlt; jmp 1b`.
-const CODE: [u8; 7] = [0xb0, 0x00, 0xe6, 0xf4, 0xf4, 0xeb, 0xfd];
+/// 32-bit code: `mov al, OK; out DEBUG_EXIT_PORT, al; 1: hlt; jmp 1b`
+/// (`out imm8, al` takes the port as one byte).
+const CODE: [u8; 7] = [
+    0xb0,
+    exit::OK,
+    0xe6,
+    exit::DEBUG_EXIT_PORT as u8,
+    0xf4,
+    0xeb,
+    0xfd,
+];
+const _: () = assert!(
+    exit::DEBUG_EXIT_PORT <= 0xff,
+    "out imm8 needs a one-byte port"
+);
 
 /// Builds the floor ELF bytes.
 pub fn image() -> Vec<u8> {
@@ -108,5 +122,10 @@ mod tests {
         assert_eq!(desc, entry);
         let code = (entry - LOAD_ADDR) as usize;
         assert_eq!(&elf[code..], &CODE);
+        assert_eq!(
+            &CODE[..4],
+            &[0xb0, 0x00, 0xe6, 0xf4],
+            "mov al, 0; out 0xf4, al"
+        );
     }
 }

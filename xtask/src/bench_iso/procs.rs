@@ -20,6 +20,7 @@ use anyhow::{bail, Context, Result};
 use mayfly::accel::Accel;
 use mayfly::{net, qemu};
 use mayfly_proto::boot::BootConfig;
+use mayfly_proto::exit;
 
 /// What one run of a child cost.
 #[derive(Debug, Clone, Copy)]
@@ -313,17 +314,19 @@ impl Qemu {
         Ok((cmd, host_end, guest))
     }
 
-    /// One boot of the floor image (powers off at once: exit code 1).
+    /// One boot of the floor image (powers off at once: QEMU exit status
+    /// [`exit::STATUS_OK`]).
     pub fn boot_floor(&self, floor: &Path, probe: Option<&RssProbe>) -> Result<Run> {
         let (mut cmd, _host, _guest) = self.command(self.argv(floor), probe)?;
         let run = timed(&mut cmd)?;
-        check_code(run, 1, "QEMU on the floor image")
+        check_code(run, exit::STATUS_OK, "QEMU on the floor image")
     }
 
     /// One boot of Linux (`vmlinux` through PVH) with `initrd` and
     /// `cmdline` instead of Mayfly's boot line; the console goes to
-    /// `console`. Succeeds when QEMU exits 0 (the guest's reboot, under
-    /// `-no-reboot`) and the console shows `marker`.
+    /// `console`. Succeeds when QEMU exits with [`exit::STATUS_RESET`]
+    /// (the guest's reboot, under `-no-reboot`) and the console shows
+    /// `marker`.
     pub fn boot_linux(&self, lin: &LinuxBoot<'_>, probe: Option<&RssProbe>) -> Result<Run> {
         let mut args = self.argv(lin.vmlinux);
         let at = args
@@ -337,7 +340,7 @@ impl Qemu {
         cmd.stdout(std::fs::File::create(lin.console)?);
         let run = timed(&mut cmd)?;
         let console = std::fs::read_to_string(lin.console).unwrap_or_default();
-        if run.code != Some(0) || !console.contains(lin.marker) {
+        if run.code != Some(exit::STATUS_RESET) || !console.contains(lin.marker) {
             let tail: String = console
                 .chars()
                 .rev()
