@@ -54,8 +54,9 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out);
-        // SAFETY: prctl only, between fork and exec. The server (and so its
-        // VMs) goes if the benchmark dies.
+        // SAFETY: the closure runs between fork and exec and calls only
+        // prctl, which is async-signal-safe and allocates nothing. The
+        // server (and so its VMs) goes if the benchmark dies.
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
@@ -235,7 +236,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        // SAFETY: signalling our own child.
+        // SAFETY: kill(2) touches no memory of ours; the pid is our own
+        // child, not yet reaped (that happens below), so it cannot have been
+        // reused by another process.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
