@@ -52,7 +52,8 @@ impl KernelAllocator {
 // AssumeUnlockable's single-threaded assumption holds.
 unsafe impl GlobalAlloc for KernelAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded contract.
+        // SAFETY: our caller upholds `GlobalAlloc::alloc`'s contract (a
+        // non-zero size), which is the same as talc's.
         let ptr = unsafe { self.talc.alloc(layout) };
         if ptr.is_null() {
             self.failed.store(true, Ordering::Relaxed);
@@ -63,7 +64,7 @@ unsafe impl GlobalAlloc for KernelAllocator {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded contract.
+        // SAFETY: as for `alloc`: the caller's contract is talc's.
         let ptr = unsafe { self.talc.alloc_zeroed(layout) };
         if ptr.is_null() {
             self.failed.store(true, Ordering::Relaxed);
@@ -75,12 +76,14 @@ unsafe impl GlobalAlloc for KernelAllocator {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         self.in_use.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: forwarded contract.
+        // SAFETY: the caller guarantees `ptr` came from this allocator
+        // (that is, from talc) with `layout`.
         unsafe { self.talc.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded contract.
+        // SAFETY: the caller guarantees `ptr` came from talc with `layout`
+        // and that `new_size` is non-zero and does not overflow.
         let new = unsafe { self.talc.realloc(ptr, layout, new_size) };
         if new.is_null() {
             self.failed.store(true, Ordering::Relaxed);

@@ -31,7 +31,9 @@ pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut
 #[no_mangle]
 pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     if (dest as usize).wrapping_sub(src as usize) >= n {
-        // SAFETY: no harmful overlap when copying forwards.
+        // SAFETY: the caller guarantees both ranges. `dest` is below `src`
+        // or at least `n` bytes above it, so `memcpy`'s forward copy never
+        // overwrites a source byte before reading it.
         return unsafe { memcpy(dest, src, n) };
     }
     // SAFETY: copying backwards from the last byte handles dest > src;
@@ -101,7 +103,7 @@ pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 /// As C's `bcmp`: both ranges are valid for `n` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
-    // SAFETY: same contract.
+    // SAFETY: `memcmp` has the same contract, which the caller upholds.
     unsafe { memcmp(a, b, n) }
 }
 

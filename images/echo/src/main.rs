@@ -1,6 +1,7 @@
 //! Returns its event unchanged, byte for byte.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

@@ -2,6 +2,7 @@
 //! the greeting taken from the `GREETING` environment variable if set.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

@@ -3,6 +3,7 @@
 //! runs into its guard page).
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

@@ -2,12 +2,14 @@
 //! words (lower-cased), ties broken alphabetically.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::cmp::Reverse;
 use mayfly_kernel::{Context, Error};
 use serde::{Deserialize, Serialize};
 
@@ -50,7 +52,7 @@ fn handler(event: Request, _ctx: &Context) -> Result<Reply, Error> {
         .collect();
     // BTreeMap order is alphabetical already; a stable sort by count keeps it
     // for ties.
-    ranked.sort_by(|a, b| b.count.cmp(&a.count));
+    ranked.sort_by_key(|w| Reverse(w.count));
     ranked.truncate(TOP);
     Ok(Reply { total, top: ranked })
 }
