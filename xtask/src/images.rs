@@ -9,6 +9,7 @@
 use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
+use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use zip::write::SimpleFileOptions;
@@ -52,23 +53,54 @@ fn guest_rustflags() -> String {
     flags.join("\x1f")
 }
 
+/// Where the guest's build goes: its own directory, since its flags differ
+/// from the host's.
+fn guest_target_dir() -> PathBuf {
+    util::root().join("target").join("guest")
+}
+
+/// `cargo <subcommand> --release --quiet` in the guest's workspace
+/// (`images/`, which the kernel belongs to), for the guest's target, with
+/// the guest's link flags and target directory. Further arguments may be
+/// appended.
+fn guest_cargo(subcommand: &str) -> Command {
+    let mut cmd = util::cargo_command();
+    cmd.current_dir(util::root().join("images"))
+        .args([subcommand, "--release", "--quiet", "--target", TARGET])
+        .arg("--target-dir")
+        .arg(guest_target_dir())
+        .env_remove("RUSTFLAGS")
+        .env("CARGO_ENCODED_RUSTFLAGS", guest_rustflags());
+    cmd
+}
+
+/// Lints the guest: `cargo fmt --check` and clippy with `-D warnings` over
+/// the kernel and every image, built exactly as [`build`] builds them.
+/// Clippy checks the library and the binaries only: a test harness needs
+/// `std`'s panic handler and `main`, which a freestanding guest replaces.
+pub fn lint() -> Result<()> {
+    let status = util::cargo_command()
+        .current_dir(util::root().join("images"))
+        .args(["fmt", "--all", "--", "--check"])
+        .status()
+        .context("cannot run cargo fmt on the guest")?;
+    if !status.success() {
+        bail!("the guest is not formatted (cargo fmt --all in images/ fixes it)");
+    }
+    let status = guest_cargo("clippy")
+        .args(["--workspace", "--lib", "--bins", "--", "-D", "warnings"])
+        .status()
+        .context("cannot run cargo clippy on the guest")?;
+    if !status.success() {
+        bail!("clippy found problems in the guest ({status})");
+    }
+    Ok(())
+}
+
 /// Builds every image (release profile) into `target/images`.
 pub fn build() -> Result<Vec<Image>> {
-    let root = util::root();
-    let target_dir = root.join("target").join("guest");
-    let status = util::cargo_command()
-        .current_dir(root.join("images"))
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "--target",
-            TARGET,
-            "--target-dir",
-        ])
-        .arg(&target_dir)
-        .env_remove("RUSTFLAGS")
-        .env("CARGO_ENCODED_RUSTFLAGS", guest_rustflags())
+    let target_dir = guest_target_dir();
+    let status = guest_cargo("build")
         .status()
         .context("cannot run cargo to build the images")?;
     if !status.success() {

@@ -17,6 +17,8 @@ usage: cargo xtask <task>
 tasks:
   bootstrap   install QEMU (qemu-system-x86) if it is missing
   images      build every function image into target/images/<name>.{elf,zip}
+  lint-guest  cargo fmt --check and clippy -D warnings on the kernel and the
+              images, with the guest's target and flags
   demo        build everything, start `mayfly serve` with the example functions,
               invoke each once, keep serving until Ctrl-C (`--once`: stop after)
   test        bootstrap (QEMU, and the AWS CLI and boto3 the tests drive),
@@ -43,6 +45,7 @@ fn run() -> Result<()> {
     match task.as_str() {
         "bootstrap" => bootstrap::ensure_qemu(),
         "images" => images::build().map(|_| ()),
+        "lint-guest" => images::lint(),
         "demo" => demo::run(rest),
         "test" => test(rest),
         "bench-run" => bench::run(rest),
