@@ -2,7 +2,7 @@
 //! real echo image, and warm pools end to end through a real `mayfly serve`
 //! driven by boto3 (tests/api/warm.py).
 
-mod common;
+use crate::support as common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -5,9 +5,7 @@
 //!
 //! Needs `aws` on PATH and the images (`cargo xtask images`).
 
-mod common;
-#[path = "common/server.rs"]
-mod server;
+use crate::support::server;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};

@@ -2,9 +2,8 @@
 //! async events are retried and delivered to destinations, and `kill -9`
 //! of the server loses no accepted event and leaves no QEMU behind.
 
-mod common;
-#[path = "common/server.rs"]
-mod server;
+use crate::support as common;
+use crate::support::server;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};

@@ -1,7 +1,7 @@
 //! `mayfly run` end to end: every image and every `misbehave` mode boots a
 //! real VM and must end exactly as specified, leaving no QEMU behind.
 
-mod common;
+use crate::support as common;
 
 use std::time::Duration;
 

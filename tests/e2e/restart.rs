@@ -3,9 +3,7 @@
 //! mid-invocation leaves no VM; generated credentials are private, printed
 //! once and reused.
 
-mod common;
-#[path = "common/server.rs"]
-mod server;
+use crate::support::server;
 
 use std::io::Write;
 use std::net::TcpStream;

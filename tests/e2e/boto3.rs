@@ -4,9 +4,7 @@
 //!
 //! Needs python3.11 with boto3 and the images (`cargo xtask images`).
 
-mod common;
-#[path = "common/server.rs"]
-mod server;
+use crate::support::server;
 
 use server::{Options, Server};
 

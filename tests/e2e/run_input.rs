@@ -1,7 +1,7 @@
 //! `mayfly run` refuses bad input with a clear message and exit status 2,
 //! before any VM is booted, and Ctrl-C never leaves a VM behind.
 
-mod common;
+use crate::support as common;
 
 use std::time::{Duration, Instant};
 

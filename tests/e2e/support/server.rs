@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::common::{processes_mentioning, root};
+use super::{processes_mentioning, root};
 
 /// The access key id the tests give the server through the environment.
 pub const ACCESS_KEY_ID: &str = "AKIAMAYFLYTEST000001";
