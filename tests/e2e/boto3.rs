@@ -4,9 +4,7 @@
 //!
 //! Needs python3.11 with boto3 and the images (`cargo xtask images`).
 
-use crate::support::server;
-
-use server::{Options, Server};
+use crate::support::{Options, Server};
 
 #[test]
 fn boto3_functions_versions_aliases_invokes_and_throttles() {

@@ -5,38 +5,16 @@
 //!
 //! Needs `aws` on PATH and the images (`cargo xtask images`).
 
-use crate::support::server;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
-use server::{
-    b64decode, code_sha256, floor_without_pvh, image_path, metric_sum, write_zip, Options, Server,
-    ACCOUNT,
-};
 
-fn arn(name: &str) -> String {
-    format!("arn:aws:lambda:us-east-1:{ACCOUNT}:function:{name}")
-}
-
-fn names(list: &Value) -> Vec<String> {
-    list["Functions"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no Functions: {list}"))
-        .iter()
-        .map(|f| f["FunctionName"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn payload_json(payload: &[u8]) -> Value {
-    serde_json::from_slice(payload).unwrap_or_else(|e| {
-        panic!(
-            "payload is not JSON ({e}): {:?}",
-            String::from_utf8_lossy(payload)
-        )
-    })
-}
+use crate::support::aws::{function_arn, function_names};
+use crate::support::fixtures::{b64decode, code_sha256, floor_without_pvh, write_zip};
+use crate::support::http::{as_refs, http, metric_sum};
+use crate::support::server;
+use crate::support::{image_path, payload_json, Options, Server};
 
 #[test]
 fn cli_creates_lists_updates_and_deletes_functions() {
@@ -49,7 +27,7 @@ fn cli_creates_lists_updates_and_deletes_functions() {
     // Create: the whole FunctionConfiguration, with Lambda's defaults.
     let c = s.create("crud-a", &echo, &[]);
     assert_eq!(c["FunctionName"], "crud-a", "{c}");
-    assert_eq!(c["FunctionArn"], arn("crud-a"), "{c}");
+    assert_eq!(c["FunctionArn"], function_arn("crud-a"), "{c}");
     assert_eq!(c["Runtime"], "provided.al2023", "{c}");
     assert_eq!(c["Handler"], "bootstrap", "{c}");
     assert_eq!(c["Role"], server::ROLE, "{c}");
@@ -96,14 +74,14 @@ fn cli_creates_lists_updates_and_deletes_functions() {
     let gc = s
         .aws(&["get-function-configuration", "--function-name", "crud-a"])
         .ok();
-    assert_eq!(gc["FunctionArn"], arn("crud-a"), "{gc}");
+    assert_eq!(gc["FunctionArn"], function_arn("crud-a"), "{gc}");
     assert_eq!(gc["RevisionId"], c["RevisionId"], "{gc}");
     // By ARN too.
     let by_arn = s
         .aws(&[
             "get-function-configuration",
             "--function-name",
-            &arn("crud-a"),
+            &function_arn("crud-a"),
         ])
         .ok();
     assert_eq!(by_arn["FunctionName"], "crud-a", "{by_arn}");
@@ -118,14 +96,14 @@ fn cli_creates_lists_updates_and_deletes_functions() {
         .collect();
     let all = s.aws(&["list-functions"]).ok();
     assert_eq!(
-        names(&all).into_iter().collect::<BTreeSet<_>>(),
+        function_names(&all).into_iter().collect::<BTreeSet<_>>(),
         expected,
         "{all}"
     );
 
     // Server-side pages of 2 (MaxItems=2, the CLI follows NextMarker).
     let paged = s.aws(&["list-functions", "--page-size", "2"]).ok();
-    let paged_names = names(&paged);
+    let paged_names = function_names(&paged);
     assert_eq!(paged_names.len(), 5, "each function exactly once: {paged}");
     assert_eq!(
         paged_names.iter().cloned().collect::<BTreeSet<_>>(),
@@ -144,7 +122,7 @@ fn cli_creates_lists_updates_and_deletes_functions() {
             args.push(t);
         }
         let page = s.aws(&args).ok();
-        let got = names(&page);
+        let got = function_names(&page);
         assert!(got.len() <= 2, "{page}");
         seen.extend(got);
         match page.get("NextToken").and_then(Value::as_str) {
@@ -159,7 +137,7 @@ fn cli_creates_lists_updates_and_deletes_functions() {
     let first = s
         .aws(&["list-functions", "--no-paginate", "--max-items", "2"])
         .ok();
-    assert_eq!(names(&first).len(), 2, "{first}");
+    assert_eq!(function_names(&first).len(), 2, "{first}");
     let marker = first["NextMarker"]
         .as_str()
         .unwrap_or_else(|| panic!("no NextMarker: {first}"))
@@ -167,7 +145,7 @@ fn cli_creates_lists_updates_and_deletes_functions() {
     let rest = s
         .aws(&["list-functions", "--no-paginate", "--marker", &marker])
         .ok();
-    assert_eq!(names(&rest).len(), 3, "{rest}");
+    assert_eq!(function_names(&rest).len(), 3, "{rest}");
     assert!(
         matches!(rest.get("NextMarker"), None | Some(Value::Null)),
         "last page has no NextMarker: {rest}"
@@ -239,8 +217,11 @@ fn cli_creates_lists_updates_and_deletes_functions() {
         .0
         .fails_with("ResourceNotFoundException");
     let after = s.aws(&["list-functions"]).ok();
-    assert!(!names(&after).contains(&"crud-b".to_string()), "{after}");
-    assert_eq!(names(&after).len(), 4, "{after}");
+    assert!(
+        !function_names(&after).contains(&"crud-b".to_string()),
+        "{after}"
+    );
+    assert_eq!(function_names(&after).len(), 4, "{after}");
 
     // Updates of a missing function are 404s too.
     s.aws(&[
@@ -492,7 +473,11 @@ fn cli_publishes_versions_and_routes_aliases() {
         ])
         .ok();
     assert_eq!(v1["Version"], "1", "{v1}");
-    assert_eq!(v1["FunctionArn"], format!("{}:1", arn("ver-hello")), "{v1}");
+    assert_eq!(
+        v1["FunctionArn"],
+        format!("{}:1", function_arn("ver-hello")),
+        "{v1}"
+    );
     assert_eq!(v1["Environment"]["Variables"]["GREETING"], "Hi", "{v1}");
     // Nothing changed: the same version again.
     let again = s
@@ -566,7 +551,11 @@ fn cli_publishes_versions_and_routes_aliases() {
         .ok();
     assert_eq!(a["Name"], "live", "{a}");
     assert_eq!(a["FunctionVersion"], "1", "{a}");
-    assert_eq!(a["AliasArn"], format!("{}:live", arn("ver-hello")), "{a}");
+    assert_eq!(
+        a["AliasArn"],
+        format!("{}:live", function_arn("ver-hello")),
+        "{a}"
+    );
     assert!(
         a["RevisionId"].as_str().is_some_and(|r| !r.is_empty()),
         "{a}"
@@ -636,7 +625,7 @@ fn cli_publishes_versions_and_routes_aliases() {
     assert_eq!(payload_json(&out), json!({"message": "Yo, Ada!"}));
     assert_eq!(meta["ExecutedVersion"], "2", "{meta}");
     let (meta, _) = s.invoke(
-        &format!("{}:live", arn("ver-hello")),
+        &format!("{}:live", function_arn("ver-hello")),
         &["--payload", r#"{"name":"Ada"}"#],
     );
     assert_eq!(meta["ExecutedVersion"], "2", "by alias ARN: {meta}");
@@ -890,7 +879,7 @@ fn cli_rejects_bad_requests_with_aws_errors() {
             .fails_with("ResourceNotFoundException");
         let list = s.aws(&["list-functions"]).ok();
         assert!(
-            !names(&list).contains(&name.to_string()),
+            !function_names(&list).contains(&name.to_string()),
             "{name} was stored: {list}"
         );
     };
@@ -1054,11 +1043,11 @@ fn cli_and_raw_requests_need_a_valid_signature() {
             b"",
         ),
     ] {
-        let r = s.unsigned(method, target, &[], body);
+        let r = http(s.addr, method, target, &[], body);
         r.assert_error(403, "MissingAuthenticationTokenException");
     }
     // /healthz needs nothing.
-    assert_eq!(s.unsigned("GET", "/healthz", &[], b"").status, 200);
+    assert_eq!(http(s.addr, "GET", "/healthz", &[], b"").status, 200);
 
     // Signed properly: fine.
     let ok = s.signed("GET", "/2015-03-31/functions/auth-echo", &[], b"");
@@ -1072,7 +1061,7 @@ fn cli_and_raw_requests_need_a_valid_signature() {
             SystemTime::now() + Duration::from_secs(600)
         };
         let h = s.sign("GET", "/2015-03-31/functions", &[], b"", when, None);
-        let r = server::http(s.addr, "GET", "/2015-03-31/functions", &as_refs(&h), b"");
+        let r = http(s.addr, "GET", "/2015-03-31/functions", &as_refs(&h), b"");
         r.assert_error(403, "InvalidSignatureException");
     }
     // 4 minutes off is still accepted.
@@ -1084,7 +1073,7 @@ fn cli_and_raw_requests_need_a_valid_signature() {
         SystemTime::now() - Duration::from_secs(240),
         None,
     );
-    let r = server::http(s.addr, "GET", "/2015-03-31/functions", &as_refs(&h), b"");
+    let r = http(s.addr, "GET", "/2015-03-31/functions", &as_refs(&h), b"");
     assert_eq!(r.status, 200, "{}", r.text());
 
     // A tampered body: signed for one payload, sent with another.
@@ -1098,7 +1087,7 @@ fn cli_and_raw_requests_need_a_valid_signature() {
         SystemTime::now(),
         None,
     );
-    let r = server::http(s.addr, "POST", target, &as_refs(&h), br#"{"amount":9}"#);
+    let r = http(s.addr, "POST", target, &as_refs(&h), br#"{"amount":9}"#);
     r.assert_error(403, "InvalidSignatureException");
     // A tampered query.
     let h = s.sign(
@@ -1109,7 +1098,7 @@ fn cli_and_raw_requests_need_a_valid_signature() {
         SystemTime::now(),
         None,
     );
-    let r = server::http(
+    let r = http(
         s.addr,
         "GET",
         "/2015-03-31/functions?MaxItems=2",
@@ -1126,7 +1115,7 @@ fn cli_and_raw_requests_need_a_valid_signature() {
         SystemTime::now(),
         None,
     );
-    let r = server::http(
+    let r = http(
         s.addr,
         "GET",
         "/2015-03-31/functions/auth-other",
@@ -1143,7 +1132,7 @@ fn cli_and_raw_requests_need_a_valid_signature() {
         SystemTime::now(),
         None,
     );
-    let r = server::http(s.addr, "POST", target, &as_refs(&h), br#"{"amount":1}"#);
+    let r = http(s.addr, "POST", target, &as_refs(&h), br#"{"amount":1}"#);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.body, br#"{"amount":1}"#);
     assert_eq!(r.header("x-amz-executed-version"), Some("$LATEST"));
@@ -1156,7 +1145,7 @@ fn cli_and_raw_requests_need_a_valid_signature() {
         SystemTime::now(),
         Some(("AKIAUNKNOWNKEY000000", "x")),
     );
-    let r = server::http(s.addr, "GET", "/2015-03-31/functions", &as_refs(&h), b"");
+    let r = http(s.addr, "GET", "/2015-03-31/functions", &as_refs(&h), b"");
     r.assert_error(403, "UnrecognizedClientException");
 }
 
@@ -1167,12 +1156,6 @@ fn not_older(a: &Value, b: &Value) -> bool {
         (Value::Number(a), Value::Number(b)) => a.as_f64() >= b.as_f64(),
         _ => panic!("startedAt is neither text nor a number: {a} {b}"),
     }
-}
-
-fn as_refs(v: &[(String, String)]) -> Vec<(&str, &str)> {
-    v.iter()
-        .map(|(k, val)| (k.as_str(), val.as_str()))
-        .collect()
 }
 
 #[test]
@@ -1193,7 +1176,7 @@ fn metrics_count_invocations_errors_and_durations() {
     ];
     // Metrics are not on the API port without a signature.
     assert_ne!(
-        s.unsigned("GET", "/metrics", &[], b"").status,
+        http(s.addr, "GET", "/metrics", &[], b"").status,
         200,
         "/metrics is on its own port"
     );

@@ -1,49 +1,52 @@
 //! The life of `mayfly serve` around its API: a restart on the same data
-//! directory loses nothing acknowledged; stopping it or dropping a client
-//! mid-invocation leaves no VM; generated credentials are private, printed
-//! once and reused.
+//! directory loses nothing acknowledged, nor does `kill -9` lose an
+//! accepted event; stopping it or dropping a client mid-invocation leaves
+//! no VM; generated credentials are private, printed once and reused.
 
-use crate::support::server;
-
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
-use server::{code_sha256, image_path, Options, Server};
 
-fn payload_json(payload: &[u8]) -> Value {
-    serde_json::from_slice(payload).unwrap_or_else(|e| {
-        panic!(
-            "payload is not JSON ({e}): {:?}",
-            String::from_utf8_lossy(payload)
-        )
-    })
+use crate::support::aws::function_names;
+use crate::support::fixtures::code_sha256;
+use crate::support::http::{as_refs, try_http};
+use crate::support::process::{no_qemu_within, wait_for_qemu};
+use crate::support::server::{read_credentials_file, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
+use crate::support::{image_path, payload_json, Options, Server};
+
+/// The functions of a `list-functions` answer, sorted.
+fn sorted_names(list: &Value) -> Vec<String> {
+    let mut names = function_names(list);
+    names.sort();
+    names
 }
 
-fn names(list: &Value) -> Vec<String> {
-    let mut v: Vec<String> = list["Functions"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no Functions: {list}"))
-        .iter()
-        .map(|f| f["FunctionName"].as_str().unwrap().to_string())
-        .collect();
-    v.sort();
-    v
-}
+/// What a looping invoke sends.
+const LOOP: &[u8] = br#"{"mode":"loop"}"#;
 
-/// Waits until the server runs at least one QEMU.
-fn wait_for_a_vm(s: &Server, within: Duration) {
-    let deadline = Instant::now() + within;
-    while s.qemus().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "no VM started within {within:?}; log:\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Creates `name`, a `misbehave` that times out after `timeout_s`, and
+/// signs an invoke of it that loops, to send by hand: its target and
+/// headers.
+fn looping_function(s: &Server, name: &str, timeout_s: u64) -> (String, Vec<(String, String)>) {
+    s.create(
+        name,
+        &image_path("misbehave.zip"),
+        &["--timeout", &timeout_s.to_string()],
+    );
+    let target = format!("/2015-03-31/functions/{name}/invocations");
+    let headers = s.sign(
+        "POST",
+        &target,
+        &[("content-type", "application/json")],
+        LOOP,
+        SystemTime::now(),
+        None,
+    );
+    (target, headers)
 }
 
 #[test]
@@ -99,7 +102,7 @@ fn restart_keeps_functions_versions_aliases_and_records() {
     assert_eq!(s.addr.port(), port);
 
     let list = s.aws(&["list-functions"]).ok();
-    assert_eq!(names(&list), ["rs-echo", "rs-hello"], "{list}");
+    assert_eq!(sorted_names(&list), ["rs-echo", "rs-hello"], "{list}");
     let c = s
         .aws(&["get-function-configuration", "--function-name", "rs-echo"])
         .ok();
@@ -148,39 +151,25 @@ fn restart_keeps_functions_versions_aliases_and_records() {
     s.create("rs-third", &image_path("echo.zip"), &[]);
     s.restart();
     let list = s.aws(&["list-functions"]).ok();
-    assert_eq!(names(&list), ["rs-echo", "rs-hello", "rs-third"], "{list}");
+    assert_eq!(
+        sorted_names(&list),
+        ["rs-echo", "rs-hello", "rs-third"],
+        "{list}"
+    );
     s.stop_cleanly();
 }
 
 #[test]
 fn sigterm_during_an_invocation_leaves_no_vm_and_loses_nothing() {
     let mut s = Server::start();
-    s.create(
-        "term-loop",
-        &image_path("misbehave.zip"),
-        // Short: `mayfly serve` drains in-flight invocations on SIGTERM,
-        // so the stop may wait for this timeout.
-        &["--timeout", "4"],
-    );
-    let target = "/2015-03-31/functions/term-loop/invocations";
-    let body = br#"{"mode":"loop"}"#;
-    let headers = s.sign(
-        "POST",
-        target,
-        &[("content-type", "application/json")],
-        body,
-        SystemTime::now(),
-        None,
-    );
+    // Short: `mayfly serve` drains in-flight invocations on SIGTERM, so
+    // the stop may wait for this timeout.
+    let (target, headers) = looping_function(&s, "term-loop", 4);
     let addr = s.addr;
     let client = std::thread::spawn(move || {
-        let refs: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
         // Drained (the function's own timeout error) or cut off: either is
         // fine, as long as no VM outlives the server.
-        match server::try_http(addr, "POST", target, &refs, body) {
+        match try_http(addr, "POST", &target, &as_refs(&headers), LOOP) {
             Ok(r) => {
                 println!("the in-flight invoke got {} {}", r.status, r.text());
                 if r.status == 200 {
@@ -191,7 +180,7 @@ fn sigterm_during_an_invocation_leaves_no_vm_and_loses_nothing() {
             Err(e) => println!("the in-flight invoke was cut off: {e}"),
         }
     });
-    wait_for_a_vm(&s, Duration::from_secs(10));
+    wait_for_qemu(&s.data_dir, Duration::from_secs(10));
     let t = Instant::now();
     s.stop_cleanly(); // exits by itself within 15 s, and no QEMU is left
     println!(
@@ -202,53 +191,36 @@ fn sigterm_during_an_invocation_leaves_no_vm_and_loses_nothing() {
 
     s.restart();
     let list = s.aws(&["list-functions"]).ok();
-    assert_eq!(names(&list), ["term-loop"], "{list}");
+    assert_eq!(sorted_names(&list), ["term-loop"], "{list}");
 }
 
 #[test]
 fn a_client_that_hangs_up_leaves_no_vm() {
     let s = Server::start();
     let timeout_s = 8u64;
-    s.create(
-        "hangup-loop",
-        &image_path("misbehave.zip"),
-        &["--timeout", &timeout_s.to_string()],
-    );
-    let target = "/2015-03-31/functions/hangup-loop/invocations";
-    let body = br#"{"mode":"loop"}"#;
-    let headers = s.sign(
-        "POST",
-        target,
-        &[("content-type", "application/json")],
-        body,
-        SystemTime::now(),
-        None,
-    );
+    let (target, headers) = looping_function(&s, "hangup-loop", timeout_s);
     let mut stream = TcpStream::connect(s.addr).unwrap();
     let mut head = format!(
         "POST {target} HTTP/1.1\r\ncontent-length: {}\r\n",
-        body.len()
+        LOOP.len()
     );
     for (k, v) in &headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    wait_for_a_vm(&s, Duration::from_secs(10));
+    stream.write_all(LOOP).unwrap();
+    wait_for_qemu(&s.data_dir, Duration::from_secs(10));
     let hung_up = Instant::now();
     drop(stream);
     // At the latest when the function's timeout is over (Mayfly may stop it
     // sooner), and in any case no orphan.
-    let deadline = hung_up + Duration::from_secs(timeout_s + 4);
-    while !s.qemus().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the VM of a client that hung up still runs {:?} later (timeout {timeout_s} s); log:\n{}",
+    if let Err(left) = no_qemu_within(&s.data_dir, Duration::from_secs(timeout_s + 4)) {
+        panic!(
+            "the VM of a client that hung up still runs {:?} later (timeout {timeout_s} s): {left:?}; log:\n{}",
             hung_up.elapsed(),
             s.log()
         );
-        std::thread::sleep(Duration::from_millis(50));
     }
     println!(
         "VM gone {:?} after the client hung up (function timeout {timeout_s} s)",
@@ -298,12 +270,8 @@ fn generated_credentials_are_private_printed_once_and_reused() {
     assert_eq!(profile_list(&s)["Functions"], json!([]));
     s.create("cred-echo", &image_path("echo.zip"), &[]);
     // Someone else's key pair is refused.
-    s.aws_as(
-        server::ACCESS_KEY_ID,
-        server::SECRET_ACCESS_KEY,
-        &["list-functions"],
-    )
-    .fails_with("UnrecognizedClientException");
+    s.aws_as(ACCESS_KEY_ID, SECRET_ACCESS_KEY, &["list-functions"])
+        .fails_with("UnrecognizedClientException");
 
     // A restart reuses the file and does not print the secret again.
     s.restart();
@@ -312,9 +280,66 @@ fn generated_credentials_are_private_printed_once_and_reused() {
         "the secret was printed again at the second start:\n{}",
         s.log_of(2)
     );
-    assert_eq!(server::read_credentials_file(&file), (id, secret));
-    assert_eq!(names(&profile_list(&s)), ["cred-echo"]);
+    assert_eq!(read_credentials_file(&file), (id, secret));
+    assert_eq!(sorted_names(&profile_list(&s)), ["cred-echo"]);
     let (_, out) = s.invoke("cred-echo", &["--payload", r#"{"k":"v"}"#]);
     assert_eq!(payload_json(&out), json!({"k": "v"}));
     s.stop_cleanly();
+}
+
+#[test]
+fn kill_9_loses_no_accepted_event() {
+    const EVENTS: usize = 24;
+    const KILL_AFTER: usize = 12;
+    let mut server = Server::start_with(Options::fast_retries(2));
+    let mut enqueue = server
+        .python_command("durability_enqueue.py")
+        .arg(EVENTS.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3.11");
+    let mut accepted = Vec::new();
+    let mut lines = BufReader::new(enqueue.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        accepted.push(line.unwrap());
+        if accepted.len() == KILL_AFTER {
+            server.kill_9();
+            break;
+        }
+    }
+    // Ids whose 202 had arrived before the kill are accepted too.
+    accepted.extend(lines.map_while(Result::ok).filter(|l| !l.trim().is_empty()));
+    let _ = enqueue.wait();
+    assert!(
+        accepted.len() >= KILL_AFTER,
+        "only {} events were accepted",
+        accepted.len()
+    );
+    // The killed server's VMs die with it.
+    server.assert_no_qemu();
+
+    server.restart();
+    let mut check = server
+        .python_command("durability_check.py")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3.11");
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(accepted.join("\n").as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}\nserver log after restart:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    assert!(out.status.success(), "{report}");
+    println!("{report}");
 }

@@ -1,12 +1,12 @@
 //! `mayfly run` end to end: every image and every `misbehave` mode boots a
 //! real VM and must end exactly as specified, leaving no QEMU behind.
 
-use crate::support as common;
-
 use std::time::Duration;
 
-use common::{image, run};
 use serde_json::json;
+
+use crate::support::command::{run, Run};
+use crate::support::image;
 
 fn assert_report(report: &str, memory_mb: u32) {
     // REPORT RequestId: <id>\tDuration: x ms\tBilled Duration: n ms\t...
@@ -133,7 +133,7 @@ fn wordcount_counts_and_ranks() {
     );
 }
 
-fn misbehave(mode: &str, extra: &[&str]) -> common::Run {
+fn misbehave(mode: &str, extra: &[&str]) -> Run {
     let image = image("misbehave.zip");
     let event = json!({ "mode": mode }).to_string();
     let mut args = vec!["--event", event.as_str()];

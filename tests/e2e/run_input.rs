@@ -1,11 +1,12 @@
 //! `mayfly run` refuses bad input with a clear message and exit status 2,
 //! before any VM is booted, and Ctrl-C never leaves a VM behind.
 
-use crate::support as common;
-
 use std::time::{Duration, Instant};
 
-use common::{assert_no_qemu_for, image, mayfly, mayfly_with};
+use crate::support::command::{mayfly, mayfly_with};
+use crate::support::fixtures::{floor_without_pvh, write_zip};
+use crate::support::image;
+use crate::support::process::{assert_no_qemu_for, wait_for_qemu};
 
 fn assert_refused(args: &[&str], expected: &str) {
     let out = mayfly_with(args);
@@ -54,21 +55,12 @@ fn images_that_cannot_boot_are_refused() {
     assert_refused(&["run", not_elf.to_str().unwrap()], "ELF");
 
     // A bootable x86_64 ELF but for its note, which is not the PVH entry.
-    let floor = std::fs::read(common::root().join("target/images/floor.elf")).unwrap();
-    let note_type_at = floor.windows(4).position(|w| w == b"Xen\0").unwrap() - 4;
-    assert_eq!(floor[note_type_at], 18, "XEN_ELFNOTE_PHYS32_ENTRY");
-    let mut no_pvh = floor.clone();
-    no_pvh[note_type_at] = 17;
     let no_pvh_path = dir.path().join("no-pvh.elf");
-    std::fs::write(&no_pvh_path, &no_pvh).unwrap();
+    std::fs::write(&no_pvh_path, floor_without_pvh()).unwrap();
     assert_refused(&["run", no_pvh_path.to_str().unwrap()], "PVH");
 
     let zip_path = dir.path().join("nobootstrap.zip");
-    let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
-    zip.start_file("main", zip::write::SimpleFileOptions::default())
-        .unwrap();
-    std::io::Write::write_all(&mut zip, b"not a kernel").unwrap();
-    zip.finish().unwrap();
+    write_zip(&zip_path, &[("main", b"not a kernel")]);
     assert_refused(&["run", zip_path.to_str().unwrap()], "bootstrap");
 
     let garbage = dir.path().join("garbage.zip");
@@ -89,11 +81,7 @@ fn ctrl_c_kills_and_reaps_the_vm() {
         .spawn()
         .unwrap();
     // Wait until the VM is up.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while common::processes_mentioning(misbehave.dir()).is_empty() {
-        assert!(Instant::now() < deadline, "QEMU never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_qemu(misbehave.dir(), Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };

@@ -2,20 +2,14 @@
 //! real echo image, and warm pools end to end through a real `mayfly serve`
 //! driven by boto3 (tests/api/warm.py).
 
-use crate::support as common;
-
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_no_qemu_for, image, processes_mentioning, root};
+use crate::support::process::assert_no_qemu_for;
+use crate::support::{image, image_path};
+use crate::support::{Options, Server};
 use mayfly::accel::Accel;
 use mayfly::invoke::{self, InvocationResult, VmTemplate};
-
-const ACCESS_KEY_ID: &str = "AKIAMAYFLYWARM000001";
-const SECRET_ACCESS_KEY: &str = "mAyFlYwArMsEcReT/0123456789abcdefghijKLM";
 
 fn template(elf: &Path) -> VmTemplate {
     VmTemplate {
@@ -73,106 +67,18 @@ async fn a_booted_vm_waits_then_serves_one_event() {
     assert_no_qemu_for(echo.dir());
 }
 
-/// A `mayfly serve` killed (and its QEMUs checked) on drop.
-struct Serve {
-    child: Child,
-    dir: tempfile::TempDir,
-    addr: SocketAddr,
-}
-
-impl Serve {
-    fn start() -> Serve {
-        let dir = tempfile::Builder::new()
-            .prefix("mayfly-warm-")
-            .tempdir()
-            .unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_mayfly"))
-            .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--metrics-listen", "off", "--max-concurrency", "8"])
-            .env("MAYFLY_ACCESS_KEY_ID", ACCESS_KEY_ID)
-            .env("MAYFLY_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start mayfly serve");
-        let serve = Serve { child, dir, addr };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !serve.healthy() {
-            assert!(
-                Instant::now() < deadline,
-                "not healthy within 20 s; log:\n{}",
-                serve.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        serve
-    }
-
-    fn data_dir(&self) -> std::path::PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn healthy(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(self.addr) else {
-            return false;
-        };
-        let request = format!(
-            "GET /healthz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.addr
-        );
-        let mut answer = String::new();
-        stream.write_all(request.as_bytes()).is_ok()
-            && stream.read_to_string(&mut answer).is_ok()
-            && answer.starts_with("HTTP/1.1 200")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if !std::thread::panicking() {
-            assert_no_qemu_for(&self.data_dir());
-        }
-    }
-}
-
 #[test]
 fn provisioned_concurrency_end_to_end() {
-    let images = root().join("target").join("images");
-    assert!(
-        images.join("echo.zip").exists(),
-        "target/images/echo.zip is missing: run `cargo xtask images` first"
-    );
-    let serve = Serve::start();
-    let output = Command::new("python3.11")
-        .arg(root().join("tests").join("api").join("warm.py"))
-        .env("MAYFLY_ENDPOINT", format!("http://{}", serve.addr))
-        .env("MAYFLY_ACCESS_KEY_ID", ACCESS_KEY_ID)
-        .env("MAYFLY_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-        .env("MAYFLY_IMAGES", &images)
-        .env("MAYFLY_DATA_DIR", serve.data_dir())
-        .output()
-        .expect("run python3.11 tests/api/warm.py");
+    image_path("echo.zip"); // says how to build the images when they are missing
+    let serve = Server::start_with(Options {
+        max_concurrency: Some(8),
+        ..Options::default()
+    });
+    let output = serve.python("warm.py", &[]);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        output.status.success() && stdout.contains("WARM OK"),
-        "warm.py failed:\n{stdout}\n{stderr}\nserver log:\n{}",
-        serve.log()
+        stdout.contains("WARM OK"),
+        "warm.py did not finish:\n{stdout}"
     );
     for line in stdout.lines().filter(|l| l.starts_with("LATENCY")) {
         eprintln!("{line}");
@@ -180,8 +86,8 @@ fn provisioned_concurrency_end_to_end() {
     // The script deleted the configuration: none of the pool's VMs is left,
     // while the server still runs.
     assert!(
-        processes_mentioning(&serve.data_dir()).is_empty(),
+        serve.qemus().is_empty(),
         "QEMU left after the config was deleted: {:?}",
-        processes_mentioning(&serve.data_dir())
+        serve.qemus()
     );
 }

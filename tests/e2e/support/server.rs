@@ -1,35 +1,20 @@
-//! A real `mayfly serve` for the API end-to-end tests, and the clients that
-//! drive it: the real AWS CLI (`aws`, v1), the boto3 scripts under
-//! `tests/api/`, and a small raw HTTP client (signed with `mayfly-sigv4`, or
-//! not signed at all) for what neither client can send.
+//! A real `mayfly serve` for the API tests: its start, restarts and stop.
 //!
-//! Include it from a test file beside `common`:
-//!
-//! ```ignore
-//! mod common;
-//! #[path = "common/server.rs"]
-//! mod server;
-//! ```
-//!
-//! Every [`Server`] has its own temporary directory (data directory, log,
+//! Every [`Server`] has its own temporary directory (data directory, logs,
 //! AWS CLI files) and its own ports. Dropping it stops the server (SIGTERM,
 //! then SIGKILL) and asserts that no QEMU whose command line mentions its
-//! data directory is left.
+//! data directory is left. The clients that drive it are in
+//! [`super::aws`], [`super::http`] and [`super::python`].
 
-#![allow(dead_code)] // each test file uses its own subset
-
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use serde_json::Value;
+use super::http::try_http;
+use super::process::{kill_qemus, no_qemu_within, qemus_mentioning};
+use super::tail;
 
-use super::{processes_mentioning, root};
-
-/// The access key id the tests give the server through the environment.
 pub const ACCESS_KEY_ID: &str = "AKIAMAYFLYTEST000001";
 /// The matching secret (40 characters, as AWS's).
 pub const SECRET_ACCESS_KEY: &str = "mAyFlYtEsTsEcReT/0123456789abcdefghijKLM";
@@ -58,6 +43,18 @@ pub struct Options {
     pub env_credentials: bool,
     /// More arguments for `mayfly serve`.
     pub extra_args: Vec<String>,
+}
+
+impl Options {
+    /// `--max-concurrency N`, and the async retries of events with a base
+    /// delay of 300 ms (`--retry-base-delay-ms`), so that a test sees them.
+    pub fn fast_retries(max_concurrency: u32) -> Options {
+        Options {
+            max_concurrency: Some(max_concurrency),
+            extra_args: vec!["--retry-base-delay-ms".into(), "300".into()],
+            ..Options::default()
+        }
+    }
 }
 
 impl Default for Options {
@@ -235,18 +232,13 @@ impl Server {
             }
             if Instant::now() > deadline {
                 let log = self.log();
-                self.kill();
+                self.kill_9();
                 return Err(format!(
                     "/healthz did not answer 200 within {READY_WITHIN:?}; log:\n{log}"
                 ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    /// The server's process id, while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
     }
 
     /// Sends SIGTERM and waits for the exit (SIGKILL after 15 s). Returns
@@ -272,10 +264,6 @@ impl Server {
 
     /// Kills the server with SIGKILL (as a crash would) and reaps it.
     pub fn kill_9(&mut self) {
-        self.kill();
-    }
-
-    fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -309,268 +297,25 @@ impl Server {
     /// Asserts that no QEMU names a path under the data directory (waiting a
     /// moment for one already killed to go).
     pub fn assert_no_qemu(&self) {
-        let deadline = Instant::now() + Duration::from_secs(3);
-        loop {
-            let left = processes_mentioning(&self.data_dir);
-            if left.is_empty() {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "QEMU processes left behind for {}: {left:?}\nserver log:\n{}",
-                    self.data_dir.display(),
-                    tail(&self.log(), 8000)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Err(left) = no_qemu_within(&self.data_dir, Duration::from_secs(3)) {
+            panic!(
+                "QEMU processes left behind for {}: {left:?}\nserver log:\n{}",
+                self.data_dir.display(),
+                tail(&self.log(), 8000)
+            );
         }
     }
 
     /// QEMU processes of this server right now.
     pub fn qemus(&self) -> Vec<u32> {
-        processes_mentioning(&self.data_dir)
-    }
-
-    // ----------------------------------------------------------------------
-    // The AWS CLI
-
-    /// Runs `aws lambda ARGS --endpoint-url … --region us-east-1 --output
-    /// json` with the server's credentials.
-    pub fn aws(&self, args: &[&str]) -> Cli {
-        self.aws_as(&self.access_key_id, &self.secret_access_key, args)
-    }
-
-    /// The same with another key pair.
-    pub fn aws_as(&self, key: &str, secret: &str, args: &[&str]) -> Cli {
-        let mut cmd = self.aws_command();
-        cmd.env("AWS_ACCESS_KEY_ID", key)
-            .env("AWS_SECRET_ACCESS_KEY", secret);
-        cmd.args(args);
-        Cli::run(cmd, args)
-    }
-
-    /// A bare `aws lambda … --endpoint-url … --region … --output json`
-    /// command with a clean AWS environment (no credentials set).
-    pub fn aws_command(&self) -> Command {
-        let mut cmd = Command::new("aws");
-        clean_aws_env(&mut cmd);
-        cmd.env("AWS_CONFIG_FILE", self.tmp.path().join("aws-config"))
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                self.tmp.path().join("aws-credentials"),
-            )
-            .arg("lambda")
-            .arg("--endpoint-url")
-            .arg(self.endpoint())
-            .arg("--region")
-            .arg(REGION)
-            .arg("--output")
-            .arg("json");
-        cmd
-    }
-
-    /// `aws lambda create-function` of `target/images/<image>.zip` (or any
-    /// zip path) with the given extra arguments; asserts success.
-    pub fn create(&self, name: &str, zip: &Path, extra: &[&str]) -> Value {
-        let code = format!("fileb://{}", zip.display());
-        let mut args = vec![
-            "create-function",
-            "--function-name",
-            name,
-            "--runtime",
-            "provided.al2023",
-            "--handler",
-            "bootstrap",
-            "--role",
-            ROLE,
-            "--zip-file",
-            &code,
-        ];
-        args.extend_from_slice(extra);
-        self.aws(&args).ok()
-    }
-
-    /// `aws lambda invoke` writing the payload to a file; returns the CLI's
-    /// JSON output and the payload.
-    pub fn invoke(&self, name: &str, extra: &[&str]) -> (Value, Vec<u8>) {
-        let out = self.invoke_raw(name, extra);
-        let payload = out.1;
-        (out.0.ok(), payload)
-    }
-
-    /// `aws lambda invoke` without asserting success.
-    pub fn invoke_raw(&self, name: &str, extra: &[&str]) -> (Cli, Vec<u8>) {
-        let outfile = tempfile::NamedTempFile::new_in(self.tmp.path()).unwrap();
-        let outpath = outfile.path().to_str().unwrap().to_string();
-        let mut args = vec!["invoke", "--function-name", name];
-        args.extend_from_slice(extra);
-        args.push(&outpath);
-        let cli = self.aws(&args);
-        let payload = std::fs::read(outfile.path()).unwrap_or_default();
-        (cli, payload)
-    }
-
-    // ----------------------------------------------------------------------
-    // Raw HTTP
-
-    /// An unsigned request.
-    pub fn unsigned(
-        &self,
-        method: &str,
-        target: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> HttpResponse {
-        http(self.addr, method, target, headers, body)
-    }
-
-    /// A request signed with the server's credentials, now.
-    pub fn signed(
-        &self,
-        method: &str,
-        target: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> HttpResponse {
-        let signed = self.sign(method, target, headers, body, SystemTime::now(), None);
-        http(self.addr, method, target, &as_refs(&signed), body)
-    }
-
-    /// The headers (given ones plus `host`, `x-amz-date`, `authorization`)
-    /// of a request signed at `time` with `credentials` (default: the
-    /// server's).
-    pub fn sign(
-        &self,
-        method: &str,
-        target: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-        time: SystemTime,
-        credentials: Option<(&str, &str)>,
-    ) -> Vec<(String, String)> {
-        let (id, secret) = credentials.unwrap_or((&self.access_key_id, &self.secret_access_key));
-        let creds = mayfly_sigv4::Credentials::new(id, secret);
-        let uri: http::Uri = format!("http://{}{}", self.addr, target).parse().unwrap();
-        let mut map = http::HeaderMap::new();
-        for (k, v) in headers {
-            map.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                http::HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        let mut params = mayfly_sigv4::SigningParams::new(&creds, REGION, "lambda");
-        params.time = time;
-        let added = mayfly_sigv4::sign(
-            &http::Method::from_bytes(method.as_bytes()).unwrap(),
-            &uri,
-            &map,
-            body,
-            &params,
-        )
-        .expect("sign");
-        let mut out: Vec<(String, String)> = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        for (k, v) in &added {
-            out.push((k.as_str().to_string(), v.to_str().unwrap().to_string()));
-        }
-        out
-    }
-
-    /// The invocation records of a function, newest first
-    /// (`GET /mayfly/2025-01-01/functions/{name}/invocations?Limit=N`).
-    pub fn invocations(&self, name: &str, limit: u32) -> Vec<Value> {
-        let target = format!("/mayfly/2025-01-01/functions/{name}/invocations?Limit={limit}");
-        let resp = self.signed("GET", &target, &[], b"");
-        assert_eq!(resp.status, 200, "GET {target}: {}", resp.text());
-        let v = resp.json();
-        v["Invocations"]
-            .as_array()
-            .unwrap_or_else(|| panic!("GET {target}: no Invocations array: {v}"))
-            .clone()
-    }
-
-    /// Polls the invocation records until one satisfies `pred` (up to
-    /// `within`), and returns it.
-    pub fn wait_for_invocation(
-        &self,
-        name: &str,
-        within: Duration,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let records = self.invocations(name, 50);
-            if let Some(r) = records.iter().find(|r| pred(r)) {
-                return r.clone();
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "no matching invocation record of {name} within {within:?}; records:\n{}",
-                    serde_json::to_string_pretty(&records).unwrap()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// `GET /metrics` on the metrics port.
-    pub fn metrics(&self) -> String {
-        let addr = self.metrics_addr.expect("server started without metrics");
-        let resp = http(addr, "GET", "/metrics", &[], b"");
-        assert_eq!(resp.status, 200, "GET /metrics: {}", resp.text());
-        resp.text()
-    }
-
-    // ----------------------------------------------------------------------
-    // boto3
-
-    /// Runs `python3.11 tests/api/<script> ARGS` with the endpoint,
-    /// credentials and images in the environment; asserts that it exits 0,
-    /// printing its output either way.
-    pub fn python(&self, script: &str, args: &[&str]) -> Output {
-        let path = root().join("tests").join("api").join(script);
-        let mut cmd = Command::new("python3.11");
-        clean_aws_env(&mut cmd);
-        cmd.arg(&path)
-            .args(args)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("PYTHONUNBUFFERED", "1")
-            .env("AWS_CONFIG_FILE", self.tmp.path().join("aws-config"))
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                self.tmp.path().join("aws-credentials"),
-            )
-            .env("MAYFLY_ENDPOINT", self.endpoint())
-            .env("MAYFLY_ACCESS_KEY_ID", &self.access_key_id)
-            .env("MAYFLY_SECRET_ACCESS_KEY", &self.secret_access_key)
-            .env("MAYFLY_IMAGES", root().join("target").join("images"))
-            .env("MAYFLY_TMP", self.tmp.path());
-        if let Some(m) = self.metrics_addr {
-            cmd.env("MAYFLY_METRICS", format!("http://{m}"));
-        }
-        let started = Instant::now();
-        let out = cmd.output().expect("run python3.11");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        println!(
-            "--- {script} ({:.1} s) stdout:\n{stdout}\n--- stderr:\n{stderr}",
-            started.elapsed().as_secs_f64()
-        );
-        assert!(
-            out.status.success(),
-            "{script} failed ({}):\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}",
-            out.status,
-        );
-        out
+        qemus_mentioning(&self.data_dir)
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let stopped = self.stop();
-        let left = processes_mentioning(&self.data_dir);
+        let left = self.qemus();
         let killed = matches!(stopped, Some((_, true)));
         if std::thread::panicking() {
             eprintln!("--- mayfly serve log (tail):\n{}", tail(&self.log(), 6000));
@@ -579,14 +324,7 @@ impl Drop for Server {
             // Give a VM being torn down a moment, then clean up for the
             // next test whatever the verdict.
             std::thread::sleep(Duration::from_secs(2));
-            let left = processes_mentioning(&self.data_dir);
-            for pid in &left {
-                // SAFETY: kill(2) on a QEMU this test's server left; at
-                // worst it is gone already and the call fails.
-                unsafe {
-                    libc::kill(*pid as i32, libc::SIGKILL);
-                }
-            }
+            let left = kill_qemus(&self.data_dir);
             if !left.is_empty() && !std::thread::panicking() {
                 panic!(
                     "QEMU processes left behind after mayfly serve exited: {left:?}\nserver log (tail):\n{}",
@@ -601,21 +339,6 @@ impl Drop for Server {
             );
         }
     }
-}
-
-/// Removes every `AWS_*` / `BOTO_*` variable of this machine from `cmd`,
-/// and turns retries and the pager off.
-pub fn clean_aws_env(cmd: &mut Command) {
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().into_owned();
-        if k.starts_with("AWS_") || k.starts_with("BOTO") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("AWS_PAGER", "")
-        .env("AWS_MAX_ATTEMPTS", "1")
-        .env("AWS_RETRY_MODE", "standard")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
 }
 
 /// Reads `aws_access_key_id` and `aws_secret_access_key` of profile
@@ -657,359 +380,4 @@ pub fn read_credentials_file(path: &Path) -> (String, String) {
             panic!("no aws_secret_access_key in [mayfly] of {}", path.display())
         }),
     )
-}
-
-/// What one `aws` command did.
-#[derive(Debug)]
-pub struct Cli {
-    /// The arguments after `aws lambda …`.
-    pub args: Vec<String>,
-    /// Exit status code.
-    pub code: i32,
-    /// Standard output.
-    pub stdout: String,
-    /// Standard error.
-    pub stderr: String,
-}
-
-impl Cli {
-    fn run(mut cmd: Command, args: &[&str]) -> Cli {
-        let out = cmd
-            .output()
-            .expect("run aws (the AWS CLI v1 must be installed)");
-        Cli {
-            args: args.iter().map(|s| s.to_string()).collect(),
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    fn describe(&self) -> String {
-        let args: Vec<String> = self
-            .args
-            .iter()
-            .map(|a| {
-                if a.len() > 200 {
-                    format!("{}…({} bytes)", &a[..60], a.len())
-                } else {
-                    a.clone()
-                }
-            })
-            .collect();
-        format!(
-            "aws lambda {}\nexit {}\nstdout: {}\nstderr: {}",
-            args.join(" "),
-            self.code,
-            self.stdout,
-            self.stderr
-        )
-    }
-
-    /// Asserts success and returns stdout as JSON (`Null` when empty).
-    pub fn ok(&self) -> Value {
-        assert_eq!(self.code, 0, "the AWS CLI failed:\n{}", self.describe());
-        if self.stdout.trim().is_empty() {
-            return Value::Null;
-        }
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.describe()))
-    }
-
-    /// Asserts failure with `An error occurred (CODE) when calling the …
-    /// operation: …` and returns the message after the colon.
-    pub fn fails_with(&self, code: &str) -> String {
-        self.fails_with_any(&[code])
-    }
-
-    /// As [`Cli::fails_with`], accepting any of several error codes.
-    pub fn fails_with_any(&self, codes: &[&str]) -> String {
-        assert_ne!(
-            self.code,
-            0,
-            "expected {codes:?}, but the AWS CLI succeeded:\n{}",
-            self.describe()
-        );
-        let found = codes.iter().find(|c| {
-            self.stderr
-                .contains(&format!("An error occurred ({c}) when calling the "))
-        });
-        assert!(
-            found.is_some(),
-            "expected `An error occurred ({codes:?}) when calling the …`:\n{}",
-            self.describe()
-        );
-        // `… when calling the Op operation[ (reached max retries: 0)]: message`
-        let message = self
-            .stderr
-            .split_once(" when calling the ")
-            .and_then(|(_, rest)| rest.split_once(" operation"))
-            .map(|(_, rest)| match rest.strip_prefix(" (") {
-                Some(r) => r.split_once(')').map_or("", |(_, r)| r),
-                None => rest,
-            })
-            .and_then(|rest| rest.strip_prefix(": "))
-            .map(|m| m.trim().to_string())
-            .unwrap_or_default();
-        assert!(
-            !message.is_empty(),
-            "the error has no message:\n{}",
-            self.describe()
-        );
-        message
-    }
-}
-
-/// One raw HTTP response.
-#[derive(Debug)]
-pub struct HttpResponse {
-    /// Status code.
-    pub status: u16,
-    /// Headers, names lowercased.
-    pub headers: Vec<(String, String)>,
-    /// Body (de-chunked).
-    pub body: Vec<u8>,
-}
-
-impl HttpResponse {
-    /// A header's value.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body as text.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// The body as JSON.
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {self:?}"))
-    }
-
-    /// Asserts an AWS error: status, `X-Amzn-ErrorType` (which may carry a
-    /// `:…` suffix) and a JSON body with that `Type`… or at least a message.
-    pub fn assert_error(&self, status: u16, code: &str) -> Value {
-        assert_eq!(
-            self.status,
-            status,
-            "expected {status} {code}, got {} {:?} {}",
-            self.status,
-            self.headers,
-            self.text()
-        );
-        let header = self
-            .header("x-amzn-errortype")
-            .unwrap_or_else(|| panic!("no X-Amzn-ErrorType: {self:?}"));
-        assert_eq!(
-            header.split(':').next().unwrap(),
-            code,
-            "X-Amzn-ErrorType; body {}",
-            self.text()
-        );
-        let body = self.json();
-        let message = body.get("message").or_else(|| body.get("Message"));
-        assert!(
-            message
-                .and_then(Value::as_str)
-                .is_some_and(|m| !m.is_empty()),
-            "no message in the error body: {body}"
-        );
-        body
-    }
-}
-
-fn as_refs(v: &[(String, String)]) -> Vec<(&str, &str)> {
-    v.iter()
-        .map(|(k, val)| (k.as_str(), val.as_str()))
-        .collect()
-}
-
-/// A plain HTTP/1.1 request with `Connection: close`; panics when the
-/// connection fails.
-pub fn http(
-    addr: SocketAddr,
-    method: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> HttpResponse {
-    try_http(addr, method, target, headers, body)
-        .unwrap_or_else(|e| panic!("{method} http://{addr}{target}: {e}"))
-}
-
-/// A plain HTTP/1.1 request with `Connection: close`.
-pub fn try_http(
-    addr: SocketAddr,
-    method: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> std::io::Result<HttpResponse> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let mut head = format!("{method} {target} HTTP/1.1\r\n");
-    let has = |n: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
-    if !has("host") {
-        head.push_str(&format!("host: {addr}\r\n"));
-    }
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if !has("content-length") {
-        head.push_str(&format!("content-length: {}\r\n", body.len()));
-    }
-    head.push_str("connection: close\r\n\r\n");
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    parse_response(&raw).ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("unparsable response: {:?}", String::from_utf8_lossy(&raw)),
-        )
-    })
-}
-
-fn parse_response(raw: &[u8]) -> Option<HttpResponse> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..end]).ok()?;
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let mut body = raw[end + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
-    if chunked {
-        let mut out = Vec::new();
-        let mut rest = &body[..];
-        loop {
-            let nl = rest.windows(2).position(|w| w == b"\r\n")?;
-            let size_text = std::str::from_utf8(&rest[..nl]).ok()?;
-            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-            rest = &rest[nl + 2..];
-            if size == 0 {
-                break;
-            }
-            out.extend_from_slice(rest.get(..size)?);
-            rest = rest.get(size + 2..)?;
-        }
-        body = out;
-    }
-    Some(HttpResponse {
-        status,
-        headers,
-        body,
-    })
-}
-
-/// `base64(sha256(bytes))`, as Lambda's `CodeSha256`.
-pub fn code_sha256(bytes: &[u8]) -> String {
-    let hex = mayfly_sigv4::canonical::sha256_hex(bytes);
-    let raw: Vec<u8> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect();
-    base64::engine::general_purpose::STANDARD.encode(raw)
-}
-
-/// Decodes standard base64.
-pub fn b64decode(text: &str) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .unwrap_or_else(|e| panic!("not base64 ({e}): {text}"))
-}
-
-/// `target/images/<file>`.
-pub fn image_path(file: &str) -> PathBuf {
-    let p = root().join("target").join("images").join(file);
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo xtask images` first",
-        p.display()
-    );
-    p
-}
-
-/// Writes a zip with the given entries (stored) to `path`.
-pub fn write_zip(path: &Path, entries: &[(&str, &[u8])]) {
-    let file = std::fs::File::create(path).unwrap();
-    let mut zip = zip::ZipWriter::new(file);
-    for (name, data) in entries {
-        let options = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Stored)
-            .unix_permissions(0o755);
-        zip.start_file(*name, options).unwrap();
-        zip.write_all(data).unwrap();
-    }
-    zip.finish().unwrap();
-}
-
-/// `floor.elf` with its PVH note's type changed from 18 to 17: an x86_64
-/// ELF that QEMU cannot boot by PVH.
-pub fn floor_without_pvh() -> Vec<u8> {
-    let mut floor = std::fs::read(image_path("floor.elf")).unwrap();
-    let at = floor
-        .windows(4)
-        .position(|w| w == b"Xen\0")
-        .expect("Xen note")
-        - 4;
-    assert_eq!(floor[at], 18, "XEN_ELFNOTE_PHYS32_ENTRY");
-    floor[at] = 17;
-    floor
-}
-
-/// The last `n` bytes of a text (on a character boundary).
-pub fn tail(text: &str, n: usize) -> &str {
-    if text.len() <= n {
-        return text;
-    }
-    let mut start = text.len() - n;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
-}
-
-/// Sums the samples of a Prometheus metric (all label sets) in a text
-/// exposition; `None` when the metric has no sample.
-pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
-    let mut sum = None;
-    for line in text.lines() {
-        if line.starts_with('#') {
-            continue;
-        }
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        if !(rest.starts_with(' ') || rest.starts_with('{')) {
-            continue;
-        }
-        let value = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
-        // A timestamp may follow the value: take the second field after
-        // the labels instead.
-        let after_labels = match rest.find('}') {
-            Some(i) => &rest[i + 1..],
-            None => rest,
-        };
-        let v = after_labels
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse::<f64>().ok())
-            .or(value);
-        if let Some(v) = v {
-            *sum.get_or_insert(0.0) += v;
-        }
-    }
-    sum
 }
