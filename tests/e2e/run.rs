@@ -3,46 +3,57 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::support::command::{run, Run};
 use crate::support::image;
+
+/// The value of the `REPORT` line's field `name` (`Duration`, `Max Memory
+/// Used`…), which must end with ` unit`.
+fn report_field<'a>(report: &'a str, name: &str, unit: &str) -> &'a str {
+    let field = report
+        .split('\t')
+        .map(str::trim)
+        .find_map(|f| f.strip_prefix(name)?.strip_prefix(": "))
+        .unwrap_or_else(|| panic!("no {name} in {report}"));
+    field
+        .strip_suffix(unit)
+        .and_then(|v| v.strip_suffix(' '))
+        .unwrap_or_else(|| panic!("{name} is not in {unit}: {report}"))
+}
 
 fn assert_report(report: &str, memory_mb: u32) {
     // REPORT RequestId: <id>\tDuration: x ms\tBilled Duration: n ms\t...
     let fields: Vec<&str> = report.split('\t').map(str::trim).collect();
     assert!(fields[0].starts_with("REPORT RequestId: "), "{report}");
+    let names: Vec<&str> = fields[1..]
+        .iter()
+        .map(|f| f.split_once(": ").map_or(*f, |(name, _)| name))
+        .collect();
     assert!(
-        fields[1].starts_with("Duration: ") && fields[1].ends_with(" ms"),
+        names.starts_with(&[
+            "Duration",
+            "Billed Duration",
+            "Memory Size",
+            "Max Memory Used",
+            "Init Duration",
+        ]),
         "{report}"
     );
-    assert!(
-        fields[2].starts_with("Billed Duration: ") && fields[2].ends_with(" ms"),
-        "{report}"
-    );
+    let duration: f64 = report_field(report, "Duration", "ms").parse().unwrap();
+    let billed: u64 = report_field(report, "Billed Duration", "ms")
+        .parse()
+        .unwrap();
     assert_eq!(
-        fields[3],
-        format!("Memory Size: {memory_mb} MB"),
+        report_field(report, "Memory Size", "MB"),
+        memory_mb.to_string(),
         "{report}"
     );
-    assert!(
-        fields[4].starts_with("Max Memory Used: ") && fields[4].ends_with(" MB"),
-        "{report}"
-    );
-    let used: u32 = fields[4]["Max Memory Used: ".len()..fields[4].len() - 3]
+    let used: u32 = report_field(report, "Max Memory Used", "MB")
         .parse()
         .unwrap();
     assert!(used >= 1 && used <= memory_mb, "{report}");
-    assert!(
-        fields[5].starts_with("Init Duration: ") && fields[5].ends_with(" ms"),
-        "{report}"
-    );
-    let duration: f64 = fields[1]["Duration: ".len()..fields[1].len() - 3]
-        .parse()
-        .unwrap();
-    let billed: u64 = fields[2]["Billed Duration: ".len()..fields[2].len() - 3]
-        .parse()
-        .unwrap();
+    report_field(report, "Init Duration", "ms");
     assert_eq!(billed, (duration.ceil() as u64).max(1), "{report}");
 }
 
@@ -141,12 +152,24 @@ fn misbehave(mode: &str, extra: &[&str]) -> Run {
     run(&image, &args)
 }
 
+/// Asserts that `out` failed with the error `error_type`, and returns the
+/// error.
+fn failed_with(out: &Run, error_type: &str) -> Value {
+    assert_ne!(out.code, 0, "stderr:\n{}", out.stderr);
+    let error = out.json();
+    assert_eq!(
+        error["errorType"], error_type,
+        "{error}\nstderr:\n{}",
+        out.stderr
+    );
+    error
+}
+
 #[test]
 fn misbehave_error_is_the_functions_own_error() {
     let out = misbehave("error", &[]);
-    assert_ne!(out.code, 0);
     assert_eq!(
-        out.json(),
+        failed_with(&out, "MisbehaveError"),
         json!({"errorType": "MisbehaveError", "errorMessage": "failing on purpose, as asked"})
     );
     out.report();
@@ -154,10 +177,7 @@ fn misbehave_error_is_the_functions_own_error() {
 
 #[test]
 fn misbehave_panic_is_runtime_panic_with_its_message() {
-    let out = misbehave("panic", &[]);
-    assert_ne!(out.code, 0);
-    let error = out.json();
-    assert_eq!(error["errorType"], "Runtime.Panic", "{error}");
+    let error = failed_with(&misbehave("panic", &[]), "Runtime.Panic");
     assert!(
         error["errorMessage"]
             .as_str()
@@ -170,9 +190,8 @@ fn misbehave_panic_is_runtime_panic_with_its_message() {
 #[test]
 fn misbehave_loop_times_out_on_time() {
     let out = misbehave("loop", &["--timeout", "2"]);
-    assert_ne!(out.code, 0);
     assert_eq!(
-        out.json(),
+        failed_with(&out, "Sandbox.Timedout"),
         json!({"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out after 2.00 seconds"})
     );
     assert!(
@@ -190,26 +209,11 @@ fn misbehave_loop_times_out_on_time() {
 #[test]
 fn misbehave_oom_is_runtime_out_of_memory() {
     let out = misbehave("oom", &["--memory", "128"]);
-    assert_ne!(out.code, 0);
-    let error = out.json();
-    assert_eq!(
-        error["errorType"], "Runtime.OutOfMemory",
-        "{error}\n{}",
-        out.stderr
-    );
+    failed_with(&out, "Runtime.OutOfMemory");
     // The whole VM's memory was used, and no more.
-    let used = out
-        .report()
-        .split('\t')
-        .find(|f| f.starts_with("Max Memory Used"))
-        .unwrap()
-        .to_string();
-    let mb: u32 = used
-        .trim_start_matches("Max Memory Used: ")
-        .trim_end_matches(" MB")
-        .parse()
-        .unwrap();
-    assert!((100..=128).contains(&mb), "{used}");
+    let used = report_field(out.report(), "Max Memory Used", "MB");
+    let mb: u32 = used.parse().unwrap();
+    assert!((100..=128).contains(&mb), "Max Memory Used: {used} MB");
 }
 
 #[test]
@@ -262,9 +266,7 @@ fn misbehave_state_shows_every_vm_is_fresh() {
 #[test]
 fn misbehave_overflow_is_reported_as_a_cpu_exception() {
     let out = misbehave("overflow", &[]);
-    assert_ne!(out.code, 0);
-    let error = out.json();
-    assert_eq!(error["errorType"], "Runtime.ExitError", "{error}");
+    let error = failed_with(&out, "Runtime.ExitError");
     let message = error["errorMessage"].as_str().unwrap();
     assert!(message.contains("CPU exception: page fault"), "{message}");
     assert!(message.contains("(stack overflow)"), "{message}");
@@ -279,8 +281,5 @@ fn misbehave_overflow_is_reported_as_a_cpu_exception() {
 fn a_vm_that_dies_without_answering_is_an_exit_error() {
     // The floor image powers off as its first instruction.
     let floor = image("floor.elf");
-    let out = run(&floor, &[]);
-    assert_ne!(out.code, 0);
-    let error = out.json();
-    assert_eq!(error["errorType"], "Runtime.ExitError", "{error}");
+    failed_with(&run(&floor, &[]), "Runtime.ExitError");
 }
