@@ -14,7 +14,13 @@ mod run_input;
 
 // `mayfly serve`, driven by the AWS CLI, boto3 and raw HTTP.
 mod async_events;
+mod auth;
 mod boto3;
-mod cli;
+mod concurrency;
+mod errors;
+mod functions;
+mod invoke;
+mod metrics;
 mod restart;
+mod versions;
 mod warm;
