@@ -1,6 +1,6 @@
 """The host-wide limit (--max-concurrency, Lambda's account concurrency):
 beyond it, Invoke answers 429 TooManyRequestsException with Reason
-ConcurrentInvocationLimitExceeded. Run by tests/api_boto3.rs against a server
+ConcurrentInvocationLimitExceeded. Run by tests/e2e/boto3.rs against a server
 started with --max-concurrency 2; see mayfly_test.py for the environment."""
 
 import json

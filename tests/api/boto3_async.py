@@ -1,7 +1,7 @@
 """Asynchronous invocations at `mayfly serve`: event-invoke configurations,
 retries on function error, and invocation records delivered to OnSuccess
 and OnFailure destinations. The server runs with a short retry delay
-(--retry-base-delay-ms). Run by tests/api_async.rs; see mayfly_test.py for
+(--retry-base-delay-ms). Run by tests/e2e/async_events.rs; see mayfly_test.py for
 the environment."""
 
 import json

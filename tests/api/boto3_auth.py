@@ -1,7 +1,7 @@
 """Signature Version 4 at `mayfly serve`, from boto3 and botocore's own
 signer: a wrong secret, an unknown key, no signature, a skewed clock and a
 tampered body each get 403 with the AWS error; /healthz needs nothing. Run by
-tests/api_boto3.rs; see mayfly_test.py for the environment."""
+tests/e2e/boto3.rs; see mayfly_test.py for the environment."""
 
 import datetime
 import json

@@ -1,5 +1,5 @@
 """16 concurrent synchronous invokes of echo through boto3, each with its own
-payload: every caller gets its own payload back. Run by tests/api_boto3.rs
+payload: every caller gets its own payload back. Run by tests/e2e/boto3.rs
 against a server started with --max-concurrency of at least 16; see
 mayfly_test.py for the environment."""
 

@@ -1,5 +1,5 @@
 """boto3 against `mayfly serve`: every bad request gets its AWS error, and a
-rejected package leaves nothing behind. Run by tests/api_boto3.rs; see
+rejected package leaves nothing behind. Run by tests/e2e/boto3.rs; see
 mayfly_test.py for the environment."""
 
 import json

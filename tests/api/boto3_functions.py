@@ -1,6 +1,6 @@
 """boto3 against `mayfly serve`: create, get, list (paginated), update,
 delete; versions and aliases; every kind of invoke; reserved concurrency and
-throttling. Run by tests/api_boto3.rs; see mayfly_test.py for the
+throttling. Run by tests/e2e/boto3.rs; see mayfly_test.py for the
 environment."""
 
 import base64

@@ -3,7 +3,7 @@
 429s at once (ReservedFunctionConcurrentInvocationLimitExceeded) and every
 accepted one returns its own payload; the unreserved pool (4 - 2 = 2)
 throttles with ConcurrentInvocationLimitExceeded. Run by
-tests/api_async.rs; see mayfly_test.py for the environment."""
+tests/e2e/concurrency.rs; see mayfly_test.py for the environment."""
 
 import json
 import time

@@ -1,6 +1,6 @@
 """Part one of the kill -9 durability test: accepts N events for a slow-ish
 function and prints each accepted request id, one per line, as soon as its
-202 arrives. The Rust test kills the server mid-way (tests/api_async.rs)."""
+202 arrives. The Rust test kills the server mid-way (tests/e2e/restart.rs)."""
 
 import json
 import sys

@@ -1,13 +1,15 @@
 """Shared helpers of the boto3 end-to-end scripts.
 
-Each script is run as `python3.11 tests/api/<script>.py` by a Rust test
-(tests/api_boto3.rs) that started a `mayfly serve`; the environment names it:
+Each script is run as `python3.11 tests/api/<script>.py` by a Rust test of
+tests/e2e/ that started a `mayfly serve` (`Server::python` in
+tests/e2e/support/python.rs); the environment names it:
 
   MAYFLY_ENDPOINT           http://127.0.0.1:PORT
   MAYFLY_ACCESS_KEY_ID      the server's key pair
   MAYFLY_SECRET_ACCESS_KEY
   MAYFLY_IMAGES             target/images (echo.zip, hello.zip, ...)
   MAYFLY_TMP                a scratch directory of this server
+  MAYFLY_DATA_DIR           its data directory (its VMs' command lines name it)
   MAYFLY_METRICS            http://127.0.0.1:PORT2 (when the server has metrics)
 
 A failed check raises AssertionError with a message saying what was expected

@@ -1,7 +1,7 @@
-"""Provisioned concurrency end to end, driven by boto3 (run by tests/api_warm.rs).
+"""Provisioned concurrency end to end, driven by boto3 (run by tests/e2e/warm.rs).
 
 Environment: MAYFLY_ENDPOINT, MAYFLY_ACCESS_KEY_ID, MAYFLY_SECRET_ACCESS_KEY,
-MAYFLY_IMAGES (target/images). Prints `LATENCY cold_p50_ms=... warm_p50_ms=...`
+MAYFLY_IMAGES (target/images), MAYFLY_DATA_DIR (see mayfly_test.py). Prints `LATENCY cold_p50_ms=... warm_p50_ms=...`
 and ends with `WARM OK` after deleting the configuration; the Rust test then
 checks that no QEMU of the pool is left.
 """
@@ -12,23 +12,11 @@ import os
 import statistics
 import time
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from mayfly_test import client, create
+
 FUNCTION = "warm-echo"
-ROLE = "arn:aws:iam::000000000000:role/lambda"
-
-
-def client():
-    return boto3.session.Session().client(
-        "lambda",
-        endpoint_url=os.environ["MAYFLY_ENDPOINT"],
-        region_name="us-east-1",
-        aws_access_key_id=os.environ["MAYFLY_ACCESS_KEY_ID"],
-        aws_secret_access_key=os.environ["MAYFLY_SECRET_ACCESS_KEY"],
-        config=Config(retries={"max_attempts": 0, "mode": "standard"}, read_timeout=60),
-    )
 
 
 def error_code(call):
@@ -90,9 +78,7 @@ def invoke(lam, payload, qualifier=None):
 
 def main():
     lam = client()
-    with open(os.path.join(os.environ["MAYFLY_IMAGES"], "echo.zip"), "rb") as f:
-        lam.create_function(FunctionName=FUNCTION, Runtime="provided.al2023", Role=ROLE,
-                            Handler="bootstrap", Code={"ZipFile": f.read()})
+    create(lam, FUNCTION)
     assert lam.publish_version(FunctionName=FUNCTION)["Version"] == "1"
 
     # Only published versions and aliases; the function must exist.
