@@ -15,6 +15,7 @@ use super::http::try_http;
 use super::process::{kill_qemus, no_qemu_within, qemus_mentioning};
 use super::tail;
 
+/// The access key id the tests give the server through the environment.
 pub const ACCESS_KEY_ID: &str = "AKIAMAYFLYTEST000001";
 /// The matching secret (40 characters, as AWS's).
 pub const SECRET_ACCESS_KEY: &str = "mAyFlYtEsTsEcReT/0123456789abcdefghijKLM";
