@@ -1,7 +1,7 @@
 //! Invocation records: what `mayfly logs` shows.
 
 use rusqlite::{params, Row};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::{query_rows, to_i64, to_u32, to_u64, Result, Store};
 
@@ -9,8 +9,10 @@ use crate::{query_rows, to_i64, to_u32, to_u64, Result, Store};
 /// one is inserted.
 const RECORDS_PER_FUNCTION: u64 = 1000;
 
-/// One invocation's outcome, timings and log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One invocation's outcome, timings and log. Serialized, it is the wire
+/// form of Mayfly's recent-invocations endpoint (camelCase, `startedAt` in
+/// RFC 3339), which `mayfly logs` reads.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InvocationRecord {
     /// The request id.
@@ -26,6 +28,7 @@ pub struct InvocationRecord {
     /// The function error's type, when there was one.
     pub error_type: Option<String>,
     /// When it started, milliseconds since the Unix epoch.
+    #[serde(serialize_with = "rfc3339")]
     pub started_at: u64,
     /// How long it ran, in milliseconds.
     pub duration_ms: f64,
@@ -39,6 +42,10 @@ pub struct InvocationRecord {
     pub max_memory_used_mb: u32,
     /// The log (the caller caps its length).
     pub log: String,
+}
+
+fn rfc3339<S: serde::Serializer>(ms: &u64, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    serializer.serialize_str(&crate::format_rfc3339(*ms))
 }
 
 const COLUMNS: &str = "request_id, function_name, version, invocation_type, status, error_type,

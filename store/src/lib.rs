@@ -66,7 +66,7 @@ pub use events::{Event, DEFAULT_MAX_AGE_S, DEFAULT_MAX_RETRIES};
 pub use functions::{FunctionVersion, LATEST};
 pub use invocations::InvocationRecord;
 pub use schema::SCHEMA_VERSION;
-pub use time::{format_timestamp, now_ms, parse_timestamp_ms};
+pub use time::{format_rfc3339, format_timestamp, now_ms, parse_timestamp_ms};
 pub use versions::{Resolved, PUBLISH_IGNORED_KEYS};
 
 /// The database file's name inside the data directory.

@@ -26,6 +26,16 @@ pub fn format_timestamp(ms: u64) -> String {
     )
 }
 
+/// The same instant in RFC 3339 with a `Z` (`2026-01-02T03:04:05.678Z`), as
+/// Lambda writes timestamps in JSON documents it sends.
+pub fn format_rfc3339(ms: u64) -> String {
+    let text = format_timestamp(ms);
+    match text.strip_suffix("+0000") {
+        Some(local) => format!("{local}Z"),
+        None => text,
+    }
+}
+
 /// Reads a timestamp written by [`format_timestamp`] back into
 /// milliseconds since the Unix epoch; `None` if it is not in that form.
 pub fn parse_timestamp_ms(text: &str) -> Option<u64> {
