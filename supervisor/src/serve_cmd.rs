@@ -1,13 +1,22 @@
-//! `mayfly serve`: arguments and start-up.
+//! `mayfly serve`: arguments, and the wiring of store, credentials, VM
+//! layer, host and API.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use mayfly::accel::{self, AccelRequest};
-use mayfly::serve::{self, ServeConfig};
+use mayfly_api::server::{self, Listeners, ServeError};
+use mayfly_api::AppState;
+use mayfly_client::credentials::{self, CredentialsError, Origin};
+use mayfly_host::{Host, HostConfig};
+use mayfly_sigv4::Credentials;
+use mayfly_store::Store;
+use mayfly_vm::accel::{self, AccelRequest};
+use mayfly_vm::QemuRunner;
+use thiserror::Error;
 
 use crate::AccelArg;
 
@@ -55,27 +64,20 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => return crate::usage_error(e),
     };
     eprintln!("mayfly: accelerator {}: {}", choice.accel, choice.reason);
-    let config = ServeConfig {
-        listen: args.listen,
-        metrics_listen,
+    let config = HostConfig {
         data_dir: args.data_dir,
-        accel: choice.accel,
+        runner: Arc::new(QemuRunner::new(choice.accel)),
         max_concurrency: args
             .max_concurrency
-            .unwrap_or_else(serve::default_max_concurrency),
+            .unwrap_or_else(mayfly_host::default_max_concurrency),
         retry_base_delay: Duration::from_millis(args.retry_base_delay_ms),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime(true) {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("mayfly: error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
-    match runtime.block_on(serve::run(config, shutdown_signal())) {
+    let started = format!("accelerator {}", choice.accel);
+    match runtime.block_on(run(config, args.listen, metrics_listen, started)) {
         Ok(()) => {
             eprintln!("mayfly: stopped");
             ExitCode::SUCCESS
@@ -84,6 +86,88 @@ pub fn serve(args: ServeArgs) -> ExitCode {
             eprintln!("mayfly: error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Why the service could not start or stopped.
+#[derive(Debug, Error)]
+enum StartError {
+    /// The store could not be opened.
+    #[error("cannot open the data directory {dir}: {source}")]
+    Store {
+        dir: PathBuf,
+        source: mayfly_store::StoreError,
+    },
+    /// The credentials could not be loaded or created.
+    #[error("{0}")]
+    Credentials(#[from] CredentialsError),
+    /// The image cache could not be created.
+    #[error("cannot create the image cache: {0}")]
+    Images(std::io::Error),
+    /// The API could not be served.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// Opens the store, the credentials and the host, then serves the API.
+async fn run(
+    config: HostConfig,
+    listen: SocketAddr,
+    metrics_listen: Option<SocketAddr>,
+    started: String,
+) -> Result<(), StartError> {
+    let dir = config.data_dir.clone();
+    let store_error = |source| StartError::Store {
+        dir: dir.clone(),
+        source,
+    };
+    let store = Store::open(&config.data_dir).map_err(store_error)?;
+    let recovered = store.recover_after_restart().map_err(store_error)?;
+    if recovered > 0 {
+        tracing::warn!(
+            recovered,
+            "events whose run was cut short by the previous process will run again"
+        );
+    }
+    let (credentials, origin) = credentials::load_or_create(&config.data_dir)?;
+    announce_credentials(&credentials, &origin);
+    let host = Host::new(store, &config).map_err(StartError::Images)?;
+    let swept = mayfly_vm::sweep::kill_orphans(host.images_dir());
+    if swept > 0 {
+        eprintln!("mayfly: killed {swept} QEMU process(es) left by a previous run");
+    }
+    let listeners = Listeners::bind(listen, metrics_listen).await?;
+    if let Some(addr) = listeners.metrics_addr()? {
+        eprintln!("mayfly: metrics on http://{addr}/metrics");
+    }
+    host.start();
+    eprintln!(
+        "mayfly: serving the Lambda API on http://{} ({started}, at most {} VMs at once)",
+        listeners.api_addr()?,
+        config.max_concurrency
+    );
+    let state = AppState::new(host, credentials);
+    Ok(server::serve(listeners, state, shutdown_signal()).await?)
+}
+
+fn announce_credentials(credentials: &Credentials, origin: &Origin) {
+    match origin {
+        Origin::Generated(path) => eprintln!(
+            "mayfly: generated credentials (saved to {}, readable by you only):\n  \
+             AWS_ACCESS_KEY_ID={}\n  AWS_SECRET_ACCESS_KEY={}",
+            path.display(),
+            credentials.access_key_id,
+            credentials.secret_access_key
+        ),
+        Origin::File(path) => eprintln!(
+            "mayfly: using the credentials in {} (access key {})",
+            path.display(),
+            credentials.access_key_id
+        ),
+        Origin::Environment => eprintln!(
+            "mayfly: using the credentials from MAYFLY_ACCESS_KEY_ID (access key {})",
+            credentials.access_key_id
+        ),
     }
 }
 

@@ -68,7 +68,7 @@ async fn deploy_creates_then_updates() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let elf = mayfly::testing::pvh_elf(mayfly::testing::EXIT_OK);
+    let elf = mayfly_runner::testing::pvh_elf(mayfly_runner::testing::EXIT_OK);
     let elf_path = dir.path().join("echo.elf");
     std::fs::write(&elf_path, &elf).unwrap();
     let elf_arg = elf_path.to_str().unwrap();
@@ -389,7 +389,7 @@ async fn logs_as_text_and_json() {
 #[tokio::test]
 async fn credentials_come_from_the_data_directory() {
     let dir = tempfile::tempdir().unwrap();
-    let (creds, _) = mayfly::credentials::load_or_create(dir.path()).unwrap();
+    let (creds, _) = mayfly_client::credentials::load_or_create(dir.path()).unwrap();
     let server = FakeLambda::start_with(creds, |_| reply(200, json!({"Functions": []}))).await;
     let endpoint = format!("http://{}", server.addr);
     let data_dir = dir.path().to_str().unwrap();

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use crate::support::process::assert_no_qemu_for;
 use crate::support::{image, image_path};
 use crate::support::{Options, Server};
-use mayfly::accel::Accel;
-use mayfly::invoke::{self, InvocationResult, VmTemplate};
+use mayfly_runner::{InvocationResult, VmTemplate};
+use mayfly_vm::accel::{self, Accel, AccelRequest};
+use mayfly_vm::run;
 
 fn template(elf: &Path) -> VmTemplate {
     VmTemplate {
@@ -18,15 +19,19 @@ fn template(elf: &Path) -> VmTemplate {
         env: Vec::new(),
         function_name: "echo".into(),
         function_version: "1".into(),
-        accel: mayfly::accel::detect(mayfly::accel::AccelRequest::Auto)
-            .map_or(Accel::Tcg, |c| c.accel),
     }
+}
+
+fn host_accel() -> Accel {
+    accel::detect(AccelRequest::Auto).map_or(Accel::Tcg, |c| c.accel)
 }
 
 #[tokio::test]
 async fn a_booted_vm_waits_then_serves_one_event() {
     let echo = image("echo.elf");
-    let vm = invoke::boot(&template(&echo.path)).await.expect("boot");
+    let vm = run::boot(&template(&echo.path), host_accel())
+        .await
+        .expect("boot");
     assert!(vm.init_duration() > Duration::ZERO);
     // It waits as long as it must: well past INIT_TIMEOUT would be slow
     // to test; a moment shows that waiting is not a deadline.
@@ -35,7 +40,7 @@ async fn a_booted_vm_waits_then_serves_one_event() {
     assert!(vm.is_alive());
     let outcome = vm
         .deliver(
-            br#"{"warm":true}"#.to_vec(),
+            bytes::Bytes::from_static(br#"{"warm":true}"#),
             "11111111-0000-4000-8000-000000000001",
             "arn:aws:lambda:us-east-1:000000000000:function:echo:1",
             Duration::from_secs(3),
@@ -45,16 +50,22 @@ async fn a_booted_vm_waits_then_serves_one_event() {
         .expect("deliver");
     assert_eq!(
         outcome.result,
-        InvocationResult::Success(br#"{"warm":true}"#.to_vec())
+        InvocationResult::Success(bytes::Bytes::from_static(br#"{"warm":true}"#))
     );
     assert_eq!(outcome.init_duration, None);
     assert_eq!(outcome.request_id, "11111111-0000-4000-8000-000000000001");
     assert_no_qemu_for(echo.dir());
 
     // A dropped VM is killed; one whose QEMU died is seen as dead.
-    drop(invoke::boot(&template(&echo.path)).await.expect("boot"));
+    drop(
+        run::boot(&template(&echo.path), host_accel())
+            .await
+            .expect("boot"),
+    );
     assert_no_qemu_for(echo.dir());
-    let mut vm = invoke::boot(&template(&echo.path)).await.expect("boot");
+    let mut vm = run::boot(&template(&echo.path), host_accel())
+        .await
+        .expect("boot");
     let pid = vm.pid().expect("running");
     // SAFETY: kill(2) on our own unreaped child.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);

@@ -4,7 +4,7 @@
 //!
 //! Rows:
 //! - the floor: QEMU with exactly Mayfly's command line (from
-//!   `mayfly::qemu::argv`, NIC socket pair included) booting an ELF that
+//!   `mayfly_vm::qemu::argv`, NIC socket pair included) booting an ELF that
 //!   powers off as its first instruction, from spawn to exit;
 //! - `invoke()`: Mayfly's VM layer in this process, from call to result
 //!   (boot, runtime API, function, teardown);
@@ -15,11 +15,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use mayfly::accel::{self, Accel, AccelRequest};
-use mayfly::invoke::{self, InvocationRequest, InvocationResult};
-use mayfly::{net, qemu};
 use mayfly_proto::boot::BootConfig;
 use mayfly_proto::exit;
+use mayfly_runner::{InvocationResult, RunRequest};
+use mayfly_vm::accel::{self, Accel, AccelRequest};
+use mayfly_vm::run;
+use mayfly_vm::{net, qemu};
 
 use crate::{bootstrap, images, util};
 
@@ -49,17 +50,17 @@ pub fn run(args: &[String]) -> Result<()> {
 
     // One unmeasured run of each warms the page cache.
     runtime.block_on(boot_floor(choice.accel, &floor))?;
-    runtime.block_on(invoke_echo(choice.accel, &echo))?;
+    runtime.block_on(run_echo(choice.accel, &echo))?;
     let mut floor_ms = Vec::with_capacity(runs);
-    let mut invoke_ms = Vec::with_capacity(runs);
+    let mut run_ms = Vec::with_capacity(runs);
     let mut cli_ms = Vec::with_capacity(runs);
     for _ in 0..runs {
         floor_ms.push(ms(runtime.block_on(boot_floor(choice.accel, &floor))?));
-        invoke_ms.push(ms(runtime.block_on(invoke_echo(choice.accel, &echo))?));
+        run_ms.push(ms(runtime.block_on(run_echo(choice.accel, &echo))?));
         cli_ms.push(ms(run_cli(&mayfly, &echo)?));
     }
     let (floor_p50, floor_p90) = util::median_p90(&mut floor_ms);
-    let (invoke_p50, invoke_p90) = util::median_p90(&mut invoke_ms);
+    let (run_p50, run_p90) = util::median_p90(&mut run_ms);
     let (cli_p50, cli_p90) = util::median_p90(&mut cli_ms);
     println!(
         "accelerator: {} ({}); {runs} runs of each",
@@ -70,8 +71,8 @@ pub fn run(args: &[String]) -> Result<()> {
     println!("|---|---|---|---|");
     println!("| QEMU floor: same flags, ELF that powers off at once | {floor_p50:.1} ms | {floor_p90:.1} ms | 1.00x |");
     println!(
-        "| echo through `mayfly::invoke` (in process) | {invoke_p50:.1} ms | {invoke_p90:.1} ms | {:.2}x |",
-        invoke_p50 / floor_p50
+        "| echo through `mayfly_vm::run` (in process) | {run_p50:.1} ms | {run_p90:.1} ms | {:.2}x |",
+        run_p50 / floor_p50
     );
     println!(
         "| echo through `mayfly run` (whole command) | {cli_p50:.1} ms | {cli_p90:.1} ms | {:.2}x |",
@@ -119,10 +120,10 @@ async fn boot_floor(accel: Accel, floor: &Path) -> Result<Duration> {
 }
 
 /// One echo invocation through the VM layer, start to result.
-async fn invoke_echo(accel: Accel, echo: &Path) -> Result<Duration> {
-    let request = InvocationRequest {
+async fn run_echo(accel: Accel, echo: &Path) -> Result<Duration> {
+    let request = RunRequest {
         image: echo.to_path_buf(),
-        event: br#"{"bench":true}"#.to_vec(),
+        event: br#"{"bench":true}"#.to_vec().into(),
         memory_mb: 128,
         timeout: Duration::from_secs(10),
         env: Vec::new(),
@@ -130,10 +131,9 @@ async fn invoke_echo(accel: Accel, echo: &Path) -> Result<Duration> {
         function_version: "$LATEST".into(),
         invoked_arn: "arn:aws:lambda:us-east-1:000000000000:function:echo".into(),
         request_id: "bench".into(),
-        accel,
     };
     let started = Instant::now();
-    let outcome = invoke::invoke(&request).await?;
+    let outcome = run::run(&request, accel).await?;
     let elapsed = started.elapsed();
     match outcome.result {
         InvocationResult::Success(body) if body == request.event => Ok(elapsed),

@@ -54,9 +54,8 @@ struct Host(Child);
 
 impl Drop for Host {
     fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child, which is reaped just below, so
-        // the pid cannot have been reused.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        // Our own child, reaped just below.
+        crate::sys::terminate(&self.0);
         let _ = self.0.wait();
     }
 }

@@ -1,12 +1,16 @@
 //! `cargo xtask <task>`: Mayfly's build, bootstrap, demo, test and
 //! benchmark tasks, in Rust so that nothing beyond cargo is needed.
 
+#![deny(unsafe_code)]
+
 mod bench;
 mod bench_iso;
 mod bootstrap;
 mod demo;
 mod floor;
 mod images;
+#[allow(unsafe_code)]
+mod sys;
 mod util;
 
 use anyhow::{bail, Result};

@@ -6,7 +6,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -54,15 +53,8 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out);
-        // SAFETY: the closure runs between fork and exec and calls only
-        // prctl, which is async-signal-safe and allocates nothing. The
-        // server (and so its VMs) goes if the benchmark dies.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
+        // The server (and so its VMs) goes if the benchmark dies.
+        crate::sys::terminate_with_parent(&mut cmd);
         let child = cmd.spawn().context("cannot start mayfly serve")?;
         let mut server = Server {
             child,
@@ -236,10 +228,8 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        // SAFETY: kill(2) touches no memory of ours; the pid is our own
-        // child, not yet reaped (that happens below), so it cannot have been
-        // reused by another process.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        // Our own child, not yet reaped (that happens below).
+        crate::sys::terminate(&self.child);
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {

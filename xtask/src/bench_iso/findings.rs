@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use mayfly::accel;
+use mayfly_vm::accel;
 
 use super::report::{Goal, Machine, Report, Row};
 use super::stats::{fmt_kib, fmt_ms, Summary};

@@ -90,8 +90,7 @@ fn kernel_package() -> Result<String> {
 }
 
 fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    crate::sys::is_root()
 }
 
 /// The `linux-image-<version>-amd64` that `apt-cache depends

@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use mayfly::accel::{self, AccelRequest};
+use mayfly_vm::accel::{self, AccelRequest};
 
 use crate::{bootstrap, images, util};
 use procs::RssProbe;
@@ -438,8 +438,7 @@ fn bwrap_usable(prog: &Path) -> std::result::Result<(), String> {
             .is_ok_and(|o| o.status.success())
     };
     if !present() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
+        if !crate::sys::is_root() {
             return Err(
                 "bwrap is not installed and we are not root: apt-get install -y bubblewrap".into(),
             );

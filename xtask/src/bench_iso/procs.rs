@@ -10,17 +10,16 @@
 //! of a 100 KB static wrapper starts from the wrapper's size instead.
 
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use mayfly::accel::Accel;
-use mayfly::{net, qemu};
 use mayfly_proto::boot::BootConfig;
 use mayfly_proto::exit;
+use mayfly_vm::accel::Accel;
+use mayfly_vm::{net, qemu};
 
 /// What one run of a child cost.
 #[derive(Debug, Clone, Copy)]
@@ -137,10 +136,7 @@ impl RssProbe {
     /// a program whose wrapper was killed is reaped here).
     pub fn new(dir: &Path) -> Result<RssProbe> {
         let wrapper = compile(dir, "rsswrap", RSSWRAP_C)?;
-        // SAFETY: prctl with integer arguments.
-        if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) } != 0 {
-            return Err(std::io::Error::last_os_error()).context("PR_SET_CHILD_SUBREAPER");
-        }
+        crate::sys::become_subreaper().context("PR_SET_CHILD_SUBREAPER")?;
         let out = dir.join("rss.txt");
         let _ = std::fs::remove_file(&out);
         Ok(RssProbe { wrapper, out })
@@ -196,13 +192,8 @@ pub fn parse_rss_log(text: &str) -> Vec<(i32, Option<u64>)> {
 
 /// Reaps an orphan handed to this subreaper and returns its peak RSS.
 fn reap_orphan(pid: i32) -> Option<u64> {
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid for the kernel to fill.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits only for `pid`, which (reparented to us) is our child;
-    // if it is not, wait4 fails with ECHILD and nothing happens.
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    (rc == pid).then_some(usage.ru_maxrss.max(0) as u64)
+    // Reparented to us, it is our child.
+    crate::sys::reap_with_peak_rss(pid)
 }
 
 /// `program` directly, or through the probe.
@@ -291,26 +282,13 @@ impl Qemu {
         let (host_end, guest_end) = net::socket_pair()?;
         // Moved above the stdio and NET_FD numbers, so that dup2 in the
         // child really copies it (and clears close-on-exec).
-        // SAFETY: F_DUPFD_CLOEXEC on an open descriptor returns a new one.
-        let moved = unsafe { libc::fcntl(guest_end.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
-        if moved < 0 {
-            return Err(std::io::Error::last_os_error()).context("moving the NIC descriptor");
-        }
-        // SAFETY: `moved` is a fresh descriptor nobody else owns.
-        let guest = unsafe { OwnedFd::from_raw_fd(moved) };
+        let guest = mayfly_vm::sys::duplicate_at_or_above(guest_end.as_fd(), 10)
+            .context("moving the NIC descriptor")?;
         drop(guest_end);
         let fd = guest.as_raw_fd();
         let mut cmd = base(self.binary.as_os_str(), probe);
         cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
-        // SAFETY: only dup2, async-signal-safe, between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::dup2(fd, qemu::NET_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        crate::sys::inherit_fd(&mut cmd, fd, qemu::NET_FD);
         Ok((cmd, host_end, guest))
     }
 

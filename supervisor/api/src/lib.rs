@@ -1,0 +1,63 @@
+//! The AWS Lambda REST API over Mayfly's host.
+//!
+//! The AWS CLI and boto3 work against it with `--endpoint-url`. Requests
+//! are authenticated ([`auth`], SigV4), routed by one table ([`routes`]) to
+//! one module per resource, and turned into typed calls on
+//! [`mayfly_host::Host`]; answers and errors take Lambda's shapes
+//! ([`error`]). No handler decides how an invocation runs: that is the
+//! host's job.
+//!
+//! Resources: [`functions`] (with [`model`], the configuration's checks
+//! and JSON), [`versions`], [`aliases`], [`concurrency`] (reserved and
+//! account settings), [`provisioned`], [`event_config`], [`invoke`] and
+//! [`invocations`] (Mayfly's recent records); shared helpers in
+//! [`request`]; the listeners in [`server`].
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod aliases;
+pub mod auth;
+pub mod concurrency;
+pub mod error;
+pub mod event_config;
+pub mod functions;
+pub mod invocations;
+pub mod invoke;
+pub mod model;
+pub mod provisioned;
+pub mod request;
+pub mod routes;
+pub mod server;
+pub mod versions;
+
+use std::sync::Arc;
+
+use mayfly_host::Host;
+use mayfly_sigv4::Credentials;
+use mayfly_store::Store;
+
+/// What the API shares between requests.
+#[derive(Debug)]
+pub struct AppState {
+    /// The engine.
+    pub host: Arc<Host>,
+    /// The host's store (the engine's, for configuration reads and
+    /// writes).
+    pub store: Store,
+    /// The credentials every request must be signed with.
+    pub credentials: Credentials,
+}
+
+impl AppState {
+    /// The state over `host`, accepting requests signed with `credentials`.
+    pub fn new(host: Arc<Host>, credentials: Credentials) -> SharedState {
+        Arc::new(AppState {
+            store: host.store().clone(),
+            host,
+            credentials,
+        })
+    }
+}
+
+/// The state as handlers receive it.
+pub type SharedState = Arc<AppState>;

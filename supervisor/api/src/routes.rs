@@ -1,0 +1,122 @@
+//! The route table: every operation of the API, its method and path, in
+//! one place.
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::{get, post, put, MethodRouter};
+use axum::Router;
+
+use crate::error::ApiError;
+use crate::{
+    aliases, auth, concurrency, event_config, functions, invocations, invoke, provisioned,
+    versions, SharedState,
+};
+
+/// Every operation: its path and its handler for each method. The
+/// service's version dates are part of the paths, as in AWS's API.
+fn operations() -> Vec<(&'static str, MethodRouter<SharedState>)> {
+    use functions as f;
+    vec![
+        ("/2015-03-31/functions", post(f::create).get(f::list)),
+        (
+            "/2015-03-31/functions/{name}",
+            get(f::get).delete(f::delete),
+        ),
+        (
+            "/2015-03-31/functions/{name}/configuration",
+            get(f::get_configuration).put(f::update_configuration),
+        ),
+        ("/2015-03-31/functions/{name}/code", put(f::update_code)),
+        (
+            "/2015-03-31/functions/{name}/versions",
+            post(versions::publish).get(versions::list),
+        ),
+        (
+            "/2015-03-31/functions/{name}/aliases",
+            post(aliases::create).get(aliases::list),
+        ),
+        (
+            "/2015-03-31/functions/{name}/aliases/{alias}",
+            get(aliases::get)
+                .put(aliases::update)
+                .delete(aliases::delete),
+        ),
+        (
+            "/2015-03-31/functions/{name}/invocations",
+            post(invoke::invoke),
+        ),
+        (
+            "/2017-10-31/functions/{name}/concurrency",
+            put(concurrency::put).delete(concurrency::delete),
+        ),
+        (
+            "/2019-09-30/functions/{name}/concurrency",
+            get(concurrency::get),
+        ),
+        (
+            "/2019-09-30/functions/{name}/provisioned-concurrency",
+            put(provisioned::put)
+                .get(provisioned::get)
+                .delete(provisioned::delete),
+        ),
+        (
+            "/2016-08-19/account-settings",
+            get(concurrency::account_settings),
+        ),
+        (
+            "/2019-09-25/functions/{name}/event-invoke-config",
+            put(event_config::put)
+                .post(event_config::update)
+                .get(event_config::get)
+                .delete(event_config::delete),
+        ),
+        (
+            "/2019-09-25/functions/{name}/event-invoke-config/list",
+            get(event_config::list),
+        ),
+        (
+            "/mayfly/2025-01-01/functions/{name}/invocations",
+            get(invocations::recent),
+        ),
+    ]
+}
+
+/// Paths that clients also send with a trailing slash.
+const ALSO_WITH_SLASH: &[&str] = &["/2015-03-31/functions", "/2016-08-19/account-settings"];
+
+/// The API router over `state`.
+pub fn router(state: SharedState) -> Router {
+    let mut api = Router::new();
+    for (path, handlers) in operations() {
+        if ALSO_WITH_SLASH.contains(&path) {
+            api = api.route(&format!("{path}/"), handlers.clone());
+        }
+        api = api.route(path, handlers);
+    }
+    let api = api
+        .fallback(|| async { ApiError::unknown_operation() })
+        .method_not_allowed_fallback(|| async { ApiError::unknown_operation() })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .layer(DefaultBodyLimit::disable());
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(api)
+        .with_state(state)
+}
+
+/// The `/metrics` router (unauthenticated: keep it on a loopback address).
+pub fn metrics_router(state: SharedState) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(state): State<SharedState>| async move {
+                (
+                    [("content-type", "text/plain; version=0.0.4")],
+                    state.host.metrics().render(),
+                )
+            }),
+        )
+        .with_state(state)
+}

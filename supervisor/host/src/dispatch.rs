@@ -1,0 +1,290 @@
+//! The one dispatch path: every invocation, whatever produced it (a sync
+//! invoke, an async event, and every later trigger), goes through
+//! [`Dispatcher::dispatch`]. It chooses, in one place, between a warm VM
+//! of provisioned concurrency, a concurrency slot for a fresh VM, and a
+//! throttle; then runs the invocation in its own task, records it and
+//! feeds the metrics.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use mayfly_runner::{InvocationOutcome, InvocationResult, RunError, RunRequest, Runner, WarmVm};
+use mayfly_store::{now_ms, FunctionVersion, InvocationRecord, Store};
+use tokio::sync::oneshot;
+
+use crate::admission::{Admission, Slot};
+use crate::error::{HostError, HostResult};
+use crate::images::ImageCache;
+use crate::metrics::{Metrics, Observation};
+use crate::records;
+use crate::settings::RunSettings;
+use crate::warm::WarmPools;
+
+/// How the caller waits for the invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvocationKind {
+    /// The caller waits for the response (`RequestResponse`).
+    Sync,
+    /// The caller was answered already; the event is retried on failure
+    /// (`Event`).
+    Async,
+}
+
+impl InvocationKind {
+    /// Lambda's name of the invocation type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvocationKind::Sync => "RequestResponse",
+            InvocationKind::Async => "Event",
+        }
+    }
+}
+
+/// One invocation to run.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The request id.
+    pub request_id: String,
+    /// The version to run.
+    pub version: FunctionVersion,
+    /// The qualifier the caller named (an alias or version), if any: the
+    /// warm pool of provisioned concurrency is looked up by it.
+    pub qualifier: Option<String>,
+    /// The ARN the client invoked.
+    pub invoked_arn: String,
+    /// The event; shared, never copied on its way to the guest.
+    pub payload: Bytes,
+    /// Sync or async.
+    pub kind: InvocationKind,
+    /// The version's run settings, parsed once.
+    pub settings: RunSettings,
+}
+
+impl Job {
+    /// A job for `version`, its run settings read from its configuration.
+    pub fn new(
+        request_id: String,
+        version: FunctionVersion,
+        qualifier: Option<String>,
+        invoked_arn: String,
+        payload: Bytes,
+        kind: InvocationKind,
+    ) -> Job {
+        let settings = RunSettings::from_config(&version.config);
+        Job {
+            request_id,
+            version,
+            qualifier,
+            invoked_arn,
+            payload,
+            kind,
+            settings,
+        }
+    }
+}
+
+/// A finished invocation.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    /// What the VM layer reported.
+    pub outcome: InvocationOutcome,
+    /// The version that ran.
+    pub version: String,
+    /// START, the log, END and REPORT, as Lambda writes them.
+    pub framed_log: String,
+}
+
+impl Completed {
+    /// The body a client gets: the response, or `{"errorType", "errorMessage"}`.
+    pub fn payload(&self) -> Bytes {
+        match &self.outcome.result {
+            InvocationResult::Success(body) => body.clone(),
+            other => serde_json::to_vec(&serde_json::json!({
+                "errorType": other.error_type(),
+                "errorMessage": other.error_message(),
+            }))
+            .unwrap_or_default()
+            .into(),
+        }
+    }
+
+    /// Whether the function failed (an error, a timeout, a VM that died).
+    pub fn failed(&self) -> bool {
+        self.outcome.result.error_type().is_some()
+    }
+}
+
+/// Runs invocations within the limits.
+#[derive(Debug)]
+pub struct Dispatcher {
+    store: Store,
+    images: ImageCache,
+    runner: Arc<dyn Runner>,
+    admission: Arc<Admission>,
+    pools: Arc<WarmPools>,
+    metrics: Arc<Metrics>,
+}
+
+impl Dispatcher {
+    /// A dispatcher over these parts.
+    pub fn new(
+        store: Store,
+        images: ImageCache,
+        runner: Arc<dyn Runner>,
+        admission: Arc<Admission>,
+        pools: Arc<WarmPools>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Dispatcher> {
+        Arc::new(Dispatcher {
+            store,
+            images,
+            runner,
+            admission,
+            pools,
+            metrics,
+        })
+    }
+
+    /// Runs `job`: on a warm VM of its qualifier's provisioned concurrency
+    /// if one is ready, else on a fresh VM if a concurrency slot is free,
+    /// else not at all ([`HostError::Throttled`]). Dropping the returned
+    /// future (the client went away) kills the VM.
+    pub async fn dispatch(&self, job: Job) -> HostResult<Completed> {
+        let name = &job.version.name;
+        if let Some(warm) = self
+            .pools
+            .take(name, job.qualifier.as_deref(), &job.version)
+        {
+            let (vm, slot, refill) = warm.into_parts();
+            // The replacement boots once this invocation is over, not
+            // during it: on a small host a boot beside the invocation slows
+            // the very latency provisioned concurrency is for.
+            let _refill = refill;
+            return self.run_on(job, slot, Some(vm)).await;
+        }
+        match self.admission.try_acquire(name)? {
+            Ok(slot) => self.run_on(job, slot, None).await,
+            Err(throttle) => {
+                self.metrics.throttled(name);
+                // A throttled async event goes back to its queue and is
+                // recorded when it runs; a sync caller is answered now.
+                if job.kind == InvocationKind::Sync {
+                    let record = records::unran(
+                        &job,
+                        "throttled",
+                        Some("TooManyRequestsException"),
+                        now_ms(),
+                    );
+                    records::insert(&self.store, record).await;
+                }
+                Err(HostError::Throttled(throttle))
+            }
+        }
+    }
+
+    /// Runs the job in its own task, holding `slot` until the VM is gone.
+    async fn run_on(
+        &self,
+        job: Job,
+        slot: Slot,
+        warm: Option<Box<dyn WarmVm>>,
+    ) -> HostResult<Completed> {
+        let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
+        let image = match warm {
+            // A warm VM has its image loaded already.
+            Some(_) => PathBuf::new(),
+            None => self.images.image(&job.version.code_sha256).await?,
+        };
+        let (store, metrics) = (self.store.clone(), self.metrics.clone());
+        let runner = self.runner.clone();
+        let task = tokio::spawn(async move {
+            let result = run_in_task(store, metrics, runner, image, job, cancel_rx, warm).await;
+            drop(slot);
+            result
+        });
+        let result = task.await;
+        // Reached only if this future was not dropped: nothing to cancel.
+        drop(cancel_tx);
+        result.map_err(|e| HostError::task("the invocation task", e))?
+    }
+}
+
+async fn run_in_task(
+    store: Store,
+    metrics: Arc<Metrics>,
+    runner: Arc<dyn Runner>,
+    image: PathBuf,
+    job: Job,
+    cancel: oneshot::Receiver<()>,
+    warm: Option<Box<dyn WarmVm>>,
+) -> HostResult<Completed> {
+    let started_at = now_ms();
+    metrics.running_vms_add(1);
+    // `run_on` holds the sender while it waits: when its future is dropped
+    // (the client went away), the sender goes with it and this resolves.
+    let cancelled = Box::pin(async move {
+        let _ = cancel.await;
+    });
+    let timeout = job.settings.timeout();
+    let result = match warm {
+        Some(vm) => {
+            let (id, arn) = (job.request_id.clone(), job.invoked_arn.clone());
+            vm.deliver(job.payload.clone(), id, arn, timeout, cancelled)
+                .await
+        }
+        None => {
+            let request = RunRequest {
+                image,
+                event: job.payload.clone(),
+                memory_mb: job.settings.memory_mb,
+                timeout,
+                env: job.settings.env.clone(),
+                function_name: job.version.name.clone(),
+                function_version: job.version.version.clone(),
+                invoked_arn: job.invoked_arn.clone(),
+                request_id: job.request_id.clone(),
+            };
+            runner.run(request, cancelled).await
+        }
+    };
+    metrics.running_vms_add(-1);
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let status = if matches!(e, RunError::Cancelled) {
+                "cancelled"
+            } else {
+                "failed"
+            };
+            tracing::warn!(request_id = %job.request_id, error = %e, "invocation did not run to its end");
+            let record = InvocationRecord {
+                log: e.to_string(),
+                ..records::unran(&job, status, Some("Mayfly.HostError"), started_at)
+            };
+            records::insert(&store, record).await;
+            return Err(HostError::Run(e));
+        }
+    };
+    let framed_log = records::frame_log(&job, &outcome);
+    metrics.observe(
+        &job.version.name,
+        Observation {
+            error: outcome.result.error_type().is_some(),
+            duration_s: outcome.duration.as_secs_f64(),
+            init_duration_s: outcome.init_duration.map(|d| d.as_secs_f64()),
+            billed_ms: outcome.billed_duration_ms,
+            memory_mb: job.settings.memory_mb,
+        },
+    );
+    records::insert(
+        &store,
+        records::ran(&job, &outcome, &framed_log, started_at),
+    )
+    .await;
+    Ok(Completed {
+        outcome,
+        version: job.version.version,
+        framed_log,
+    })
+}

@@ -1,0 +1,321 @@
+//! Mayfly's engine: everything between a request to run a function and the
+//! VM that runs it, with no HTTP in sight.
+//!
+//! [`Host`] holds the parts and offers the operations that the API (or any
+//! other front end) turns requests into. Every invocation goes through
+//! [`dispatch::Dispatcher::dispatch`]:
+//!
+//! - [`admission`]: concurrency slots within the account's limit and each
+//!   function's reservation; over a limit, a throttle at once.
+//! - [`warm`]: the warm pools of provisioned concurrency, and
+//!   [`provisioned`] the budget a configuration must fit in.
+//! - [`images`]: stored packages unpacked once into bootable images.
+//! - [`records`]: invocation records and Lambda's framed logs.
+//! - [`metrics`]: Prometheus series fed by every invocation.
+//! - [`source`]: the [`source::Source`] trait of every producer of
+//!   invocations; [`queue`] is the first, the durable async event queue.
+//! - [`settings`] (run and async settings parsed from stored
+//!   configuration), [`names`] (function names and ARNs), [`error`].
+//!
+//! Below it, a [`mayfly_runner::Runner`] (QEMU's is `mayfly_vm`'s, handed
+//! over by the binary) runs one invocation in one fresh VM; beside it,
+//! `mayfly_store` keeps the state.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod admission;
+pub mod dispatch;
+pub mod error;
+pub mod images;
+pub mod metrics;
+pub mod names;
+pub mod provisioned;
+pub mod queue;
+pub mod records;
+pub mod settings;
+pub mod source;
+pub mod warm;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use mayfly_runner::Runner;
+use mayfly_store::{BlobRef, FunctionVersion, ProvisionedConfig, Resolved, Store};
+use serde_json::Value;
+
+use admission::Admission;
+use dispatch::{Completed, Dispatcher, InvocationKind, Job};
+use error::{blocking, HostError, HostResult};
+use images::ImageCache;
+use metrics::Metrics;
+use names::{function_arn, FunctionRef, NameError};
+use queue::AsyncQueue;
+use source::Source;
+use warm::WarmPools;
+
+/// How to run the host.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The data directory (images are unpacked under it).
+    pub data_dir: PathBuf,
+    /// The VM layer every invocation runs on.
+    pub runner: Arc<dyn Runner>,
+    /// The account-wide limit on running VMs.
+    pub max_concurrency: u32,
+    /// The first retry delay of a failed async event.
+    pub retry_base_delay: Duration,
+}
+
+/// The engine, shared by every request and source.
+#[derive(Debug)]
+pub struct Host {
+    store: Store,
+    images: ImageCache,
+    admission: Arc<Admission>,
+    pools: Arc<WarmPools>,
+    dispatcher: Arc<Dispatcher>,
+    queue: Arc<AsyncQueue>,
+    metrics: Arc<Metrics>,
+}
+
+impl Host {
+    /// The host over `store`; nothing runs until [`start`](Self::start).
+    pub fn new(store: Store, config: &HostConfig) -> std::io::Result<Arc<Host>> {
+        let images = ImageCache::new(&config.data_dir, store.clone())?;
+        let admission = Admission::new(store.clone(), config.max_concurrency);
+        let pools = WarmPools::new(
+            store.clone(),
+            admission.clone(),
+            images.clone(),
+            config.runner.clone(),
+        );
+        let metrics = Arc::new(Metrics::default());
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            images.clone(),
+            config.runner.clone(),
+            admission.clone(),
+            pools.clone(),
+            metrics.clone(),
+        );
+        let queue = AsyncQueue::new(store.clone(), config.retry_base_delay);
+        Ok(Arc::new(Host {
+            store,
+            images,
+            admission,
+            pools,
+            dispatcher,
+            queue,
+            metrics,
+        }))
+    }
+
+    /// Starts the sources (the async queue) and the warm pools of the
+    /// stored provisioned-concurrency configurations.
+    pub fn start(&self) {
+        self.start_source(self.queue.clone());
+        tokio::spawn(self.pools.clone().restore());
+    }
+
+    /// Runs `source` for as long as the host lives.
+    pub fn start_source(&self, source: Arc<dyn Source>) {
+        tracing::info!(source = source.name(), "starting a source of invocations");
+        tokio::spawn(source.run(self.dispatcher.clone()));
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Where unpacked images live.
+    pub fn images_dir(&self) -> &Path {
+        self.images.dir()
+    }
+
+    /// The one dispatch path.
+    pub fn dispatcher(&self) -> &Arc<Dispatcher> {
+        &self.dispatcher
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The account-wide limit on running VMs.
+    pub fn max_concurrency(&self) -> u32 {
+        self.admission.max_concurrency()
+    }
+
+    /// Resolves a function reference to its version (and alias routing);
+    /// not found with Lambda's message when it does not exist.
+    pub fn resolve(&self, f: &FunctionRef, region: &str) -> HostResult<Resolved> {
+        self.store
+            .resolve(&f.name, f.qualifier.as_deref())
+            .map_err(|e| {
+                if e.is_not_found() {
+                    let arn = function_arn(region, &f.name, f.qualifier.as_deref());
+                    NameError::NotFound(format!("Function not found: {arn}")).into()
+                } else {
+                    e.into()
+                }
+            })
+    }
+
+    /// Runs `payload` on `resolved` (following an alias's weighted routing)
+    /// and waits for the result.
+    pub async fn invoke_sync(
+        &self,
+        f: &FunctionRef,
+        resolved: Resolved,
+        invoked_arn: String,
+        request_id: String,
+        payload: Bytes,
+    ) -> HostResult<Completed> {
+        let version = self.route(resolved)?;
+        let job = Job::new(
+            request_id,
+            version,
+            f.qualifier.clone(),
+            invoked_arn,
+            payload,
+            InvocationKind::Sync,
+        );
+        self.dispatcher.dispatch(job).await
+    }
+
+    /// Queues `payload` for `f` durably; returns once it is committed.
+    pub async fn invoke_async(
+        &self,
+        f: &FunctionRef,
+        request_id: &str,
+        payload: Bytes,
+    ) -> HostResult<()> {
+        let qualifier = f.qualifier.as_deref().unwrap_or(mayfly_store::LATEST);
+        self.queue
+            .accept(request_id, &f.name, qualifier, payload)
+            .await
+    }
+
+    /// The version an alias's routing picks: one of
+    /// `AdditionalVersionWeights` with its weight's probability, else the
+    /// alias's own.
+    fn route(&self, resolved: Resolved) -> HostResult<FunctionVersion> {
+        let Some(weights) = resolved
+            .routing_config
+            .as_ref()
+            .and_then(|r| r.get("AdditionalVersionWeights"))
+            .and_then(Value::as_object)
+        else {
+            return Ok(resolved.version);
+        };
+        let draw = (uuid::Uuid::new_v4().as_u128() % 1_000_000) as f64 / 1_000_000.0;
+        let mut acc = 0.0;
+        for (version, weight) in weights {
+            acc += weight.as_f64().unwrap_or(0.0);
+            if draw < acc {
+                return Ok(self.store.get_version(&resolved.version.name, version)?);
+            }
+        }
+        Ok(resolved.version)
+    }
+
+    /// Checks an uploaded package and stores it content-addressed.
+    /// Blocking (it writes and syncs the blob): call it off the async
+    /// workers, with the store work it belongs to.
+    pub fn store_package(&self, zip: &[u8]) -> HostResult<BlobRef> {
+        mayfly_runner::upload::check(zip)?;
+        Ok(self.store.put_blob(zip)?)
+    }
+
+    /// Reserves `n` of the account's concurrency for `function` alone, if
+    /// the other functions' reservations leave that much and its warm VMs
+    /// (which hold slots of its reservation) fit in it.
+    pub async fn put_reserved_concurrency(&self, function: &str, n: u32) -> HostResult<()> {
+        let (store, limit) = (self.store.clone(), self.max_concurrency());
+        let name = function.to_string();
+        blocking("storing the reserved concurrency", move || {
+            store.get_version(&name, mayfly_store::LATEST)?;
+            let others = store.total_reserved_concurrency(Some(&name))?;
+            if others + u64::from(n) > u64::from(limit) {
+                return Err(HostError::Refused(format!(
+                    "Specified ReservedConcurrentExecutions for function decreases account's \
+                     UnreservedConcurrentExecution below its minimum value of [0]: the account limit \
+                     is {limit} and other functions reserve {others}."
+                )));
+            }
+            let provisioned: u64 = store
+                .list_all_provisioned_configs()?
+                .iter()
+                .filter(|c| c.function_name == name)
+                .map(|c| u64::from(c.requested))
+                .sum();
+            if u64::from(n) < provisioned {
+                return Err(HostError::Refused(format!(
+                    "ReservedConcurrentExecutions {n} is less than the function's provisioned \
+                     concurrency ({provisioned}); lower or delete its \
+                     ProvisionedConcurrencyConfigs first."
+                )));
+            }
+            Ok(store.put_reserved_concurrency(&name, n)?)
+        })
+        .await
+    }
+
+    /// Sets the provisioned concurrency of `function:qualifier` to `n`
+    /// warm VMs, if that fits in what the limits leave; its pool follows.
+    pub async fn put_provisioned(
+        &self,
+        function: &str,
+        qualifier: &str,
+        n: u32,
+    ) -> HostResult<ProvisionedConfig> {
+        let (store, limit) = (self.store.clone(), self.max_concurrency());
+        let (name, q) = (function.to_string(), qualifier.to_string());
+        let config = blocking("storing the provisioned concurrency", move || {
+            let budget = provisioned::budget_for(&store, limit, &name, &q)?;
+            provisioned::check_budget(n, &budget).map_err(HostError::Refused)?;
+            Ok(store.put_provisioned_config(&name, &q, n)?)
+        })
+        .await?;
+        self.pools.set(function, qualifier, n);
+        Ok(config)
+    }
+
+    /// Deletes the provisioned concurrency of `function:qualifier`; its
+    /// warm VMs are killed before this returns.
+    pub async fn delete_provisioned(&self, function: &str, qualifier: &str) -> HostResult<()> {
+        let store = self.store.clone();
+        let (name, q) = (function.to_string(), qualifier.to_string());
+        blocking("deleting the provisioned concurrency", move || {
+            Ok(store.delete_provisioned_config(&name, &q)?)
+        })
+        .await?;
+        self.pools.remove(function, qualifier).await;
+        Ok(())
+    }
+}
+
+/// A sensible account-wide concurrency limit for this host: as many VMs as
+/// fit in three quarters of its memory at 128 MB (plus about 48 MB of QEMU
+/// each), and no more than 8 per core.
+pub fn default_max_concurrency() -> u32 {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as u64;
+    let mem_mb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb / 1024)
+        .unwrap_or(4096);
+    let by_memory = mem_mb * 3 / 4 / (128 + 48);
+    by_memory.min(cores * 8).max(1) as u32
+}

@@ -1,0 +1,252 @@
+//! The host stack against a second smoltcp interface playing the guest, over
+//! a real socket pair: the whole network path without QEMU.
+
+use super::*;
+use crate::runtime_api::{GuestResult, Invocation};
+use std::time::Duration;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+const ID: &str = "11111111-2222-4333-8444-555555555555";
+const GUEST_MAC: [u8; 6] = [0x02, 0x4d, 0x46, 0x00, 0x00, 0x02];
+const TRACE: &str = "Root=1-00000001-000000000000000000000000;Parent=0000000000000000;Sampled=0";
+
+struct Guest {
+    device: FrameSocket,
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    epoch: Instant,
+}
+
+impl Guest {
+    fn new(fd: OwnedFd) -> Guest {
+        crate::sys::set_nonblocking(fd.as_fd(), true).unwrap();
+        let mut device = FrameSocket::new(fd).unwrap();
+        let config = Config::new(EthernetAddress(GUEST_MAC).into());
+        let mut iface = Interface::new(config, &mut device, NetInstant::from_micros(0));
+        iface.update_ip_addrs(|a| {
+            a.push(IpCidr::new(IpAddress::v4(10, 0, 2, 15), 24))
+                .unwrap();
+        });
+        Guest {
+            device,
+            iface,
+            sockets: SocketSet::new(Vec::new()),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> NetInstant {
+        NetInstant::from_micros(self.epoch.elapsed().as_micros() as i64)
+    }
+
+    fn connect(&mut self, port: u16, local_port: u16) -> SocketHandle {
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; 64 * 1024]),
+            tcp::SocketBuffer::new(vec![0; 64 * 1024]),
+        );
+        socket.set_nagle_enabled(false);
+        socket.set_ack_delay(None);
+        socket
+            .connect(
+                self.iface.context(),
+                (IpAddress::v4(10, 0, 2, 2), port),
+                local_port,
+            )
+            .unwrap();
+        self.sockets.add(socket)
+    }
+
+    /// Sends `request`, returns the complete HTTP response.
+    async fn exchange(&mut self, handle: SocketHandle, request: &[u8]) -> Vec<u8> {
+        let mut sent = 0;
+        let mut received = Vec::new();
+        let started = Instant::now();
+        loop {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "exchange stalled"
+            );
+            let now = self.now();
+            let polled = self.iface.poll(now, &mut self.device, &mut self.sockets);
+            let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+            let mut progressed = polled == PollResult::SocketStateChanged;
+            if socket.can_send() && sent < request.len() {
+                sent += socket.send_slice(&request[sent..]).unwrap();
+                progressed = true;
+            }
+            while socket.can_recv() {
+                socket
+                    .recv(|data| {
+                        received.extend_from_slice(data);
+                        (data.len(), ())
+                    })
+                    .unwrap();
+                progressed = true;
+            }
+            if let Some(len) = complete_response_len(&received) {
+                assert_eq!(len, received.len(), "more than one response");
+                return received;
+            }
+            if progressed {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+        }
+    }
+}
+
+fn complete_response_len(data: &[u8]) -> Option<usize> {
+    let head_end = data.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&data[..head_end]).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    (data.len() >= head_end + length).then_some(head_end + length)
+}
+
+fn start_host(
+    event: &[u8],
+) -> (
+    Guest,
+    UnboundedReceiver<ApiEvent>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (host_fd, guest_fd) = socket_pair().unwrap();
+    let mut stack = HostStack::new(
+        host_fd,
+        HostAddress {
+            ip: [10, 0, 2, 2],
+            prefix_len: 24,
+            port: 9001,
+        },
+    )
+    .unwrap();
+    let mut api = RuntimeApi::new(Invocation {
+        request_id: ID.into(),
+        event: bytes::Bytes::copy_from_slice(event),
+        timeout: Duration::from_secs(3),
+        invoked_arn: "arn:aws:lambda:us-east-1:000000000000:function:echo".into(),
+        trace_id: TRACE.into(),
+    });
+    let (tx, rx) = unbounded_channel();
+    let task = tokio::spawn(async move {
+        let error = stack.run(&mut api, &tx).await;
+        panic!("the host stack failed: {error}");
+    });
+    (Guest::new(guest_fd), rx, task)
+}
+
+#[tokio::test]
+async fn guest_gets_its_event_and_posts_its_response() {
+    let (mut guest, mut events, host) = start_host(br#"{"a":1}"#);
+    let conn = guest.connect(9001, 49152);
+
+    let next = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: 10.0.2.2:9001\r\nMayfly-Max-Memory-Bytes: 3145728\r\n\r\n";
+    let answer = String::from_utf8(guest.exchange(conn, next).await).unwrap();
+    let clock: u64 = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("Mayfly-Host-Clock-Ms: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        answer,
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\
+             Lambda-Runtime-Aws-Request-Id: {ID}\r\n\
+             Lambda-Runtime-Deadline-Ms: {}\r\n\
+             Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:000000000000:function:echo\r\n\
+             Lambda-Runtime-Trace-Id: {TRACE}\r\n\
+             Mayfly-Host-Clock-Ms: {clock}\r\n\r\n{{\"a\":1}}",
+            clock + 3000
+        )
+    );
+
+    let post = format!(
+        "POST /2018-06-01/runtime/invocation/{ID}/response HTTP/1.1\r\nHost: 10.0.2.2:9001\r\nMayfly-Max-Memory-Bytes: 4194304\r\nContent-Length: 7\r\n\r\n{{\"a\":1}}"
+    );
+    let answer = guest.exchange(conn, post.as_bytes()).await;
+    assert_eq!(
+        String::from_utf8(answer).unwrap(),
+        "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"status\":\"OK\"}"
+    );
+
+    let mut seen = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        seen.push(event);
+    }
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    assert_eq!(seen[0], ApiEvent::MaxMemory(3 << 20));
+    assert!(
+        matches!(seen[1], ApiEvent::Delivered { deadline_ms, .. } if deadline_ms == clock + 3000)
+    );
+    assert_eq!(seen[2], ApiEvent::MaxMemory(4 << 20));
+    assert!(matches!(
+        &seen[3],
+        ApiEvent::Finished { result: GuestResult::Response(body), .. } if body[..] == br#"{"a":1}"#[..]
+    ));
+    host.abort();
+}
+
+#[tokio::test]
+async fn large_payloads_stream_both_ways() {
+    let event: Vec<u8> = std::iter::repeat(b"0123456789abcdef".iter().copied())
+        .flatten()
+        .take(6 * 1024 * 1024)
+        .collect();
+    let (mut guest, mut events, host) = start_host(&event);
+    let conn = guest.connect(9001, 49153);
+    let next = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n\r\n";
+    let answer = guest.exchange(conn, next).await;
+    assert!(answer.ends_with(&event));
+
+    let mut post = format!(
+        "POST /2018-06-01/runtime/invocation/{ID}/response HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+        event.len()
+    )
+    .into_bytes();
+    post.extend_from_slice(&event);
+    let answer = guest.exchange(conn, &post).await;
+    assert!(answer.starts_with(b"HTTP/1.1 202 Accepted\r\n"));
+    let mut response = None;
+    while let Ok(e) = events.try_recv() {
+        if let ApiEvent::Finished {
+            result: GuestResult::Response(body),
+            ..
+        } = e
+        {
+            response = Some(body);
+        }
+    }
+    assert!(
+        response.as_deref() == Some(&event[..]),
+        "the response body differs"
+    );
+    host.abort();
+}
+
+#[tokio::test]
+async fn other_ports_are_refused() {
+    let (mut guest, _events, host) = start_host(b"{}");
+    let handle = guest.connect(80, 49154);
+    let started = Instant::now();
+    loop {
+        let now = guest.now();
+        guest.iface.poll(now, &mut guest.device, &mut guest.sockets);
+        let socket = guest.sockets.get_mut::<tcp::Socket>(handle);
+        if socket.state() == tcp::State::Closed {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "connection to port 80 was not refused: {}",
+            socket.state()
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    host.abort();
+}

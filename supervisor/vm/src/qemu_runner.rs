@@ -1,0 +1,73 @@
+//! [`QemuRunner`]: the [`Runner`] the host is given, each invocation in a
+//! fresh QEMU VM under the chosen accelerator.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use mayfly_runner::{
+    BoxFuture, Cancel, InvocationOutcome, RunError, RunRequest, Runner, VmTemplate, WarmVm,
+};
+
+use crate::accel::Accel;
+use crate::run::{self, BootedVm};
+
+/// Runs invocations in fresh QEMU VMs.
+#[derive(Debug, Clone, Copy)]
+pub struct QemuRunner {
+    accel: Accel,
+}
+
+impl QemuRunner {
+    /// A runner whose VMs use `accel` (see [`crate::accel::detect`]).
+    pub fn new(accel: Accel) -> QemuRunner {
+        QemuRunner { accel }
+    }
+}
+
+impl Runner for QemuRunner {
+    fn run(
+        &self,
+        request: RunRequest,
+        cancel: Cancel,
+    ) -> BoxFuture<Result<InvocationOutcome, RunError>> {
+        let accel = self.accel;
+        Box::pin(async move { run::run_until(&request, accel, cancel).await })
+    }
+
+    fn boot(&self, template: VmTemplate) -> BoxFuture<Result<Box<dyn WarmVm>, RunError>> {
+        let accel = self.accel;
+        Box::pin(async move {
+            let vm = run::boot(&template, accel).await?;
+            Ok(Box::new(vm) as Box<dyn WarmVm>)
+        })
+    }
+}
+
+impl WarmVm for BootedVm {
+    fn init_duration(&self) -> Duration {
+        BootedVm::init_duration(self)
+    }
+
+    fn is_alive(&mut self) -> bool {
+        BootedVm::is_alive(self)
+    }
+
+    fn deliver(
+        self: Box<Self>,
+        event: Bytes,
+        request_id: String,
+        invoked_arn: String,
+        timeout: Duration,
+        cancel: Cancel,
+    ) -> BoxFuture<Result<InvocationOutcome, RunError>> {
+        Box::pin(async move {
+            (*self)
+                .deliver(event, &request_id, &invoked_arn, timeout, cancel)
+                .await
+        })
+    }
+
+    fn shutdown(self: Box<Self>) -> BoxFuture<()> {
+        Box::pin((*self).shutdown())
+    }
+}

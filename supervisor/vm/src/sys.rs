@@ -1,0 +1,274 @@
+//! Every raw system call of the VM layer, each behind a safe function.
+//!
+//! The rest of the crate denies `unsafe`: what it needs from the kernel
+//! beyond `std` (socket pairs, pipe flags, signals, the KVM probe, the
+//! child's set-up between fork and exec) is here, where each call's
+//! soundness is argued once.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// A signal the VM layer sends to QEMU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// `SIGKILL`.
+    Kill,
+    /// `SIGSTOP`: pauses a warm VM.
+    Stop,
+    /// `SIGCONT`: resumes it.
+    Continue,
+}
+
+impl Signal {
+    fn number(self) -> libc::c_int {
+        match self {
+            Signal::Kill => libc::SIGKILL,
+            Signal::Stop => libc::SIGSTOP,
+            Signal::Continue => libc::SIGCONT,
+        }
+    }
+}
+
+fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn check_size(n: libc::ssize_t) -> io::Result<usize> {
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Sends `signal` to process `pid`.
+pub fn kill(pid: i32, signal: Signal) -> io::Result<()> {
+    // SAFETY: kill(2) has no memory effects; at worst the pid names no
+    // process and the call fails.
+    check(unsafe { libc::kill(pid, signal.number()) }).map(|_| ())
+}
+
+/// `KVM_GET_API_VERSION` on an open `/dev/kvm`; `None` if the ioctl fails.
+pub fn kvm_api_version(kvm: BorrowedFd<'_>) -> Option<i32> {
+    const KVM_GET_API_VERSION: libc::c_ulong = 0xAE00;
+    // SAFETY: KVM_GET_API_VERSION takes no argument and only returns an
+    // integer; the descriptor is borrowed, so open, for the call.
+    let version = unsafe { libc::ioctl(kvm.as_raw_fd(), KVM_GET_API_VERSION as _, 0) };
+    (version >= 0).then_some(version)
+}
+
+/// One `read(2)` into `buf`; `Ok(0)` at the end.
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes and the
+    // descriptor is borrowed, so open, for the call.
+    check_size(unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })
+}
+
+/// Two connected `AF_UNIX` datagram sockets, close-on-exec.
+pub fn datagram_socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` is a valid array of two descriptors for the kernel to
+    // fill.
+    check(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: socketpair succeeded: both descriptors are open and owned by
+    // nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Sets a socket's send and receive buffers to `bytes` each.
+pub fn set_socket_buffers(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    for option in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
+        // SAFETY: the value is a live c_int whose size is passed alongside;
+        // the descriptor is borrowed, so open.
+        check(unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Sets or clears `O_NONBLOCK` on an open file (shared with every
+/// descriptor of that open file, other processes' included).
+pub fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL only read and set the flags of a descriptor
+    // that is borrowed, so open.
+    unsafe {
+        let flags = check(libc::fcntl(fd.as_raw_fd(), libc::F_GETFL))?;
+        let flags = if nonblocking {
+            flags | libc::O_NONBLOCK
+        } else {
+            flags & !libc::O_NONBLOCK
+        };
+        check(libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags)).map(|_| ())
+    }
+}
+
+/// Sends one datagram without blocking and without `SIGPIPE`.
+pub fn send_datagram(fd: BorrowedFd<'_>, datagram: &[u8]) -> io::Result<usize> {
+    // SAFETY: `datagram` is valid for reads of its length; the descriptor
+    // is borrowed, so open.
+    check_size(unsafe {
+        libc::send(
+            fd.as_raw_fd(),
+            datagram.as_ptr().cast(),
+            datagram.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    })
+}
+
+/// Receives one datagram without blocking; returns its real length, which
+/// is more than `buf.len()` when it was truncated.
+pub fn recv_datagram(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of its length; MSG_TRUNC makes the
+    // kernel report the datagram's real length without writing past it.
+    check_size(unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+        )
+    })
+}
+
+/// A pipe, both ends close-on-exec: (read end, write end).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: pipe2 writes two new descriptors into `fds`.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: both descriptors are fresh and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Resizes a pipe's buffer (best effort: over the system's
+/// `pipe-max-size` it stays as it was).
+pub fn set_pipe_size(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
+    let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: F_SETPIPE_SZ only resizes the buffer of a pipe that is
+    // borrowed, so open.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, bytes) }).map(|_| ())
+}
+
+/// A close-on-exec duplicate of `fd` numbered `lowest` or above.
+pub fn duplicate_at_or_above(fd: BorrowedFd<'_>, lowest: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on a borrowed (open) descriptor returns a new
+    // one.
+    let new = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, lowest) })?;
+    // SAFETY: `new` is a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Registers `fd` with the tokio reactor for `interest`. Must be called
+/// inside a tokio runtime.
+pub fn register(
+    fd: OwnedFd,
+    interest: tokio::io::Interest,
+) -> Result<tokio::io::unix::AsyncFd<OwnedFd>, tokio::io::unix::AsyncFdRegisterError<OwnedFd>> {
+    // SAFETY: the AsyncFd owns the OwnedFd, so the descriptor stays open
+    // and names the same file for the AsyncFd's whole life.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }
+}
+
+/// Sets up the child of `command` between fork and exec: `inherit`
+/// becomes its descriptor `as_fd` (without close-on-exec, so the program
+/// inherits it), and the child is killed when the thread that spawned it
+/// dies; if this process died before that took effect, the child fails
+/// to start.
+///
+/// `inherit` must stay open until the command has been spawned.
+pub fn inherit_fd_and_die_with_parent(
+    command: &mut tokio::process::Command,
+    inherit: RawFd,
+    as_fd: RawFd,
+) {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec and makes
+    // only async-signal-safe system calls (dup2, prctl, getppid) on values
+    // captured by copy; it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            // dup2 clears CLOEXEC on the new descriptor: the program
+            // inherits it.
+            if libc::dup2(inherit, as_fd) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The kernel kills the child if the thread that spawned it
+            // dies. Runtime worker threads live as long as the runtime, so
+            // in practice this means "if the supervisor dies".
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The supervisor may have died before prctl took effect.
+            if libc::getppid() != parent {
+                // No allocation after fork: a plain errno.
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    #[test]
+    fn datagrams_keep_their_boundaries_and_report_truncation() {
+        let (a, b) = datagram_socket_pair().unwrap();
+        set_nonblocking(b.as_fd(), true).unwrap();
+        assert_eq!(send_datagram(a.as_fd(), b"hello").unwrap(), 5);
+        assert_eq!(send_datagram(a.as_fd(), b"hi").unwrap(), 2);
+        let mut buf = [0u8; 3];
+        assert_eq!(recv_datagram(b.as_fd(), &mut buf).unwrap(), 5);
+        assert_eq!(&buf, b"hel");
+        assert_eq!(recv_datagram(b.as_fd(), &mut buf).unwrap(), 2);
+        let empty = recv_datagram(b.as_fd(), &mut buf).unwrap_err();
+        assert_eq!(empty.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn pipes_read_what_was_written() {
+        let (r, w) = pipe().unwrap();
+        set_pipe_size(r.as_fd(), 1 << 16).unwrap();
+        let mut file = std::fs::File::from(w);
+        std::io::Write::write_all(&mut file, b"log").unwrap();
+        drop(file);
+        let mut buf = [0u8; 8];
+        assert_eq!(read(r.as_fd(), &mut buf).unwrap(), 3);
+        assert_eq!(read(r.as_fd(), &mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn duplicates_land_at_or_above() {
+        let (r, _w) = pipe().unwrap();
+        let dup = duplicate_at_or_above(r.as_fd(), 100).unwrap();
+        assert!(dup.as_raw_fd() >= 100);
+    }
+
+    #[test]
+    fn signalling_no_process_fails() {
+        // Pid i32::MAX is above any pid_max.
+        assert!(kill(i32::MAX, Signal::Continue).is_err());
+    }
+}
