@@ -9,8 +9,8 @@
 //! with the same request id. At start-up [`Store::recover_after_restart`]
 //! ends every lease at once, since the process that held them is gone.
 
+use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
@@ -24,7 +24,7 @@ pub const DEFAULT_MAX_AGE_S: u32 = 21_600;
 pub const DEFAULT_MAX_RETRIES: u32 = 2;
 
 /// An asynchronous invocation waiting in the queue.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     /// The request id (the queue's key; the same at every attempt).
     pub request_id: String,
@@ -32,8 +32,8 @@ pub struct Event {
     pub function_name: String,
     /// `$LATEST`, a version number or an alias name.
     pub qualifier: String,
-    /// The payload.
-    pub payload: Vec<u8>,
+    /// The payload (shared: the queue hands it on without a copy).
+    pub payload: Bytes,
     /// When it was accepted, milliseconds since the Unix epoch.
     pub enqueued_at_ms: u64,
     /// Attempts that ended in a function error so far (the server's count).
@@ -58,14 +58,14 @@ impl Event {
         request_id: impl Into<String>,
         function_name: impl Into<String>,
         qualifier: impl Into<String>,
-        payload: Vec<u8>,
+        payload: impl Into<Bytes>,
         now_ms: u64,
     ) -> Event {
         Event {
             request_id: request_id.into(),
             function_name: function_name.into(),
             qualifier: qualifier.into(),
-            payload,
+            payload: payload.into(),
             enqueued_at_ms: now_ms,
             attempts: 0,
             next_attempt_at_ms: now_ms,
@@ -85,7 +85,7 @@ fn read_event(row: &Row<'_>) -> Result<Event> {
         request_id: row.get(0)?,
         function_name: row.get(1)?,
         qualifier: row.get(2)?,
-        payload: row.get(3)?,
+        payload: Bytes::from(row.get::<_, Vec<u8>>(3)?),
         enqueued_at_ms: to_u64(row.get(4)?),
         attempts: to_u32(row.get(5)?),
         next_attempt_at_ms: to_u64(row.get(6)?),
@@ -119,7 +119,7 @@ fn insert(conn: &Connection, event: &Event) -> Result<()> {
             event.request_id,
             event.function_name,
             event.qualifier,
-            event.payload,
+            &event.payload[..],
             to_i64(event.enqueued_at_ms),
             event.attempts,
             to_i64(event.next_attempt_at_ms),

@@ -57,7 +57,7 @@ impl AsyncQueue {
         qualifier: &str,
         payload: Bytes,
     ) -> HostResult<()> {
-        let mut event = Event::new(request_id, function, qualifier, payload.to_vec(), now_ms());
+        let mut event = Event::new(request_id, function, qualifier, payload, now_ms());
         let store = self.store.clone();
         blocking("queueing the event", move || {
             let settings = AsyncSettings::lookup(&store, &event.function_name, &event.qualifier);
@@ -142,13 +142,12 @@ async fn process(queue: Arc<AsyncQueue>, dispatcher: Arc<Dispatcher>, event: Eve
 async fn process_inner(
     queue: &AsyncQueue,
     dispatcher: &Dispatcher,
-    mut event: Event,
+    event: Event,
 ) -> HostResult<()> {
     let now = now_ms();
     let id = event.request_id.clone();
-    // Moved out once, shared from here on: with the job, and with the
-    // destination's record.
-    let payload = Bytes::from(std::mem::take(&mut event.payload));
+    // Shared from here on, with the job and the destination's record.
+    let payload = event.payload.clone();
     if now.saturating_sub(event.enqueued_at_ms) > u64::from(event.max_age_s) * 1000 {
         tracing::warn!(request_id = %id, "event dropped: older than its maximum age");
         let failed = Finish::Failed {
