@@ -12,6 +12,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use mayfly_sigv4::{verify, RequestParts};
 
@@ -31,25 +32,39 @@ pub struct Identity {
 }
 
 /// Reads a body up to `limit` bytes; `Ok(None)` when it was larger (and was
-/// drained up to [`MAX_DRAIN_BYTES`]).
-async fn read_capped(body: Body, limit: usize) -> Result<Option<Vec<u8>>, axum::Error> {
+/// drained up to [`MAX_DRAIN_BYTES`]). A body that arrived in one chunk is
+/// passed on as that chunk; one in several is joined with a single copy.
+async fn read_capped(body: Body, limit: usize) -> Result<Option<Bytes>, axum::Error> {
     let mut body = body;
-    let mut data = Vec::new();
+    let mut chunks: Vec<Bytes> = Vec::new();
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame?;
         if let Ok(chunk) = frame.into_data() {
             seen += chunk.len();
             if seen <= limit {
-                data.extend_from_slice(&chunk);
+                chunks.push(chunk);
             } else if seen > MAX_DRAIN_BYTES {
                 break;
             } else {
-                data = Vec::new();
+                chunks.clear();
             }
         }
     }
-    Ok((seen <= limit).then_some(data))
+    if seen > limit {
+        return Ok(None);
+    }
+    Ok(Some(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => {
+            let mut joined = BytesMut::with_capacity(seen);
+            for chunk in &chunks {
+                joined.extend_from_slice(chunk);
+            }
+            joined.freeze()
+        }
+    }))
 }
 
 /// The middleware.
