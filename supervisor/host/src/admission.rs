@@ -6,9 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use mayfly_store::Store;
-
-use crate::error::HostResult;
+use mayfly_store::{Store, StoreError};
 
 /// Why an invocation was refused a slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +86,10 @@ impl Admission {
     }
 
     /// Takes a slot for `function`, or says which limit refuses it.
-    pub fn try_acquire(self: &Arc<Self>, function: &str) -> HostResult<Result<Slot, Throttle>> {
+    pub fn try_acquire(
+        self: &Arc<Self>,
+        function: &str,
+    ) -> Result<Result<Slot, Throttle>, StoreError> {
         let reserved = self.store.get_reserved_concurrency(function)?;
         let total_reserved = self.store.total_reserved_concurrency(None)?;
         let mut counts = self.lock();

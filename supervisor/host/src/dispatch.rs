@@ -8,112 +8,17 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use mayfly_runner::{InvocationOutcome, InvocationResult, RunError, RunRequest, Runner, WarmVm};
-use mayfly_store::{now_ms, FunctionVersion, InvocationRecord, Store};
+use mayfly_runner::{RunError, RunRequest, Runner, WarmVm};
+use mayfly_store::{now_ms, InvocationRecord, Store};
 use tokio::sync::oneshot;
 
 use crate::admission::{Admission, Slot};
 use crate::error::{HostError, HostResult};
 use crate::images::ImageCache;
+use crate::job::{Completed, InvocationKind, Job};
 use crate::metrics::{Metrics, Observation};
 use crate::records;
-use crate::settings::RunSettings;
 use crate::warm::WarmPools;
-
-/// How the caller waits for the invocation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InvocationKind {
-    /// The caller waits for the response (`RequestResponse`).
-    Sync,
-    /// The caller was answered already; the event is retried on failure
-    /// (`Event`).
-    Async,
-}
-
-impl InvocationKind {
-    /// Lambda's name of the invocation type.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InvocationKind::Sync => "RequestResponse",
-            InvocationKind::Async => "Event",
-        }
-    }
-}
-
-/// One invocation to run.
-#[derive(Debug, Clone)]
-pub struct Job {
-    /// The request id.
-    pub request_id: String,
-    /// The version to run.
-    pub version: FunctionVersion,
-    /// The qualifier the caller named (an alias or version), if any: the
-    /// warm pool of provisioned concurrency is looked up by it.
-    pub qualifier: Option<String>,
-    /// The ARN the client invoked.
-    pub invoked_arn: String,
-    /// The event; shared, never copied on its way to the guest.
-    pub payload: Bytes,
-    /// Sync or async.
-    pub kind: InvocationKind,
-    /// The version's run settings, parsed once.
-    pub settings: RunSettings,
-}
-
-impl Job {
-    /// A job for `version`, its run settings read from its configuration.
-    pub fn new(
-        request_id: String,
-        version: FunctionVersion,
-        qualifier: Option<String>,
-        invoked_arn: String,
-        payload: Bytes,
-        kind: InvocationKind,
-    ) -> Job {
-        let settings = RunSettings::from_config(&version.config);
-        Job {
-            request_id,
-            version,
-            qualifier,
-            invoked_arn,
-            payload,
-            kind,
-            settings,
-        }
-    }
-}
-
-/// A finished invocation.
-#[derive(Debug, Clone)]
-pub struct Completed {
-    /// What the VM layer reported.
-    pub outcome: InvocationOutcome,
-    /// The version that ran.
-    pub version: String,
-    /// START, the log, END and REPORT, as Lambda writes them.
-    pub framed_log: String,
-}
-
-impl Completed {
-    /// The body a client gets: the response, or `{"errorType", "errorMessage"}`.
-    pub fn payload(&self) -> Bytes {
-        match &self.outcome.result {
-            InvocationResult::Success(body) => body.clone(),
-            other => serde_json::to_vec(&serde_json::json!({
-                "errorType": other.error_type(),
-                "errorMessage": other.error_message(),
-            }))
-            .unwrap_or_default()
-            .into(),
-        }
-    }
-
-    /// Whether the function failed (an error, a timeout, a VM that died).
-    pub fn failed(&self) -> bool {
-        self.outcome.result.error_type().is_some()
-    }
-}
 
 /// Runs invocations within the limits.
 #[derive(Debug)]

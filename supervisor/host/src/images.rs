@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use mayfly_runner::upload::read_bootstrap;
+use mayfly_runner::package::read_bootstrap;
 use mayfly_store::Store;
 
 use crate::error::{HostError, HostResult};

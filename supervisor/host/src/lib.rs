@@ -10,6 +10,7 @@
 //! - [`warm`]: the warm pools of provisioned concurrency, and
 //!   [`provisioned`] the budget a configuration must fit in.
 //! - [`images`]: stored packages unpacked once into bootable images.
+//! - [`job`]: what is dispatched ([`job::Job`]) and what comes back.
 //! - [`records`]: invocation records and Lambda's framed logs.
 //! - [`metrics`]: Prometheus series fed by every invocation.
 //! - [`source`]: the [`source::Source`] trait of every producer of
@@ -27,6 +28,7 @@ pub mod admission;
 pub mod dispatch;
 pub mod error;
 pub mod images;
+pub mod job;
 pub mod metrics;
 pub mod names;
 pub mod provisioned;
@@ -46,9 +48,10 @@ use mayfly_store::{BlobRef, FunctionVersion, ProvisionedConfig, Resolved, Store}
 use serde_json::Value;
 
 use admission::Admission;
-use dispatch::{Completed, Dispatcher, InvocationKind, Job};
+use dispatch::Dispatcher;
 use error::{blocking, HostError, HostResult};
 use images::ImageCache;
+use job::{Completed, InvocationKind, Job};
 use metrics::Metrics;
 use names::{function_arn, FunctionRef, NameError};
 use queue::AsyncQueue;

@@ -12,8 +12,9 @@ use mayfly_store::{now_ms, Event, Store};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
-use crate::dispatch::{Completed, Dispatcher, InvocationKind, Job};
+use crate::dispatch::Dispatcher;
 use crate::error::{blocking, HostError, HostResult};
+use crate::job::{Completed, InvocationKind, Job};
 use crate::names::{function_arn, parse_function, DEFAULT_REGION};
 use crate::settings::AsyncSettings;
 use crate::source::{Source, SourceFuture};

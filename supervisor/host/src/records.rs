@@ -6,7 +6,7 @@ use mayfly_runner::report::{self, Report};
 use mayfly_runner::{InvocationOutcome, InvocationResult};
 use mayfly_store::{InvocationRecord, Store};
 
-use crate::dispatch::Job;
+use crate::job::Job;
 
 /// Bytes of log kept in an invocation record (the end of it).
 const RECORD_LOG_BYTES: usize = 256 * 1024;

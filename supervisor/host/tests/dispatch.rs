@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mayfly_host::admission::Throttle;
-use mayfly_host::dispatch::{Dispatcher, InvocationKind, Job};
+use mayfly_host::dispatch::Dispatcher;
 use mayfly_host::error::HostError;
+use mayfly_host::job::{InvocationKind, Job};
 use mayfly_host::names::FunctionRef;
 use mayfly_host::source::{Source, SourceFuture};
 use mayfly_host::{Host, HostConfig};

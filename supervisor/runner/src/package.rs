@@ -7,13 +7,11 @@
 //! ELF64, x86_64, executable, with a Xen `PHYS32_ENTRY` note.
 
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
-
-use crate::upload::{read_bootstrap, BootstrapError};
 
 /// The largest image accepted (Lambda's own limit on an unzipped package).
 pub const MAX_IMAGE_BYTES: u64 = mayfly_proto::limits::UNZIPPED_PACKAGE_BYTES;
@@ -140,6 +138,47 @@ fn find_pvh_note(mut notes: &[u8], align: usize) -> Option<u32> {
         notes = notes.get(desc_at + pad(descsz)..)?;
     }
     None
+}
+
+/// Why the `bootstrap` entry of a zip could not be read.
+#[derive(Debug, Error)]
+pub enum BootstrapError {
+    /// There is none.
+    #[error("the package has no `bootstrap` entry")]
+    Missing,
+    /// The archive could not be read.
+    #[error("{0}")]
+    Zip(zip::result::ZipError),
+    /// Decompressing it failed.
+    #[error("{0}")]
+    Read(std::io::Error),
+    /// It is larger than [`MAX_IMAGE_BYTES`] (declared or real).
+    #[error("`bootstrap` is larger than {MAX_IMAGE_BYTES} bytes")]
+    TooLarge,
+}
+
+/// Reads the `bootstrap` entry, never more than [`MAX_IMAGE_BYTES`]: the
+/// declared size can lie, the cap holds regardless.
+pub fn read_bootstrap<R: Read + Seek>(
+    archive: &mut zip::ZipArchive<R>,
+) -> Result<Vec<u8>, BootstrapError> {
+    let mut entry = match archive.by_name("bootstrap") {
+        Ok(entry) => entry,
+        Err(zip::result::ZipError::FileNotFound) => return Err(BootstrapError::Missing),
+        Err(e) => return Err(BootstrapError::Zip(e)),
+    };
+    if entry.size() > MAX_IMAGE_BYTES {
+        return Err(BootstrapError::TooLarge);
+    }
+    let mut bytes = Vec::with_capacity(entry.size() as usize);
+    (&mut entry)
+        .take(MAX_IMAGE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(BootstrapError::Read)?;
+    if bytes.len() as u64 > MAX_IMAGE_BYTES {
+        return Err(BootstrapError::TooLarge);
+    }
+    Ok(bytes)
 }
 
 /// Why a package could not be loaded.

@@ -1,59 +1,15 @@
 //! A package as a client uploads it: a zip checked as Lambda checks one
 //! (sizes, readability), plus Mayfly's own rule that its `bootstrap` entry
-//! is a bootable image; and the one reader of a `bootstrap` entry, capped
-//! whatever the zip declares.
-
-use std::io::{Read, Seek};
+//! is a bootable image.
 
 use thiserror::Error;
 
-use crate::package::{validate_elf, ElfError, MAX_IMAGE_BYTES};
+use crate::package::{read_bootstrap, validate_elf, BootstrapError, ElfError};
 
 /// Lambda's limit on a zipped package.
 pub const MAX_ZIPPED_BYTES: u64 = mayfly_proto::limits::ZIPPED_PACKAGE_BYTES;
 /// Lambda's limit on a package's unzipped contents.
 pub const MAX_UNZIPPED_BYTES: u64 = mayfly_proto::limits::UNZIPPED_PACKAGE_BYTES;
-
-/// Why the `bootstrap` entry of a zip could not be read.
-#[derive(Debug, Error)]
-pub enum BootstrapError {
-    /// There is none.
-    #[error("the package has no `bootstrap` entry")]
-    Missing,
-    /// The archive could not be read.
-    #[error("{0}")]
-    Zip(zip::result::ZipError),
-    /// Decompressing it failed.
-    #[error("{0}")]
-    Read(std::io::Error),
-    /// It is larger than [`MAX_IMAGE_BYTES`] (declared or real).
-    #[error("`bootstrap` is larger than {MAX_IMAGE_BYTES} bytes")]
-    TooLarge,
-}
-
-/// Reads the `bootstrap` entry, never more than [`MAX_IMAGE_BYTES`]: the
-/// declared size can lie, the cap holds regardless.
-pub fn read_bootstrap<R: Read + Seek>(
-    archive: &mut zip::ZipArchive<R>,
-) -> Result<Vec<u8>, BootstrapError> {
-    let mut entry = match archive.by_name("bootstrap") {
-        Ok(entry) => entry,
-        Err(zip::result::ZipError::FileNotFound) => return Err(BootstrapError::Missing),
-        Err(e) => return Err(BootstrapError::Zip(e)),
-    };
-    if entry.size() > MAX_IMAGE_BYTES {
-        return Err(BootstrapError::TooLarge);
-    }
-    let mut bytes = Vec::with_capacity(entry.size() as usize);
-    (&mut entry)
-        .take(MAX_IMAGE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(BootstrapError::Read)?;
-    if bytes.len() as u64 > MAX_IMAGE_BYTES {
-        return Err(BootstrapError::TooLarge);
-    }
-    Ok(bytes)
-}
 
 /// Why an uploaded package is refused; the messages are Lambda's where
 /// Lambda has one.
