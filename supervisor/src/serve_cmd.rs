@@ -14,7 +14,7 @@ use mayfly_client::credentials::{self, CredentialsError, Origin};
 use mayfly_host::{Host, HostConfig};
 use mayfly_sigv4::Credentials;
 use mayfly_store::Store;
-use mayfly_vm::accel::{self, AccelRequest};
+use mayfly_vm::accel::{self, Accel, AccelRequest};
 use mayfly_vm::QemuRunner;
 use thiserror::Error;
 
@@ -76,8 +76,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    let started = format!("accelerator {}", choice.accel);
-    match runtime.block_on(run(config, args.listen, metrics_listen, started)) {
+    match runtime.block_on(run(config, choice.accel, args.listen, metrics_listen)) {
         Ok(()) => {
             eprintln!("mayfly: stopped");
             ExitCode::SUCCESS
@@ -112,9 +111,9 @@ enum StartError {
 /// Opens the store, the credentials and the host, then serves the API.
 async fn run(
     config: HostConfig,
+    accel: Accel,
     listen: SocketAddr,
     metrics_listen: Option<SocketAddr>,
-    started: String,
 ) -> Result<(), StartError> {
     let dir = config.data_dir.clone();
     let store_error = |source| StartError::Store {
@@ -142,7 +141,7 @@ async fn run(
     }
     host.start();
     eprintln!(
-        "mayfly: serving the Lambda API on http://{} ({started}, at most {} VMs at once)",
+        "mayfly: serving the Lambda API on http://{} (accelerator {accel}, at most {} VMs at once)",
         listeners.api_addr()?,
         config.max_concurrency
     );

@@ -121,7 +121,7 @@ pub async fn invoke(
             if let Ok(v) = HeaderValue::from_str(&completed.version) {
                 headers.insert("x-amz-executed-version", v);
             }
-            if completed.outcome.result.error_type().is_some() {
+            if completed.failed() {
                 headers.insert(
                     "x-amz-function-error",
                     HeaderValue::from_static("Unhandled"),

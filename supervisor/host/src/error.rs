@@ -60,15 +60,6 @@ impl HostError {
             reason: error.to_string(),
         }
     }
-
-    /// Whether the thing asked for does not exist.
-    pub fn is_not_found(&self) -> bool {
-        match self {
-            HostError::Store(e) => e.is_not_found(),
-            HostError::Name(NameError::NotFound(_)) => true,
-            _ => false,
-        }
-    }
 }
 
 /// The result of a host operation.

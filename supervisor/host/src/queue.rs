@@ -147,15 +147,13 @@ async fn process_inner(
 ) -> HostResult<()> {
     let now = now_ms();
     let id = event.request_id.clone();
-    // Shared from here on, with the job and the destination's record.
-    let payload = event.payload.clone();
     if now.saturating_sub(event.enqueued_at_ms) > u64::from(event.max_age_s) * 1000 {
         tracing::warn!(request_id = %id, "event dropped: older than its maximum age");
         let failed = Finish::Failed {
             condition: "EventAgeExceeded",
             completed: None,
         };
-        return finish(queue, &event, &payload, failed).await;
+        return finish(queue, &event, failed).await;
     }
     let version = match queue
         .store
@@ -164,7 +162,7 @@ async fn process_inner(
         Ok(resolved) => resolved.version,
         Err(e) if e.is_not_found() => {
             tracing::warn!(request_id = %id, function = %event.function_name, "event dropped: function gone");
-            return finish(queue, &event, &payload, Finish::Dropped).await;
+            return finish(queue, &event, Finish::Dropped).await;
         }
         Err(e) => return Err(e.into()),
     };
@@ -174,7 +172,7 @@ async fn process_inner(
         version,
         qualifier.clone(),
         function_arn(DEFAULT_REGION, &event.function_name, qualifier.as_deref()),
-        payload.clone(),
+        event.payload.clone(),
         InvocationKind::Async,
     );
     let completed = match dispatcher.dispatch(job).await {
@@ -187,14 +185,14 @@ async fn process_inner(
         Err(e) => return Err(e),
     };
     if !completed.failed() {
-        return finish(queue, &event, &payload, Finish::Succeeded(completed)).await;
+        return finish(queue, &event, Finish::Succeeded(completed)).await;
     }
     if event.attempts >= event.max_retries {
         let failed = Finish::Failed {
             condition: "RetriesExhausted",
             completed: Some(completed),
         };
-        return finish(queue, &event, &payload, failed).await;
+        return finish(queue, &event, failed).await;
     }
     let attempts = event.attempts + 1;
     let delay = retry_delay(queue.retry_base_delay, attempts);
@@ -219,7 +217,7 @@ enum Finish {
 
 /// Completes the event and, in the same transaction, queues the invocation
 /// record for its destination, if one is configured for that outcome.
-async fn finish(queue: &AsyncQueue, event: &Event, payload: &[u8], how: Finish) -> HostResult<()> {
+async fn finish(queue: &AsyncQueue, event: &Event, how: Finish) -> HostResult<()> {
     let settings = AsyncSettings::lookup(&queue.store, &event.function_name, &event.qualifier);
     let (destination, condition, completed) = match &how {
         Finish::Succeeded(c) => (settings.on_success, "Success", Some(c)),
@@ -233,7 +231,7 @@ async fn finish(queue: &AsyncQueue, event: &Event, payload: &[u8], how: Finish) 
     if let Some(arn) = destination {
         match parse_function(&arn, None) {
             Ok(target) => {
-                let record = invocation_record(event, payload, condition, completed);
+                let record = invocation_record(event, condition, completed);
                 let qualifier = target
                     .qualifier
                     .unwrap_or_else(|| mayfly_store::LATEST.to_string());
@@ -272,12 +270,7 @@ async fn finish(queue: &AsyncQueue, event: &Event, payload: &[u8], how: Finish) 
 }
 
 /// Lambda's invocation record, as sent to a destination.
-fn invocation_record(
-    event: &Event,
-    request_payload: &[u8],
-    condition: &str,
-    completed: Option<&Completed>,
-) -> Value {
+fn invocation_record(event: &Event, condition: &str, completed: Option<&Completed>) -> Value {
     let payload = |bytes: &[u8]| {
         serde_json::from_slice::<Value>(bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into()))
@@ -292,11 +285,11 @@ fn invocation_record(
             "condition": condition,
             "approximateInvokeCount": event.attempts + u32::from(completed.is_some()),
         },
-        "requestPayload": payload(request_payload),
+        "requestPayload": payload(&event.payload),
     });
     if let Some(completed) = completed {
         let mut context = json!({ "statusCode": 200, "executedVersion": completed.version });
-        if completed.outcome.result.error_type().is_some() {
+        if completed.failed() {
             context["functionError"] = json!("Unhandled");
         }
         record["responseContext"] = context;
