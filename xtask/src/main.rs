@@ -8,6 +8,7 @@ mod bench_iso;
 mod bootstrap;
 mod demo;
 mod floor;
+mod fuzz;
 mod images;
 #[allow(unsafe_code)]
 mod sys;
@@ -30,6 +31,9 @@ tasks:
   bench-run   time `mayfly run` echo against the QEMU floor (20 runs each)
   bench       the isolation-overhead benchmark: every row, report in target/bench/
               (--quick: a reduced run in under a minute)
+  fuzz        coverage-guided runs of every fuzz target in fuzz/ with libFuzzer
+              (cargo-bolero, installed when missing); --seconds N in all
+              (default 600), or name targets to run only those
 ";
 
 fn main() {
@@ -54,6 +58,7 @@ fn run() -> Result<()> {
         "test" => test(rest),
         "bench-run" => bench::run(rest),
         "bench" => bench_iso::run(rest),
+        "fuzz" => fuzz::run(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
