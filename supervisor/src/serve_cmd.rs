@@ -11,7 +11,7 @@ use clap::Args;
 use mayfly_api::server::{self, Listeners, ServeError};
 use mayfly_api::AppState;
 use mayfly_client::credentials::{self, CredentialsError, Origin};
-use mayfly_host::{Host, HostConfig};
+use mayfly_host::{Host, HostConfig, HostLimits};
 use mayfly_sigv4::Credentials;
 use mayfly_store::Store;
 use mayfly_vm::accel::{self, Accel, AccelRequest};
@@ -45,6 +45,19 @@ pub struct ServeArgs {
     /// Accelerator.
     #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
     accel: AccelArg,
+    /// The guest memory that running and warm VMs may hold at once, in MB
+    /// (default: the host's RAM less a reserve of a quarter, at least
+    /// 512 MB; QEMU's own overhead of about 40 MB a VM is held against
+    /// that remainder too).
+    #[arg(long, value_name = "MB")]
+    memory_budget_mb: Option<u64>,
+    /// Invocation records kept per function (the newest).
+    #[arg(long, value_name = "N", default_value_t = mayfly_host::DEFAULT_RECORDS_PER_FUNCTION)]
+    records_per_function: u32,
+    /// Async events waiting per function; beyond it an `Event` invoke is
+    /// answered 429.
+    #[arg(long, value_name = "N", default_value_t = mayfly_host::DEFAULT_QUEUED_EVENTS_PER_FUNCTION)]
+    max_queued_events: u32,
 }
 
 /// Runs the service until Ctrl-C or SIGTERM.
@@ -59,6 +72,25 @@ pub fn serve(args: ServeArgs) -> ExitCode {
     if args.max_concurrency == Some(0) {
         return crate::usage_error("--max-concurrency must be at least 1");
     }
+    if args
+        .memory_budget_mb
+        .is_some_and(|mb| mb < u64::from(mayfly_proto::limits::MIN_MEMORY_MB))
+    {
+        return crate::usage_error(format!(
+            "--memory-budget-mb must be at least {} (the smallest VM)",
+            mayfly_proto::limits::MIN_MEMORY_MB
+        ));
+    }
+    if args.records_per_function == 0 || args.max_queued_events == 0 {
+        return crate::usage_error(
+            "--records-per-function and --max-queued-events must be at least 1",
+        );
+    }
+    let limits = HostLimits {
+        records_per_function: args.records_per_function,
+        queued_events_per_function: args.max_queued_events,
+        ..HostLimits::for_this_host(args.memory_budget_mb)
+    };
     let choice = match accel::detect(AccelRequest::from(args.accel)) {
         Ok(choice) => choice,
         Err(e) => return crate::usage_error(e),
@@ -71,6 +103,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
             .max_concurrency
             .unwrap_or_else(mayfly_host::default_max_concurrency),
         retry_base_delay: Duration::from_millis(args.retry_base_delay_ms),
+        limits,
     };
     let runtime = match crate::runtime(true) {
         Ok(runtime) => runtime,
@@ -140,10 +173,14 @@ async fn run(
         eprintln!("mayfly: metrics on http://{addr}/metrics");
     }
     host.start();
+    let memory = config.limits.memory;
     eprintln!(
-        "mayfly: serving the Lambda API on http://{} (accelerator {accel}, at most {} VMs at once)",
+        "mayfly: serving the Lambda API on http://{} (accelerator {accel}, at most {} VMs at once, \
+         memory budget {} MB of guest memory, {} MB for VMs with QEMU's overhead)",
         listeners.api_addr()?,
-        config.max_concurrency
+        config.max_concurrency,
+        memory.budget_mb,
+        memory.host_limit_mb
     );
     let state = AppState::new(host, credentials);
     Ok(server::serve(listeners, state, shutdown_signal()).await?)

@@ -153,7 +153,15 @@ impl From<NameError> for ApiError {
 impl From<HostError> for ApiError {
     fn from(e: HostError) -> ApiError {
         match e {
-            HostError::Throttled(throttle) => ApiError::too_many_requests(throttle.reason()),
+            HostError::Throttled(throttle) => ApiError {
+                message: throttle.message(),
+                ..ApiError::too_many_requests(throttle.reason())
+            },
+            HostError::Overloaded(message) => ApiError {
+                message,
+                reason: None,
+                ..ApiError::too_many_requests("")
+            },
             HostError::Store(e) => e.into(),
             HostError::Name(e) => e.into(),
             HostError::Package(e) if e.is_too_large() => ApiError::too_large(e.to_string()),

@@ -68,7 +68,7 @@ impl Dispatcher {
             let _refill = refill;
             return self.run_on(job, slot, Some(vm)).await;
         }
-        match self.admission.try_acquire(name)? {
+        match self.admission.try_acquire(name, job.settings.memory_mb)? {
             Ok(slot) => self.run_on(job, slot, None).await,
             Err(throttle) => {
                 self.metrics.throttled(name);

@@ -12,9 +12,13 @@ use crate::names::NameError;
 /// Why the host could not do what was asked.
 #[derive(Debug, Error)]
 pub enum HostError {
-    /// A concurrency limit refused the invocation; nothing ran.
-    #[error("Rate Exceeded.")]
+    /// A concurrency or memory limit refused the invocation; nothing ran.
+    #[error("{}", .0.message())]
     Throttled(Throttle),
+    /// A bounded resource other than concurrency is full now (concurrent
+    /// package uploads, a function's event queue): try again later.
+    #[error("{0}")]
+    Overloaded(String),
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),

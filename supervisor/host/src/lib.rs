@@ -6,7 +6,8 @@
 //! [`dispatch::Dispatcher::dispatch`]:
 //!
 //! - [`admission`]: concurrency slots within the account's limit and each
-//!   function's reservation; over a limit, a throttle at once.
+//!   function's reservation, and memory within [`memory`]'s bounds; over a
+//!   limit, a throttle at once.
 //! - [`warm`]: the warm pools of provisioned concurrency, and
 //!   [`provisioned`] the budget a configuration must fit in.
 //! - [`images`]: stored packages unpacked once into bootable images.
@@ -29,6 +30,7 @@ pub mod dispatch;
 pub mod error;
 pub mod images;
 pub mod job;
+pub mod memory;
 pub mod metrics;
 pub mod names;
 pub mod provisioned;
@@ -47,11 +49,12 @@ use mayfly_runner::Runner;
 use mayfly_store::{BlobRef, FunctionVersion, ProvisionedConfig, Resolved, Store};
 use serde_json::Value;
 
-use admission::Admission;
+use admission::{Admission, Usage};
 use dispatch::Dispatcher;
 use error::{blocking, HostError, HostResult};
 use images::ImageCache;
 use job::{Completed, InvocationKind, Job};
+use memory::MemoryLimits;
 use metrics::Metrics;
 use names::{function_arn, FunctionRef, NameError};
 use queue::AsyncQueue;
@@ -69,6 +72,44 @@ pub struct HostConfig {
     pub max_concurrency: u32,
     /// The first retry delay of a failed async event.
     pub retry_base_delay: Duration,
+    /// The bounds on memory and storage.
+    pub limits: HostLimits,
+}
+
+/// What the host bounds besides concurrency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostLimits {
+    /// The memory VMs may hold.
+    pub memory: MemoryLimits,
+    /// Invocation records kept per function (the newest).
+    pub records_per_function: u32,
+    /// Async events waiting per function (beyond it, an `Event` invoke is
+    /// throttled).
+    pub queued_events_per_function: u32,
+    /// Package uploads checked at once (beyond it, a throttle).
+    pub concurrent_uploads: u32,
+}
+
+/// Invocation records kept per function by default.
+pub const DEFAULT_RECORDS_PER_FUNCTION: u32 = 1000;
+/// Async events waiting per function by default: at Lambda's 256 KB per
+/// event, at most 256 MB of queue per function.
+pub const DEFAULT_QUEUED_EVENTS_PER_FUNCTION: u32 = 1000;
+/// Package uploads checked at once by default: each may unzip up to 250 MB
+/// into a temporary file and hold its 50 MB zip in memory.
+pub const DEFAULT_CONCURRENT_UPLOADS: u32 = 4;
+
+impl HostLimits {
+    /// The defaults, with the memory limits of this host and `budget_mb`
+    /// when set.
+    pub fn for_this_host(budget_mb: Option<u64>) -> HostLimits {
+        HostLimits {
+            memory: MemoryLimits::detect(budget_mb),
+            records_per_function: DEFAULT_RECORDS_PER_FUNCTION,
+            queued_events_per_function: DEFAULT_QUEUED_EVENTS_PER_FUNCTION,
+            concurrent_uploads: DEFAULT_CONCURRENT_UPLOADS,
+        }
+    }
 }
 
 /// The engine, shared by every request and source.
@@ -87,7 +128,7 @@ impl Host {
     /// The host over `store`; nothing runs until [`start`](Self::start).
     pub fn new(store: Store, config: &HostConfig) -> std::io::Result<Arc<Host>> {
         let images = ImageCache::new(&config.data_dir, store.clone())?;
-        let admission = Admission::new(store.clone(), config.max_concurrency);
+        let admission = Admission::new(store.clone(), config.max_concurrency, config.limits.memory);
         let pools = WarmPools::new(
             store.clone(),
             admission.clone(),
@@ -151,6 +192,16 @@ impl Host {
     /// The account-wide limit on running VMs.
     pub fn max_concurrency(&self) -> u32 {
         self.admission.max_concurrency()
+    }
+
+    /// The memory bounds admission holds.
+    pub fn memory_limits(&self) -> MemoryLimits {
+        self.admission.memory_limits()
+    }
+
+    /// What the running and warm VMs hold now.
+    pub fn usage(&self) -> Usage {
+        self.admission.usage()
     }
 
     /// Resolves a function reference to its version (and alias routing);
@@ -277,10 +328,13 @@ impl Host {
         n: u32,
     ) -> HostResult<ProvisionedConfig> {
         let (store, limit) = (self.store.clone(), self.max_concurrency());
+        let memory = self.memory_limits();
         let (name, q) = (function.to_string(), qualifier.to_string());
         let config = blocking("storing the provisioned concurrency", move || {
             let budget = provisioned::budget_for(&store, limit, &name, &q)?;
             provisioned::check_budget(n, &budget).map_err(HostError::Refused)?;
+            provisioned::check_memory(&store, &memory, &name, &q, n)?
+                .map_err(HostError::Refused)?;
             Ok(store.put_provisioned_config(&name, &q, n)?)
         })
         .await?;

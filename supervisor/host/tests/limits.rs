@@ -1,0 +1,97 @@
+//! The host's bounds without QEMU: memory admission, the event queue,
+//! invocation records, concurrent uploads and the collection of packages
+//! and images, over a real store with a runner that answers when told.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use mayfly_host::admission::Throttle;
+use mayfly_host::error::HostError;
+use mayfly_host::memory::MemoryLimits;
+use mayfly_host::HostLimits;
+use tokio::sync::Semaphore;
+
+use support::{host_with, invoke, EchoRunner};
+
+fn limits(budget_mb: u64) -> HostLimits {
+    HostLimits {
+        memory: MemoryLimits {
+            budget_mb,
+            host_limit_mb: 100_000,
+            overhead_mb: 40,
+        },
+        ..HostLimits::for_this_host(None)
+    }
+}
+
+/// Waits until `n` runs have started.
+async fn until_running(runner: &EchoRunner, n: usize) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while runner.runs.load(Ordering::SeqCst) < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the runs started");
+}
+
+#[tokio::test]
+async fn memory_admits_what_fits_and_throttles_the_rest_at_once() {
+    let runner = EchoRunner::open();
+    runner.gate.forget_permits(Semaphore::MAX_PERMITS);
+    // `echo` has 256 MB: two fit in 512, though 16 VMs are allowed.
+    let (_dir, host) = host_with(runner.clone(), 16, limits(512));
+    let held: Vec<_> = (0..2)
+        .map(|i| {
+            let host = host.clone();
+            tokio::spawn(async move { invoke(&host, &format!("held-{i}"), b"{}").await })
+        })
+        .collect();
+    until_running(&runner, 2).await;
+    assert_eq!(host.usage().guest_mb, 512);
+    assert_eq!(host.usage().host_mb, 2 * (256 + 40));
+    let refused = tokio::time::timeout(Duration::from_secs(1), invoke(&host, "over", b"{}"))
+        .await
+        .expect("a memory throttle is answered at once")
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            HostError::Throttled(Throttle::Memory {
+                needed_mb: 256,
+                in_use_mb: 512,
+                limit_mb: 512,
+                host: false
+            })
+        ),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("memory budget"), "{refused}");
+    assert_eq!(runner.runs.load(Ordering::SeqCst), 2, "nothing ran for it");
+    runner.gate.add_permits(2);
+    for h in held {
+        h.await.unwrap().unwrap();
+    }
+    assert_eq!(host.usage().guest_mb, 0, "the memory came back");
+    runner.gate.add_permits(1);
+    invoke(&host, "after", b"{}").await.unwrap();
+}
+
+#[tokio::test]
+async fn provisioned_concurrency_must_fit_in_the_memory_budget() {
+    let runner = EchoRunner::open();
+    let (_dir, host) = host_with(runner, 16, limits(1024));
+    host.store().publish_version("echo", None, None).unwrap();
+    // 5 warm VMs of 256 MB need 1280 MB: refused, with the figures.
+    let refused = host.put_provisioned("echo", "1", 5).await.unwrap_err();
+    let message = refused.to_string();
+    assert!(
+        message.contains("1280 MB") && message.contains("1024 MB"),
+        "{message}"
+    );
+    assert!(host.store().get_provisioned_config("echo", "1").is_err());
+    // 4 fit (the fake runner boots none, so nothing else holds memory).
+    host.put_provisioned("echo", "1", 4).await.unwrap();
+}
