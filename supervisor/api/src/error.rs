@@ -165,6 +165,10 @@ impl From<HostError> for ApiError {
             HostError::Store(e) => e.into(),
             HostError::Name(e) => e.into(),
             HostError::Package(e) if e.is_too_large() => ApiError::too_large(e.to_string()),
+            HostError::Package(e) if e.is_host_failure() => {
+                tracing::error!(error = %e, "cannot check a package");
+                ApiError::service(e.to_string())
+            }
             HostError::Package(e) => ApiError::invalid_parameter(e.to_string()),
             HostError::Refused(message) => ApiError::invalid_parameter(message),
             e @ (HostError::Run(_) | HostError::Image { .. } | HostError::Task { .. }) => {

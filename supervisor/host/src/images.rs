@@ -5,10 +5,9 @@
 //! so an invocation that started on one package keeps its image while
 //! `UpdateFunctionCode` points the function at another.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use mayfly_runner::package::read_bootstrap;
+use mayfly_runner::package::{extract_bootstrap, MAX_IMAGE_BYTES};
 use mayfly_store::Store;
 
 use crate::error::{HostError, HostResult};
@@ -25,6 +24,12 @@ impl ImageCache {
     pub fn new(data_dir: &Path, store: Store) -> std::io::Result<ImageCache> {
         let dir = data_dir.join("images");
         std::fs::create_dir_all(&dir)?;
+        // Temporary files of unpacking or uploads cut short by a crash.
+        for entry in std::fs::read_dir(&dir)?.flatten() {
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         // Absolute, so that QEMU's `-kernel` names it fully (see
         // the VM layer's sweep of orphaned VMs).
         Ok(ImageCache {
@@ -48,7 +53,7 @@ impl ImageCache {
     }
 
     fn image_blocking(&self, sha256_hex: &str) -> HostResult<PathBuf> {
-        let path = self.dir.join(format!("{sha256_hex}.elf"));
+        let path = self.path_of(sha256_hex);
         if path.exists() {
             return Ok(path);
         }
@@ -59,15 +64,27 @@ impl ImageCache {
         let zip_bytes = self.store.read_blob(sha256_hex)?;
         let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes))
             .map_err(|e| failed(format!("the stored package is unreadable: {e}")))?;
-        let elf = read_bootstrap(&mut archive).map_err(|e| failed(e.to_string()))?;
-        let write = || -> std::io::Result<()> {
-            let mut temp = tempfile::NamedTempFile::new_in(&self.dir)?;
-            temp.write_all(&elf)?;
-            temp.as_file().sync_all()?;
-            temp.persist(&path).map_err(|e| e.error)?;
-            Ok(())
-        };
-        write().map_err(|e| failed(e.to_string()))?;
+        let (elf, _) = extract_bootstrap(&mut archive, &self.dir, MAX_IMAGE_BYTES)
+            .map_err(|e| failed(e.to_string()))?;
+        self.adopt(sha256_hex, elf)
+            .map_err(|e| failed(e.to_string()))?;
         Ok(path)
+    }
+
+    /// Makes `elf` (unpacked in this directory) the image of package
+    /// `sha256_hex`, durably; an image already there is kept.
+    pub fn adopt(&self, sha256_hex: &str, elf: tempfile::NamedTempFile) -> std::io::Result<()> {
+        let path = self.path_of(sha256_hex);
+        if path.exists() {
+            return Ok(());
+        }
+        elf.as_file().sync_all()?;
+        elf.persist(&path).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// Where the image of package `sha256_hex` is (or would be).
+    fn path_of(&self, sha256_hex: &str) -> PathBuf {
+        self.dir.join(format!("{sha256_hex}.elf"))
     }
 }

@@ -122,6 +122,9 @@ pub struct Host {
     dispatcher: Arc<Dispatcher>,
     queue: Arc<AsyncQueue>,
     metrics: Arc<Metrics>,
+    limits: HostLimits,
+    /// Permits of concurrent package checks.
+    uploads: tokio::sync::Semaphore,
 }
 
 impl Host {
@@ -153,6 +156,8 @@ impl Host {
             dispatcher,
             queue,
             metrics,
+            limits: config.limits,
+            uploads: tokio::sync::Semaphore::new(config.limits.concurrent_uploads as usize),
         }))
     }
 
@@ -280,9 +285,25 @@ impl Host {
     /// Checks an uploaded package and stores it content-addressed.
     /// Blocking (it writes and syncs the blob): call it off the async
     /// workers, with the store work it belongs to.
+    ///
+    /// At most [`HostLimits::concurrent_uploads`] are checked at once (each
+    /// may unpack 250 MB); beyond that the answer is a throttle at once.
+    /// The `bootstrap` unpacked by the check becomes the package's image.
     pub fn store_package(&self, zip: &[u8]) -> HostResult<BlobRef> {
-        mayfly_runner::upload::check(zip)?;
-        Ok(self.store.put_blob(zip)?)
+        let _permit = self.uploads.try_acquire().map_err(|_| {
+            HostError::Overloaded(format!(
+                "Too many package uploads are being checked at once (at most {}); \
+                 try again shortly.",
+                self.limits.concurrent_uploads
+            ))
+        })?;
+        let checked = mayfly_runner::upload::check(zip, self.images.dir())?;
+        let blob = self.store.put_blob(zip)?;
+        if let Err(e) = self.images.adopt(&blob.sha256_hex, checked.bootstrap) {
+            // Not fatal: the image is unpacked again at its first run.
+            tracing::warn!(sha256 = %blob.sha256_hex, error = %e, "cannot keep the unpacked image");
+        }
+        Ok(blob)
     }
 
     /// Reserves `n` of the account's concurrency for `function` alone, if

@@ -95,3 +95,63 @@ async fn provisioned_concurrency_must_fit_in_the_memory_budget() {
     // 4 fit (the fake runner boots none, so nothing else holds memory).
     host.put_provisioned("echo", "1", 4).await.unwrap();
 }
+
+/// Every file under `dir`, recursively, with its size.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let meta = entry.metadata().unwrap();
+        if meta.is_dir() {
+            found.extend(files_under(&entry.path()));
+        } else {
+            found.push((entry.path(), meta.len()));
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn a_lying_zip_bomb_is_refused_and_writes_nothing() {
+    let (dir, host) = host_with(EchoRunner::open(), 4, limits(1024));
+    let before = files_under(dir.path());
+    let bomb = mayfly_runner::bomb::lying_zip(300_000_000, 4096);
+    let refused = host.store_package(&bomb).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            HostError::Package(mayfly_runner::upload::UploadError::UnzippedTooLarge(_))
+        ),
+        "{refused}"
+    );
+    assert_eq!(
+        files_under(dir.path()),
+        before,
+        "the bomb left files behind"
+    );
+}
+
+#[tokio::test]
+async fn an_accepted_package_brings_its_image_and_uploads_are_bounded() {
+    let (dir, host) = host_with(EchoRunner::open(), 4, limits(1024));
+    let blob = host.store_package(&support::package()).unwrap();
+    let image = dir
+        .path()
+        .join("images")
+        .join(format!("{}.elf", blob.sha256_hex));
+    assert_eq!(
+        std::fs::read(&image).unwrap(),
+        mayfly_runner::testing::pvh_elf(mayfly_runner::testing::EXIT_OK),
+        "the checked bootstrap is the image"
+    );
+    let (_dir, none_at_once) = host_with(
+        EchoRunner::open(),
+        4,
+        HostLimits {
+            concurrent_uploads: 0,
+            ..limits(1024)
+        },
+    );
+    let refused = none_at_once.store_package(&support::package()).unwrap_err();
+    assert!(matches!(refused, HostError::Overloaded(_)), "{refused}");
+    assert!(refused.to_string().contains("package uploads"), "{refused}");
+}

@@ -105,7 +105,7 @@ pub fn host_with(
         },
     )
     .unwrap();
-    let blob = host.store_package(&zip).unwrap();
+    let blob = host.store().put_blob(&zip).unwrap();
     host.store()
         .create_function(
             "echo",
