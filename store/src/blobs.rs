@@ -51,8 +51,7 @@ impl BlobRef {
     }
 }
 
-/// What [`Store::gc_blobs`] did (used by package garbage collection,
-/// issue 8).
+/// What [`Store::gc_blobs`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcReport {
     /// Blobs deleted.
@@ -189,22 +188,25 @@ impl Store {
         Ok(bytes)
     }
 
-    /// Deletes the blobs that no version references and that are older than
-    /// `grace` (a blob just stored by [`Store::put_blob`] whose function is
-    /// not created yet must survive: pass a grace of minutes in the server,
-    /// `Duration::ZERO` only when nothing is being created).
-    ///
-    /// Not called by the host yet: used by package garbage collection,
-    /// issue 8.
-    pub fn gc_blobs(&self, grace: Duration) -> Result<GcReport> {
-        let referenced: std::collections::HashSet<String> = self
+    /// The SHA-256 (hex) of every package a version references.
+    pub fn referenced_blobs(&self) -> Result<std::collections::HashSet<String>> {
+        Ok(self
             .read("listing referenced blobs", |conn| {
                 query_rows(conn, "SELECT DISTINCT code_sha256 FROM versions", [], |r| {
                     Ok(r.get(0)?)
                 })
             })?
             .into_iter()
-            .collect();
+            .collect())
+    }
+
+    /// Deletes the blobs that no version references and that are older than
+    /// `grace` (a blob just stored by [`Store::put_blob`] whose function is
+    /// not created yet must survive: pass a grace of minutes in the server,
+    /// `Duration::ZERO` only when nothing is being created, as the host
+    /// makes sure before it collects).
+    pub fn gc_blobs(&self, grace: Duration) -> Result<GcReport> {
+        let referenced = self.referenced_blobs()?;
         let now = SystemTime::now();
         let mut report = GcReport::default();
         let root = self.blobs_dir();
