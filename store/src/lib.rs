@@ -195,11 +195,13 @@ impl Store {
 }
 
 /// Creates `dir` and its parents; a directory the store creates gets mode
-/// 0700 because the host keeps its credentials there too.
+/// 0700 because the host keeps its credentials there too. An existing one
+/// that others may enter is made 0700 when this process owns it, and
+/// refused otherwise.
 fn create_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if dir.is_dir() {
-        return Ok(());
+        return space::make_private(dir);
     }
     std::fs::DirBuilder::new()
         .recursive(true)

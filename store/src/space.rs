@@ -105,3 +105,49 @@ impl Store {
         ensure_reserve(self.dir())
     }
 }
+
+/// This process's effective uid, from `/proc/self/status` (the second
+/// number of its `Uid:` line).
+fn effective_uid() -> Option<u32> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .and_then(|uid| uid.parse().ok())
+}
+
+/// Makes an existing data directory private (0700) when this process owns
+/// it and group or others may use it; refuses one it does not own.
+pub(crate) fn make_private(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta =
+        fs::metadata(dir).map_err(|e| StoreError::io(format!("reading {}", dir.display()), e))?;
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let not_private = |reason: String| StoreError::NotPrivate {
+        dir: dir.to_path_buf(),
+        reason,
+    };
+    match effective_uid() {
+        Some(uid) if uid == meta.uid() => {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                .map_err(|e| StoreError::io(format!("making {} private", dir.display()), e))?;
+            tracing::warn!(dir = %dir.display(), was = format!("{mode:o}"),
+                "the data directory was open to group or others: made it 0700");
+            Ok(())
+        }
+        Some(uid) => Err(not_private(format!(
+            "mode {mode:o} lets group or others in, and it belongs to uid {} rather than \
+             this process's uid {uid}, so it is not changed; make it 0700 (chmod 700) or use \
+             another directory",
+            meta.uid()
+        ))),
+        None => Err(not_private(format!(
+            "mode {mode:o} lets group or others in, and this process's uid is unknown; \
+             make it 0700 (chmod 700)"
+        ))),
+    }
+}

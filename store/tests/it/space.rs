@@ -121,3 +121,36 @@ fn an_old_database_is_switched_to_incremental_vacuum() {
         .unwrap();
     assert_eq!(mode, 2, "INCREMENTAL");
 }
+
+#[test]
+fn a_data_directory_open_to_others_is_made_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Store::open(&data).unwrap();
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+}
+
+#[test]
+fn a_data_directory_of_another_user_open_to_others_is_refused() {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // Only root can give a directory away; elsewhere this case cannot be made.
+    if chown(&data, Some(65534), None).is_err() {
+        return;
+    }
+    let refused = Store::open(&data).unwrap_err();
+    assert!(
+        matches!(refused, mayfly_store::StoreError::NotPrivate { .. }),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("chmod 700"), "{refused}");
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o777, "not ours: left as it was");
+}
