@@ -95,7 +95,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         Ok(choice) => choice,
         Err(e) => return crate::usage_error(e),
     };
-    eprintln!("mayfly: accelerator {}: {}", choice.accel, choice.reason);
+    say!("mayfly: accelerator {}: {}", choice.accel, choice.reason);
     let config = HostConfig {
         data_dir: args.data_dir,
         runner: Arc::new(QemuRunner::new(choice.accel)),
@@ -111,11 +111,11 @@ pub fn serve(args: ServeArgs) -> ExitCode {
     };
     match runtime.block_on(run(config, choice.accel, args.listen, metrics_listen)) {
         Ok(()) => {
-            eprintln!("mayfly: stopped");
+            say!("mayfly: stopped");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("mayfly: error: {e}");
+            say!("mayfly: error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -166,15 +166,15 @@ async fn run(
     let host = Host::new(store, &config).map_err(StartError::Images)?;
     let swept = mayfly_vm::sweep::kill_orphans(host.images_dir());
     if swept > 0 {
-        eprintln!("mayfly: killed {swept} QEMU process(es) left by a previous run");
+        say!("mayfly: killed {swept} QEMU process(es) left by a previous run");
     }
     let listeners = Listeners::bind(listen, metrics_listen).await?;
     if let Some(addr) = listeners.metrics_addr()? {
-        eprintln!("mayfly: metrics on http://{addr}/metrics");
+        say!("mayfly: metrics on http://{addr}/metrics");
     }
     host.start();
     let memory = config.limits.memory;
-    eprintln!(
+    say!(
         "mayfly: serving the Lambda API on http://{} (accelerator {accel}, at most {} VMs at once, \
          memory budget {} MB of guest memory, {} MB for VMs with QEMU's overhead)",
         listeners.api_addr()?,
@@ -188,19 +188,19 @@ async fn run(
 
 fn announce_credentials(credentials: &Credentials, origin: &Origin) {
     match origin {
-        Origin::Generated(path) => eprintln!(
+        Origin::Generated(path) => say!(
             "mayfly: generated credentials (saved to {}, readable by you only):\n  \
              AWS_ACCESS_KEY_ID={}\n  AWS_SECRET_ACCESS_KEY={}",
             path.display(),
             credentials.access_key_id,
             credentials.secret_access_key
         ),
-        Origin::File(path) => eprintln!(
+        Origin::File(path) => say!(
             "mayfly: using the credentials in {} (access key {})",
             path.display(),
             credentials.access_key_id
         ),
-        Origin::Environment => eprintln!(
+        Origin::Environment => say!(
             "mayfly: using the credentials from MAYFLY_ACCESS_KEY_ID (access key {})",
             credentials.access_key_id
         ),
@@ -217,5 +217,5 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    eprintln!("mayfly: shutting down");
+    say!("mayfly: shutting down");
 }

@@ -45,6 +45,15 @@ pub enum HostError {
         /// Why.
         reason: String,
     },
+    /// A file of the host's own could not be read or written.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A task of the host's own died (a panic, or the runtime shutting
     /// down).
     #[error("{what} failed: {reason}")]

@@ -10,7 +10,8 @@
 //!   limit, a throttle at once.
 //! - [`warm`]: the warm pools of provisioned concurrency, and
 //!   [`provisioned`] the budget a configuration must fit in.
-//! - [`images`]: stored packages unpacked once into bootable images.
+//! - [`images`]: stored packages unpacked once into bootable images;
+//!   [`gc`] deletes the packages and images nothing refers to any more.
 //! - [`job`]: what is dispatched ([`job::Job`]) and what comes back.
 //! - [`records`]: invocation records and Lambda's framed logs.
 //! - [`metrics`]: Prometheus series fed by every invocation.
@@ -28,6 +29,7 @@
 pub mod admission;
 pub mod dispatch;
 pub mod error;
+pub mod gc;
 pub mod images;
 pub mod job;
 pub mod memory;
@@ -52,6 +54,7 @@ use serde_json::Value;
 use admission::{Admission, Usage};
 use dispatch::Dispatcher;
 use error::{blocking, HostError, HostResult};
+use gc::Collector;
 use images::ImageCache;
 use job::{Completed, InvocationKind, Job};
 use memory::MemoryLimits;
@@ -122,6 +125,7 @@ pub struct Host {
     dispatcher: Arc<Dispatcher>,
     queue: Arc<AsyncQueue>,
     metrics: Arc<Metrics>,
+    collector: Arc<Collector>,
     limits: HostLimits,
     /// Permits of concurrent package checks.
     uploads: tokio::sync::Semaphore,
@@ -131,6 +135,8 @@ impl Host {
     /// The host over `store`; nothing runs until [`start`](Self::start).
     pub fn new(store: Store, config: &HostConfig) -> std::io::Result<Arc<Host>> {
         let images = ImageCache::new(&config.data_dir, store.clone())?;
+        store.set_records_per_function(u64::from(config.limits.records_per_function));
+        let collector = Collector::new(store.clone(), images.clone());
         let admission = Admission::new(store.clone(), config.max_concurrency, config.limits.memory);
         let pools = WarmPools::new(
             store.clone(),
@@ -147,7 +153,11 @@ impl Host {
             pools.clone(),
             metrics.clone(),
         );
-        let queue = AsyncQueue::new(store.clone(), config.retry_base_delay);
+        let queue = AsyncQueue::new(
+            store.clone(),
+            config.retry_base_delay,
+            config.limits.queued_events_per_function,
+        );
         Ok(Arc::new(Host {
             store,
             images,
@@ -156,6 +166,7 @@ impl Host {
             dispatcher,
             queue,
             metrics,
+            collector,
             limits: config.limits,
             uploads: tokio::sync::Semaphore::new(config.limits.concurrent_uploads as usize),
         }))
@@ -166,6 +177,19 @@ impl Host {
     pub fn start(&self) {
         self.start_source(self.queue.clone());
         tokio::spawn(self.pools.clone().restore());
+        tokio::spawn(self.collector.clone().run());
+    }
+
+    /// Asks for the collection of packages and images that nothing refers
+    /// to any more; call it after deleting a function, a version or an
+    /// alias, and after replacing a function's code.
+    pub fn collect_soon(&self) {
+        self.collector.soon();
+    }
+
+    /// Collects unreferenced packages and images now (blocking).
+    pub fn collect_now(&self) -> HostResult<gc::Collected> {
+        self.collector.collect()
     }
 
     /// Runs `source` for as long as the host lives.
@@ -177,6 +201,11 @@ impl Host {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The image cache.
+    pub fn images(&self) -> &ImageCache {
+        &self.images
     }
 
     /// Where unpacked images live.
@@ -284,12 +313,14 @@ impl Host {
 
     /// Checks an uploaded package and stores it content-addressed.
     /// Blocking (it writes and syncs the blob): call it off the async
-    /// workers, with the store work it belongs to.
+    /// workers, with the store work it belongs to, and keep what it
+    /// returns until the version that refers to the package is stored (the
+    /// collector waits for it).
     ///
     /// At most [`HostLimits::concurrent_uploads`] are checked at once (each
     /// may unpack 250 MB); beyond that the answer is a throttle at once.
     /// The `bootstrap` unpacked by the check becomes the package's image.
-    pub fn store_package(&self, zip: &[u8]) -> HostResult<BlobRef> {
+    pub fn store_package(&self, zip: &[u8]) -> HostResult<StoredPackage<'_>> {
         let _permit = self.uploads.try_acquire().map_err(|_| {
             HostError::Overloaded(format!(
                 "Too many package uploads are being checked at once (at most {}); \
@@ -298,12 +329,13 @@ impl Host {
             ))
         })?;
         let checked = mayfly_runner::upload::check(zip, self.images.dir())?;
+        let hold = self.collector.hold();
         let blob = self.store.put_blob(zip)?;
         if let Err(e) = self.images.adopt(&blob.sha256_hex, checked.bootstrap) {
             // Not fatal: the image is unpacked again at its first run.
             tracing::warn!(sha256 = %blob.sha256_hex, error = %e, "cannot keep the unpacked image");
         }
-        Ok(blob)
+        Ok(StoredPackage { blob, _hold: hold })
     }
 
     /// Reserves `n` of the account's concurrency for `function` alone, if
@@ -374,6 +406,21 @@ impl Host {
         .await?;
         self.pools.remove(function, qualifier).await;
         Ok(())
+    }
+}
+
+/// A package just stored, kept from the collector until dropped: drop it
+/// once the version that refers to it is stored.
+#[derive(Debug)]
+pub struct StoredPackage<'a> {
+    blob: BlobRef,
+    _hold: std::sync::RwLockReadGuard<'a, ()>,
+}
+
+impl std::ops::Deref for StoredPackage<'_> {
+    type Target = BlobRef;
+    fn deref(&self) -> &BlobRef {
+        &self.blob
     }
 }
 

@@ -326,6 +326,8 @@ async fn boot_one(
     version: FunctionVersion,
     slot: Slot,
 ) -> Result<PooledVm, String> {
+    // The boot needs the image until QEMU has loaded it.
+    let _pin = images.pin(&version.code_sha256);
     let image = images
         .image(&version.code_sha256)
         .await

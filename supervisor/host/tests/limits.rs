@@ -155,3 +155,116 @@ async fn an_accepted_package_brings_its_image_and_uploads_are_bounded() {
     assert!(matches!(refused, HostError::Overloaded(_)), "{refused}");
     assert!(refused.to_string().contains("package uploads"), "{refused}");
 }
+
+/// A bootable package that differs from [`support::package`] by a README.
+fn other_package(text: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default();
+    zip.start_file("bootstrap", options).unwrap();
+    zip.write_all(&mayfly_runner::testing::pvh_elf(
+        mayfly_runner::testing::SPIN,
+    ))
+    .unwrap();
+    zip.start_file("README", options).unwrap();
+    zip.write_all(text).unwrap();
+    zip.finish().unwrap().into_inner()
+}
+
+#[tokio::test]
+async fn unreferenced_packages_and_images_are_collected_once_unpinned() {
+    let (dir, host) = host_with(EchoRunner::open(), 4, limits(1024));
+    let images = dir.path().join("images");
+    let image = |sha: &str| images.join(format!("{sha}.elf"));
+    let store = host.store();
+    let old = host
+        .store_package(&other_package(b"one"))
+        .unwrap()
+        .sha256_hex
+        .clone();
+    store
+        .create_function("f", serde_json::json!({}), &old, 1)
+        .unwrap();
+    let new = host
+        .store_package(&other_package(b"two"))
+        .unwrap()
+        .sha256_hex
+        .clone();
+    store
+        .update_latest("f", None, |v| v.code_sha256 = new.clone())
+        .unwrap();
+    // `old` is unreferenced now, but an invocation still uses it.
+    let pin = host.images().pin(&old);
+    let collected = host.collect_now().unwrap();
+    assert_eq!(collected.spared, 1, "{collected:?}");
+    assert!(image(&old).exists() && store.read_blob(&old).is_ok());
+    drop(pin);
+    let collected = host.collect_now().unwrap();
+    assert_eq!(
+        (collected.packages.removed, collected.images),
+        (1, 1),
+        "{collected:?}"
+    );
+    assert!(!image(&old).exists());
+    assert!(image(&new).exists() && store.read_blob(&new).is_ok());
+    // The echo function's package has no image (stored directly).
+    let echo = store.get_version("echo", "$LATEST").unwrap().code_sha256;
+    store.delete_function("f").unwrap();
+    store.delete_function("echo").unwrap();
+    let collected = host.collect_now().unwrap();
+    assert_eq!(
+        (collected.packages.removed, collected.images),
+        (2, 1),
+        "{collected:?}"
+    );
+    assert!(store.list_blobs().unwrap().is_empty());
+    assert!(store.read_blob(&echo).is_err());
+}
+
+#[tokio::test]
+async fn the_event_queue_is_bounded_per_function() {
+    let (_dir, host) = host_with(
+        EchoRunner::open(),
+        4,
+        HostLimits {
+            queued_events_per_function: 2,
+            ..limits(1024)
+        },
+    );
+    // The host is not started: nothing drains the queue.
+    for id in ["a", "b"] {
+        host.invoke_async(&support::echo(), id, bytes::Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+    }
+    let refused = host
+        .invoke_async(&support::echo(), "c", bytes::Bytes::from_static(b"{}"))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, HostError::Overloaded(_)), "{refused:?}");
+    assert!(refused.to_string().contains("event queue"), "{refused}");
+    assert_eq!(host.store().queued_events("echo").unwrap(), 2);
+}
+
+#[tokio::test]
+async fn records_are_kept_within_the_retention_bound() {
+    let (_dir, host) = host_with(
+        EchoRunner::open(),
+        4,
+        HostLimits {
+            records_per_function: 2,
+            ..limits(1024)
+        },
+    );
+    for i in 0..4 {
+        invoke(&host, &format!("r{i}"), b"{}").await.unwrap();
+    }
+    let ids: Vec<String> = host
+        .store()
+        .list_invocations("echo", 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.request_id)
+        .collect();
+    assert_eq!(ids, ["r3", "r2"]);
+}

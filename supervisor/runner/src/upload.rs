@@ -63,6 +63,11 @@ impl UploadError {
         matches!(self, UploadError::ZippedTooLarge(_))
     }
 
+    /// Whether the host's disk (or quota) is full (`ENOSPC`, `EDQUOT`).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, UploadError::Host(e) if matches!(e.raw_os_error(), Some(28 | 122)))
+    }
+
     /// Whether the host, not the package, is at fault.
     pub fn is_host_failure(&self) -> bool {
         matches!(self, UploadError::Host(_))
