@@ -58,6 +58,9 @@ pub struct ServeArgs {
     /// answered 429.
     #[arg(long, value_name = "N", default_value_t = mayfly_host::DEFAULT_QUEUED_EVENTS_PER_FUNCTION)]
     max_queued_events: u32,
+    /// Package uploads checked at once; beyond it an upload is answered 429.
+    #[arg(long, value_name = "N", default_value_t = mayfly_host::DEFAULT_CONCURRENT_UPLOADS)]
+    max_concurrent_uploads: u32,
 }
 
 /// Runs the service until Ctrl-C or SIGTERM.
@@ -81,14 +84,19 @@ pub fn serve(args: ServeArgs) -> ExitCode {
             mayfly_proto::limits::MIN_MEMORY_MB
         ));
     }
-    if args.records_per_function == 0 || args.max_queued_events == 0 {
+    if args.records_per_function == 0
+        || args.max_queued_events == 0
+        || args.max_concurrent_uploads == 0
+    {
         return crate::usage_error(
-            "--records-per-function and --max-queued-events must be at least 1",
+            "--records-per-function, --max-queued-events and --max-concurrent-uploads \
+             must be at least 1",
         );
     }
     let limits = HostLimits {
         records_per_function: args.records_per_function,
         queued_events_per_function: args.max_queued_events,
+        concurrent_uploads: args.max_concurrent_uploads,
         ..HostLimits::for_this_host(args.memory_budget_mb)
     };
     let choice = match accel::detect(AccelRequest::from(args.accel)) {

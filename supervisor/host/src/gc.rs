@@ -76,8 +76,9 @@ impl Collector {
             .into_iter()
             .filter(|sha| !referenced.contains(sha))
             .collect();
-        // Pins are checked after the references were read: an invocation
-        // pins its package before it reads the store no more.
+        // Pins are read after the references: a package pinned since is
+        // spared, and one whose version was deleted before its invocation
+        // pinned it makes that invocation fail as a deleted function.
         let mut in_use = self.images.spare_pinned(&unreferenced_images);
         in_use.extend(
             self.images

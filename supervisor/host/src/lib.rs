@@ -431,16 +431,7 @@ pub fn default_max_concurrency() -> u32 {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1) as u64;
-    let mem_mb = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| kb / 1024)
-        .unwrap_or(4096);
+    let mem_mb = memory::mem_total_mb().unwrap_or(4096);
     let by_memory = mem_mb * 3 / 4 / (128 + 48);
     by_memory.min(cores * 8).max(1) as u32
 }
