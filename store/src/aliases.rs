@@ -253,7 +253,7 @@ impl Store {
     /// Deletes an alias with the event-invoke and provisioned concurrency
     /// configurations of that qualifier.
     pub fn delete_alias(&self, function_name: &str, name: &str) -> Result<()> {
-        self.write("deleting an alias", |tx| {
+        self.write_freeing("deleting an alias", |tx| {
             require_function(tx, function_name)?;
             change_one(
                 tx,

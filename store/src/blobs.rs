@@ -51,8 +51,7 @@ impl BlobRef {
     }
 }
 
-/// What [`Store::gc_blobs`] did (used by package garbage collection,
-/// issue 8).
+/// What [`Store::gc_blobs`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcReport {
     /// Blobs deleted.
@@ -189,22 +188,56 @@ impl Store {
         Ok(bytes)
     }
 
-    /// Deletes the blobs that no version references and that are older than
-    /// `grace` (a blob just stored by [`Store::put_blob`] whose function is
-    /// not created yet must survive: pass a grace of minutes in the server,
-    /// `Duration::ZERO` only when nothing is being created).
-    ///
-    /// Not called by the host yet: used by package garbage collection,
-    /// issue 8.
-    pub fn gc_blobs(&self, grace: Duration) -> Result<GcReport> {
-        let referenced: std::collections::HashSet<String> = self
+    /// The SHA-256 (hex) of every package a version references.
+    pub fn referenced_blobs(&self) -> Result<std::collections::HashSet<String>> {
+        Ok(self
             .read("listing referenced blobs", |conn| {
                 query_rows(conn, "SELECT DISTINCT code_sha256 FROM versions", [], |r| {
                     Ok(r.get(0)?)
                 })
             })?
             .into_iter()
-            .collect();
+            .collect())
+    }
+
+    /// The SHA-256 (hex) of every blob stored.
+    pub fn list_blobs(&self) -> Result<Vec<String>> {
+        let root = self.blobs_dir();
+        let mut found = Vec::new();
+        let shards = fs::read_dir(&root)
+            .map_err(|e| StoreError::io(format!("listing {}", root.display()), e))?;
+        for shard in shards.flatten() {
+            if shard.file_name() == TMP || !shard.path().is_dir() {
+                continue;
+            }
+            let files = fs::read_dir(shard.path())
+                .map_err(|e| StoreError::io(format!("listing {}", shard.path().display()), e))?;
+            found.extend(
+                files
+                    .flatten()
+                    .map(|f| f.file_name().to_string_lossy().into_owned()),
+            );
+        }
+        Ok(found)
+    }
+
+    /// Deletes the blobs that no version references and that are older than
+    /// `grace` (a blob just stored by [`Store::put_blob`] whose function is
+    /// not created yet must survive: pass a grace of minutes in the server,
+    /// `Duration::ZERO` only when nothing is being created, as the host
+    /// makes sure before it collects).
+    pub fn gc_blobs(&self, grace: Duration) -> Result<GcReport> {
+        self.gc_blobs_keeping(grace, &std::collections::HashSet::new())
+    }
+
+    /// [`gc_blobs`](Self::gc_blobs), keeping also the blobs in `keep` (the
+    /// packages running invocations use).
+    pub fn gc_blobs_keeping(
+        &self,
+        grace: Duration,
+        keep: &std::collections::HashSet<String>,
+    ) -> Result<GcReport> {
+        let referenced = self.referenced_blobs()?;
         let now = SystemTime::now();
         let mut report = GcReport::default();
         let root = self.blobs_dir();
@@ -225,7 +258,7 @@ impl Store {
                     .ok()
                     .and_then(|m| now.duration_since(m).ok())
                     .unwrap_or(Duration::ZERO);
-                if referenced.contains(&name) || age < grace {
+                if referenced.contains(&name) || keep.contains(&name) || age < grace {
                     report.kept += 1;
                     continue;
                 }

@@ -233,7 +233,7 @@ impl Store {
 
     /// Deletes the provisioned concurrency configuration of a qualifier.
     pub fn delete_provisioned_config(&self, name: &str, qualifier: &str) -> Result<()> {
-        self.write("deleting a provisioned concurrency config", |tx| {
+        self.write_freeing("deleting a provisioned concurrency config", |tx| {
             PROVISIONED_CONFIGS.delete(tx, name, qualifier)
         })
     }

@@ -126,6 +126,14 @@ pub enum StoreError {
     /// blob whose content does not match its name).
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// The data directory is open to others and cannot be made private.
+    #[error("the data directory {dir} is not private: {reason}")]
+    NotPrivate {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// What is wrong, and what to do.
+        reason: String,
+    },
     /// The database was written by a newer Mayfly with a schema this one does
     /// not know.
     #[error("database schema version {found} is newer than the supported version {supported}")]

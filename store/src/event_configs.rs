@@ -109,7 +109,7 @@ impl Store {
 
     /// Deletes the event-invoke configuration of a qualifier.
     pub fn delete_event_invoke_config(&self, name: &str, qualifier: &str) -> Result<()> {
-        self.write("deleting an event invoke config", |tx| {
+        self.write_freeing("deleting an event invoke config", |tx| {
             EVENT_INVOKE_CONFIGS.delete(tx, name, qualifier)
         })
     }

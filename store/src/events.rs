@@ -139,6 +139,36 @@ impl Store {
         self.write("enqueueing an event", |tx| insert(tx, event))
     }
 
+    /// [`enqueue_event`](Self::enqueue_event) unless the function has
+    /// `max_per_function` events queued already (counted in the same
+    /// transaction); `Ok(false)` when it has.
+    pub fn enqueue_event_within(&self, event: &Event, max_per_function: u64) -> Result<bool> {
+        self.write("enqueueing an event", |tx| {
+            let queued: i64 = tx.query_row(
+                "SELECT count(*) FROM events WHERE function_name = ?1",
+                [&event.function_name],
+                |r| r.get(0),
+            )?;
+            if crate::to_u64(queued) >= max_per_function {
+                return Ok(false);
+            }
+            insert(tx, event)?;
+            Ok(true)
+        })
+    }
+
+    /// How many events of `function_name` are queued (waiting or running).
+    pub fn queued_events(&self, function_name: &str) -> Result<u64> {
+        self.read("counting queued events", |conn| {
+            let n: i64 = conn.query_row(
+                "SELECT count(*) FROM events WHERE function_name = ?1",
+                [function_name],
+                |r| r.get(0),
+            )?;
+            Ok(crate::to_u64(n))
+        })
+    }
+
     /// Claims up to `limit` events due at `now_ms` (not in flight, or whose
     /// lease has run out), oldest due first, and leases them until
     /// `now_ms + lease_ms`. The lease should outlast the invocation (the

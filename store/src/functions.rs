@@ -281,18 +281,22 @@ impl Store {
     }
 
     /// Deletes a function with everything of it: its versions, aliases,
-    /// reserved and provisioned concurrency and event-invoke configurations.
-    /// Invocation records and queued events stay (an event of a deleted
-    /// function fails when it is processed).
+    /// reserved and provisioned concurrency and event-invoke configurations,
+    /// its invocation records and its queued events (so that deleting every
+    /// function gives the data directory back its space). Works on a full
+    /// disk.
     pub fn delete_function(&self, name: &str) -> Result<()> {
-        self.write("deleting a function", |tx| {
+        self.write_freeing("deleting a function", |tx| {
             change_one(
                 tx,
                 "DELETE FROM functions WHERE name = ?1",
                 [name],
                 Kind::Function,
                 name,
-            )
+            )?;
+            tx.execute("DELETE FROM invocations WHERE function_name = ?1", [name])?;
+            tx.execute("DELETE FROM events WHERE function_name = ?1", [name])?;
+            Ok(())
         })
     }
 }

@@ -5,9 +5,10 @@ use serde::Serialize;
 
 use crate::{query_rows, to_i64, to_u32, to_u64, Result, Store};
 
-/// Invocation records kept per function; older ones are deleted when a new
-/// one is inserted.
-const RECORDS_PER_FUNCTION: u64 = 1000;
+/// Invocation records kept per function unless
+/// [`Store::set_records_per_function`] says otherwise; older ones are
+/// deleted when a new one is inserted.
+pub const DEFAULT_RECORDS_PER_FUNCTION: u64 = 1000;
 
 /// One invocation's outcome, timings and log. Serialized, it is the wire
 /// form of Mayfly's recent-invocations endpoint (camelCase, `startedAt` in
@@ -71,10 +72,23 @@ fn read_record(row: &Row<'_>) -> Result<InvocationRecord> {
 }
 
 impl Store {
+    /// Keeps the newest `n` (at least 1) invocation records per function
+    /// from the next insert on.
+    pub fn set_records_per_function(&self, n: u64) {
+        self.inner
+            .records_per_function
+            .store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Records an invocation, then deletes the function's oldest records
-    /// beyond the newest 1000.
+    /// beyond the newest [`DEFAULT_RECORDS_PER_FUNCTION`] (or the number
+    /// set).
     pub fn insert_invocation(&self, record: &InvocationRecord) -> Result<()> {
-        let keep = to_i64(RECORDS_PER_FUNCTION);
+        let keep = to_i64(
+            self.inner
+                .records_per_function
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
         self.write("recording an invocation", |tx| {
             tx.execute(
                 &format!(

@@ -6,6 +6,8 @@
 //!   mayfly.db              SQLite, WAL mode (+ mayfly.db-wal, mayfly.db-shm)
 //!   blobs/<hex[0..2]>/<hex> package zips, content-addressed by SHA-256
 //!   blobs/tmp/             blobs being written (emptied at open)
+//!   reserve                space given up so that deletes work on a full
+//!                          disk (see `space`)
 //! ```
 //!
 //! The database holds functions and their versions (the API layer's
@@ -49,6 +51,7 @@ mod functions;
 mod invocations;
 mod qualified;
 mod schema;
+mod space;
 mod time;
 mod versions;
 
@@ -66,6 +69,7 @@ pub use events::{Event, DEFAULT_MAX_AGE_S, DEFAULT_MAX_RETRIES};
 pub use functions::{FunctionVersion, LATEST};
 pub use invocations::InvocationRecord;
 pub use schema::SCHEMA_VERSION;
+pub use space::{io_is_disk_full, RESERVE_BYTES, RESERVE_FILE};
 pub use time::{format_rfc3339, format_timestamp, now_ms, parse_timestamp_ms};
 pub use versions::{Resolved, PUBLISH_IGNORED_KEYS};
 
@@ -84,6 +88,8 @@ pub struct Store {
 struct Inner {
     conn: Mutex<Connection>,
     dir: PathBuf,
+    /// Invocation records kept per function.
+    records_per_function: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -111,10 +117,16 @@ impl Store {
         })?;
         schema::configure(&conn).map_err(|e| e.in_op("configuring the database"))?;
         schema::migrate(&mut conn)?;
+        space::use_incremental_vacuum(&conn)
+            .map_err(|e| e.in_op("turning on incremental vacuum"))?;
+        space::ensure_reserve(&dir)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
                 dir,
+                records_per_function: std::sync::atomic::AtomicU64::new(
+                    invocations::DEFAULT_RECORDS_PER_FUNCTION,
+                ),
             }),
         })
     }
@@ -141,6 +153,27 @@ impl Store {
         run(&mut conn).map_err(|e| e.in_op(op))
     }
 
+    /// [`write`](Self::write) for a delete, which must work on a full disk:
+    /// when the disk is full, the reserve is given up and `f` tried once
+    /// more.
+    pub(crate) fn write_freeing<T>(
+        &self,
+        op: &'static str,
+        f: impl Fn(&Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        match self.write(op, &f) {
+            Err(e) if e.is_disk_full() => {
+                let reserve = self.dir().join(space::RESERVE_FILE);
+                if std::fs::remove_file(&reserve).is_err() {
+                    return Err(e);
+                }
+                tracing::warn!(op, "the disk is full: the reserve is given up for a delete");
+                self.write(op, f)
+            }
+            other => other,
+        }
+    }
+
     /// Runs `f` on the connection (one statement or a read transaction).
     pub(crate) fn read<T>(
         &self,
@@ -162,11 +195,13 @@ impl Store {
 }
 
 /// Creates `dir` and its parents; a directory the store creates gets mode
-/// 0700 because the host keeps its credentials there too.
+/// 0700 because the host keeps its credentials there too. An existing one
+/// that others may enter is made 0700 when this process owns it, and
+/// refused otherwise.
 fn create_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if dir.is_dir() {
-        return Ok(());
+        return space::make_private(dir);
     }
     std::fs::DirBuilder::new()
         .recursive(true)

@@ -113,6 +113,10 @@ CREATE TABLE settings (
     value TEXT NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // 2: the queue is bounded per function, so it is counted per function.
+    r#"
+CREATE INDEX events_by_function ON events(function_name);
+"#,
 ];
 
 /// How long a connection waits for a lock held by another connection

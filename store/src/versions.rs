@@ -166,7 +166,7 @@ impl Store {
                 "$LATEST cannot be deleted; delete the function instead",
             ));
         }
-        self.write("deleting a version", |tx| {
+        self.write_freeing("deleting a version", |tx| {
             load_version(tx, name, version)?;
             let users = alias_names_using_version(tx, name, version)?;
             if !users.is_empty() {

@@ -6,6 +6,15 @@
 //! `logs` are clients of a host's API (`mayfly_client`).
 #![forbid(unsafe_code)]
 
+/// `eprintln!` that never panics: when stderr cannot be written (a log
+/// file on a full disk), the line is lost and the server keeps running.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod run_cmd;
 mod serve_cmd;
 
@@ -61,7 +70,7 @@ impl From<AccelArg> for AccelRequest {
 }
 
 pub(crate) fn usage_error(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("mayfly: error: {message}");
+    say!("mayfly: error: {message}");
     ExitCode::from(EXIT_USAGE)
 }
 
@@ -73,16 +82,20 @@ pub(crate) fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, Exi
         tokio::runtime::Builder::new_current_thread()
     };
     builder.enable_all().build().map_err(|e| {
-        eprintln!("mayfly: error: cannot start the async runtime: {e}");
+        say!("mayfly: error: cannot start the async runtime: {e}");
         ExitCode::FAILURE
     })
 }
 
 fn main() -> ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    // A log line that cannot be written is dropped: the subscriber would
+    // otherwise report it with `eprintln!`, which panics on the same
+    // unwritable stderr.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .init();
     let cli = Cli::parse();
     if let Command::Serve(args) = cli.command {

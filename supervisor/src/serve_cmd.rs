@@ -11,7 +11,7 @@ use clap::Args;
 use mayfly_api::server::{self, Listeners, ServeError};
 use mayfly_api::AppState;
 use mayfly_client::credentials::{self, CredentialsError, Origin};
-use mayfly_host::{Host, HostConfig};
+use mayfly_host::{Host, HostConfig, HostLimits};
 use mayfly_sigv4::Credentials;
 use mayfly_store::Store;
 use mayfly_vm::accel::{self, Accel, AccelRequest};
@@ -45,6 +45,22 @@ pub struct ServeArgs {
     /// Accelerator.
     #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
     accel: AccelArg,
+    /// The guest memory that running and warm VMs may hold at once, in MB
+    /// (default: the host's RAM less a reserve of a quarter, at least
+    /// 512 MB; QEMU's own overhead of about 40 MB a VM is held against
+    /// that remainder too).
+    #[arg(long, value_name = "MB")]
+    memory_budget_mb: Option<u64>,
+    /// Invocation records kept per function (the newest).
+    #[arg(long, value_name = "N", default_value_t = mayfly_host::DEFAULT_RECORDS_PER_FUNCTION)]
+    records_per_function: u32,
+    /// Async events waiting per function; beyond it an `Event` invoke is
+    /// answered 429.
+    #[arg(long, value_name = "N", default_value_t = mayfly_host::DEFAULT_QUEUED_EVENTS_PER_FUNCTION)]
+    max_queued_events: u32,
+    /// Package uploads checked at once; beyond it an upload is answered 429.
+    #[arg(long, value_name = "N", default_value_t = mayfly_host::DEFAULT_CONCURRENT_UPLOADS)]
+    max_concurrent_uploads: u32,
 }
 
 /// Runs the service until Ctrl-C or SIGTERM.
@@ -59,11 +75,35 @@ pub fn serve(args: ServeArgs) -> ExitCode {
     if args.max_concurrency == Some(0) {
         return crate::usage_error("--max-concurrency must be at least 1");
     }
+    if args
+        .memory_budget_mb
+        .is_some_and(|mb| mb < u64::from(mayfly_proto::limits::MIN_MEMORY_MB))
+    {
+        return crate::usage_error(format!(
+            "--memory-budget-mb must be at least {} (the smallest VM)",
+            mayfly_proto::limits::MIN_MEMORY_MB
+        ));
+    }
+    if args.records_per_function == 0
+        || args.max_queued_events == 0
+        || args.max_concurrent_uploads == 0
+    {
+        return crate::usage_error(
+            "--records-per-function, --max-queued-events and --max-concurrent-uploads \
+             must be at least 1",
+        );
+    }
+    let limits = HostLimits {
+        records_per_function: args.records_per_function,
+        queued_events_per_function: args.max_queued_events,
+        concurrent_uploads: args.max_concurrent_uploads,
+        ..HostLimits::for_this_host(args.memory_budget_mb)
+    };
     let choice = match accel::detect(AccelRequest::from(args.accel)) {
         Ok(choice) => choice,
         Err(e) => return crate::usage_error(e),
     };
-    eprintln!("mayfly: accelerator {}: {}", choice.accel, choice.reason);
+    say!("mayfly: accelerator {}: {}", choice.accel, choice.reason);
     let config = HostConfig {
         data_dir: args.data_dir,
         runner: Arc::new(QemuRunner::new(choice.accel)),
@@ -71,6 +111,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
             .max_concurrency
             .unwrap_or_else(mayfly_host::default_max_concurrency),
         retry_base_delay: Duration::from_millis(args.retry_base_delay_ms),
+        limits,
     };
     let runtime = match crate::runtime(true) {
         Ok(runtime) => runtime,
@@ -78,11 +119,11 @@ pub fn serve(args: ServeArgs) -> ExitCode {
     };
     match runtime.block_on(run(config, choice.accel, args.listen, metrics_listen)) {
         Ok(()) => {
-            eprintln!("mayfly: stopped");
+            say!("mayfly: stopped");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("mayfly: error: {e}");
+            say!("mayfly: error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -133,17 +174,21 @@ async fn run(
     let host = Host::new(store, &config).map_err(StartError::Images)?;
     let swept = mayfly_vm::sweep::kill_orphans(host.images_dir());
     if swept > 0 {
-        eprintln!("mayfly: killed {swept} QEMU process(es) left by a previous run");
+        say!("mayfly: killed {swept} QEMU process(es) left by a previous run");
     }
     let listeners = Listeners::bind(listen, metrics_listen).await?;
     if let Some(addr) = listeners.metrics_addr()? {
-        eprintln!("mayfly: metrics on http://{addr}/metrics");
+        say!("mayfly: metrics on http://{addr}/metrics");
     }
     host.start();
-    eprintln!(
-        "mayfly: serving the Lambda API on http://{} (accelerator {accel}, at most {} VMs at once)",
+    let memory = config.limits.memory;
+    say!(
+        "mayfly: serving the Lambda API on http://{} (accelerator {accel}, at most {} VMs at once, \
+         memory budget {} MB of guest memory, {} MB for VMs with QEMU's overhead)",
         listeners.api_addr()?,
-        config.max_concurrency
+        config.max_concurrency,
+        memory.budget_mb,
+        memory.host_limit_mb
     );
     let state = AppState::new(host, credentials);
     Ok(server::serve(listeners, state, shutdown_signal()).await?)
@@ -151,19 +196,19 @@ async fn run(
 
 fn announce_credentials(credentials: &Credentials, origin: &Origin) {
     match origin {
-        Origin::Generated(path) => eprintln!(
+        Origin::Generated(path) => say!(
             "mayfly: generated credentials (saved to {}, readable by you only):\n  \
              AWS_ACCESS_KEY_ID={}\n  AWS_SECRET_ACCESS_KEY={}",
             path.display(),
             credentials.access_key_id,
             credentials.secret_access_key
         ),
-        Origin::File(path) => eprintln!(
+        Origin::File(path) => say!(
             "mayfly: using the credentials in {} (access key {})",
             path.display(),
             credentials.access_key_id
         ),
-        Origin::Environment => eprintln!(
+        Origin::Environment => say!(
             "mayfly: using the credentials from MAYFLY_ACCESS_KEY_ID (access key {})",
             credentials.access_key_id
         ),
@@ -180,5 +225,5 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    eprintln!("mayfly: shutting down");
+    say!("mayfly: shutting down");
 }

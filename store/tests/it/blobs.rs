@@ -110,10 +110,11 @@ fn invocations_newest_first_with_retention() {
     let g = s.list_invocations("g", 10).unwrap();
     assert_eq!(g, vec![record("g", 0)]);
     assert_eq!(g[0].init_duration_ms, Some(40.25));
-    // records outlive their function
+    // deleting the function deletes its records (its space comes back)
     create(&s, "f", b"x");
     s.delete_function("f").unwrap();
-    assert_eq!(s.list_invocations("f", 2000).unwrap().len(), 1000);
+    assert_eq!(s.list_invocations("f", 2000).unwrap().len(), 0);
+    assert_eq!(s.list_invocations("g", 10).unwrap().len(), 1);
     // camelCase JSON as `mayfly logs --json` wants
     let json = serde_json::to_value(record("f", 0)).unwrap();
     assert_eq!(json["requestId"], "req-f-0");

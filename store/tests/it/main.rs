@@ -6,6 +6,7 @@ mod concurrency;
 mod durability;
 mod events;
 mod functions;
+mod space;
 
 use mayfly_store::{BlobRef, Event, FunctionVersion, Kind, Store, StoreError};
 use serde_json::json;

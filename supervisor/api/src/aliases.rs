@@ -141,6 +141,7 @@ pub async fn delete(
         Ok(state.store.delete_alias(&f.name, &alias)?)
     })
     .await?;
+    state.host.collect_soon();
     Ok(StatusCode::NO_CONTENT)
 }
 

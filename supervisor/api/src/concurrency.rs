@@ -79,6 +79,10 @@ pub async fn account_settings(State(state): State<SharedState>) -> ApiResult<Jso
             None => break,
         }
     }
+    // The memory fields are Mayfly's own: the AWS CLI and boto3 read only
+    // the members of their model and skip these; raw clients see them.
+    let memory = state.host.memory_limits();
+    let usage = state.host.usage();
     Ok(Json(json!({
         "AccountLimit": {
             "TotalCodeSize": 80_530_636_800u64,
@@ -86,7 +90,16 @@ pub async fn account_settings(State(state): State<SharedState>) -> ApiResult<Jso
             "CodeSizeZipped": mayfly_proto::limits::ZIPPED_PACKAGE_BYTES,
             "ConcurrentExecutions": limit,
             "UnreservedConcurrentExecutions": limit.saturating_sub(reserved),
+            "MayflyMemoryBudgetMB": memory.budget_mb,
+            "MayflyHostMemoryLimitMB": memory.host_limit_mb,
+            "MayflyQemuOverheadMB": memory.overhead_mb,
         },
-        "AccountUsage": { "TotalCodeSize": total_code, "FunctionCount": count },
+        "AccountUsage": {
+            "TotalCodeSize": total_code,
+            "FunctionCount": count,
+            "MayflyVms": usage.vms,
+            "MayflyMemoryInUseMB": usage.guest_mb,
+            "MayflyHostMemoryInUseMB": usage.host_mb,
+        },
     })))
 }

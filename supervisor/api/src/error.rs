@@ -131,6 +131,16 @@ impl From<StoreError> for ApiError {
             }
             StoreError::RevisionMismatch { .. } => ApiError::precondition_failed(e.to_string()),
             StoreError::InvalidArgument { .. } => ApiError::invalid_parameter(e.to_string()),
+            _ if e.is_disk_full() => {
+                tracing::error!(error = %e, "the disk is full");
+                ApiError {
+                    status: StatusCode::INSUFFICIENT_STORAGE,
+                    ..ApiError::service(format!(
+                        "The host's disk is full; delete functions or versions to free space \
+                         ({e})"
+                    ))
+                }
+            }
             _ => {
                 tracing::error!(error = %e, "store failure");
                 ApiError::service(format!("internal error: {e}"))
@@ -153,13 +163,35 @@ impl From<NameError> for ApiError {
 impl From<HostError> for ApiError {
     fn from(e: HostError) -> ApiError {
         match e {
-            HostError::Throttled(throttle) => ApiError::too_many_requests(throttle.reason()),
+            HostError::Throttled(throttle) => ApiError {
+                message: throttle.message(),
+                ..ApiError::too_many_requests(throttle.reason())
+            },
+            HostError::Overloaded(message) => ApiError {
+                message,
+                reason: None,
+                ..ApiError::too_many_requests("")
+            },
             HostError::Store(e) => e.into(),
             HostError::Name(e) => e.into(),
             HostError::Package(e) if e.is_too_large() => ApiError::too_large(e.to_string()),
+            HostError::Package(e) if e.is_disk_full() => ApiError {
+                status: StatusCode::INSUFFICIENT_STORAGE,
+                ..ApiError::service(format!(
+                    "The host's disk is full; delete functions or versions to free space \
+                         (cannot unpack the package: {e})"
+                ))
+            },
+            HostError::Package(e) if e.is_host_failure() => {
+                tracing::error!(error = %e, "cannot check a package");
+                ApiError::service(e.to_string())
+            }
             HostError::Package(e) => ApiError::invalid_parameter(e.to_string()),
             HostError::Refused(message) => ApiError::invalid_parameter(message),
-            e @ (HostError::Run(_) | HostError::Image { .. } | HostError::Task { .. }) => {
+            e @ (HostError::Run(_)
+            | HostError::Image { .. }
+            | HostError::Io { .. }
+            | HostError::Task { .. }) => {
                 tracing::error!(error = %e, "host failure");
                 ApiError::service(e.to_string())
             }

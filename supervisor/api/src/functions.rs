@@ -134,6 +134,7 @@ pub async fn update_code(
         Ok(latest)
     })
     .await?;
+    state.host.collect_soon();
     tracing::info!(function = %version.name, sha256 = %version.code_sha256, "code updated");
     Ok(Json(configuration(&version, &identity.region)))
 }
@@ -186,5 +187,6 @@ pub async fn delete(
         }
     })
     .await?;
+    state.host.collect_soon();
     Ok(StatusCode::NO_CONTENT)
 }

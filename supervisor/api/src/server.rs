@@ -1,6 +1,7 @@
 //! The listeners: the API (authenticated) and `/metrics`, and a graceful
 //! stop that lets in-flight requests drain.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -103,7 +104,12 @@ pub async fn serve(
     tokio::select! {
         result = serving => result.map_err(ServeError::Serve),
         _ = deadline => {
-            eprintln!("mayfly: invocations still running after {} s are ended", DRAIN.as_secs());
+            // Not `eprintln!`, which panics when stderr cannot be written.
+            let _ = writeln!(
+                std::io::stderr(),
+                "mayfly: invocations still running after {} s are ended",
+                DRAIN.as_secs()
+            );
             Ok(())
         }
     }

@@ -68,7 +68,7 @@ impl Dispatcher {
             let _refill = refill;
             return self.run_on(job, slot, Some(vm)).await;
         }
-        match self.admission.try_acquire(name)? {
+        match self.admission.try_acquire(name, job.settings.memory_mb)? {
             Ok(slot) => self.run_on(job, slot, None).await,
             Err(throttle) => {
                 self.metrics.throttled(name);
@@ -96,6 +96,8 @@ impl Dispatcher {
         warm: Option<Box<dyn WarmVm>>,
     ) -> HostResult<Completed> {
         let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
+        // Pinned before its image is looked up, until the VM is gone.
+        let pin = self.images.pin(&job.version.code_sha256);
         let image = match warm {
             // A warm VM has its image loaded already.
             Some(_) => PathBuf::new(),
@@ -106,6 +108,7 @@ impl Dispatcher {
         let task = tokio::spawn(async move {
             let result = run_in_task(store, metrics, runner, image, job, cancel_rx, warm).await;
             drop(slot);
+            drop(pin);
             result
         });
         let result = task.await;

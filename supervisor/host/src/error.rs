@@ -12,9 +12,13 @@ use crate::names::NameError;
 /// Why the host could not do what was asked.
 #[derive(Debug, Error)]
 pub enum HostError {
-    /// A concurrency limit refused the invocation; nothing ran.
-    #[error("Rate Exceeded.")]
+    /// A concurrency or memory limit refused the invocation; nothing ran.
+    #[error("{}", .0.message())]
     Throttled(Throttle),
+    /// A bounded resource other than concurrency is full now (concurrent
+    /// package uploads, a function's event queue): try again later.
+    #[error("{0}")]
+    Overloaded(String),
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -40,6 +44,15 @@ pub enum HostError {
         sha256: String,
         /// Why.
         reason: String,
+    },
+    /// A file of the host's own could not be read or written.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
     },
     /// A task of the host's own died (a panic, or the runtime shutting
     /// down).

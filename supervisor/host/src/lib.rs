@@ -6,10 +6,12 @@
 //! [`dispatch::Dispatcher::dispatch`]:
 //!
 //! - [`admission`]: concurrency slots within the account's limit and each
-//!   function's reservation; over a limit, a throttle at once.
+//!   function's reservation, and memory within [`memory`]'s bounds; over a
+//!   limit, a throttle at once.
 //! - [`warm`]: the warm pools of provisioned concurrency, and
 //!   [`provisioned`] the budget a configuration must fit in.
-//! - [`images`]: stored packages unpacked once into bootable images.
+//! - [`images`]: stored packages unpacked once into bootable images;
+//!   [`gc`] deletes the packages and images nothing refers to any more.
 //! - [`job`]: what is dispatched ([`job::Job`]) and what comes back.
 //! - [`records`]: invocation records and Lambda's framed logs.
 //! - [`metrics`]: Prometheus series fed by every invocation.
@@ -27,8 +29,10 @@
 pub mod admission;
 pub mod dispatch;
 pub mod error;
+pub mod gc;
 pub mod images;
 pub mod job;
+pub mod memory;
 pub mod metrics;
 pub mod names;
 pub mod provisioned;
@@ -47,11 +51,13 @@ use mayfly_runner::Runner;
 use mayfly_store::{BlobRef, FunctionVersion, ProvisionedConfig, Resolved, Store};
 use serde_json::Value;
 
-use admission::Admission;
+use admission::{Admission, Usage};
 use dispatch::Dispatcher;
 use error::{blocking, HostError, HostResult};
+use gc::Collector;
 use images::ImageCache;
 use job::{Completed, InvocationKind, Job};
+use memory::MemoryLimits;
 use metrics::Metrics;
 use names::{function_arn, FunctionRef, NameError};
 use queue::AsyncQueue;
@@ -69,6 +75,44 @@ pub struct HostConfig {
     pub max_concurrency: u32,
     /// The first retry delay of a failed async event.
     pub retry_base_delay: Duration,
+    /// The bounds on memory and storage.
+    pub limits: HostLimits,
+}
+
+/// What the host bounds besides concurrency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostLimits {
+    /// The memory VMs may hold.
+    pub memory: MemoryLimits,
+    /// Invocation records kept per function (the newest).
+    pub records_per_function: u32,
+    /// Async events waiting per function (beyond it, an `Event` invoke is
+    /// throttled).
+    pub queued_events_per_function: u32,
+    /// Package uploads checked at once (beyond it, a throttle).
+    pub concurrent_uploads: u32,
+}
+
+/// Invocation records kept per function by default.
+pub const DEFAULT_RECORDS_PER_FUNCTION: u32 = 1000;
+/// Async events waiting per function by default: at Lambda's 256 KB per
+/// event, at most 256 MB of queue per function.
+pub const DEFAULT_QUEUED_EVENTS_PER_FUNCTION: u32 = 1000;
+/// Package uploads checked at once by default: each may unzip up to 250 MB
+/// into a temporary file and hold its 50 MB zip in memory.
+pub const DEFAULT_CONCURRENT_UPLOADS: u32 = 4;
+
+impl HostLimits {
+    /// The defaults, with the memory limits of this host and `budget_mb`
+    /// when set.
+    pub fn for_this_host(budget_mb: Option<u64>) -> HostLimits {
+        HostLimits {
+            memory: MemoryLimits::detect(budget_mb),
+            records_per_function: DEFAULT_RECORDS_PER_FUNCTION,
+            queued_events_per_function: DEFAULT_QUEUED_EVENTS_PER_FUNCTION,
+            concurrent_uploads: DEFAULT_CONCURRENT_UPLOADS,
+        }
+    }
 }
 
 /// The engine, shared by every request and source.
@@ -81,13 +125,19 @@ pub struct Host {
     dispatcher: Arc<Dispatcher>,
     queue: Arc<AsyncQueue>,
     metrics: Arc<Metrics>,
+    collector: Arc<Collector>,
+    limits: HostLimits,
+    /// Permits of concurrent package checks.
+    uploads: tokio::sync::Semaphore,
 }
 
 impl Host {
     /// The host over `store`; nothing runs until [`start`](Self::start).
     pub fn new(store: Store, config: &HostConfig) -> std::io::Result<Arc<Host>> {
         let images = ImageCache::new(&config.data_dir, store.clone())?;
-        let admission = Admission::new(store.clone(), config.max_concurrency);
+        store.set_records_per_function(u64::from(config.limits.records_per_function));
+        let collector = Collector::new(store.clone(), images.clone());
+        let admission = Admission::new(store.clone(), config.max_concurrency, config.limits.memory);
         let pools = WarmPools::new(
             store.clone(),
             admission.clone(),
@@ -103,7 +153,11 @@ impl Host {
             pools.clone(),
             metrics.clone(),
         );
-        let queue = AsyncQueue::new(store.clone(), config.retry_base_delay);
+        let queue = AsyncQueue::new(
+            store.clone(),
+            config.retry_base_delay,
+            config.limits.queued_events_per_function,
+        );
         Ok(Arc::new(Host {
             store,
             images,
@@ -112,6 +166,9 @@ impl Host {
             dispatcher,
             queue,
             metrics,
+            collector,
+            limits: config.limits,
+            uploads: tokio::sync::Semaphore::new(config.limits.concurrent_uploads as usize),
         }))
     }
 
@@ -120,6 +177,19 @@ impl Host {
     pub fn start(&self) {
         self.start_source(self.queue.clone());
         tokio::spawn(self.pools.clone().restore());
+        tokio::spawn(self.collector.clone().run());
+    }
+
+    /// Asks for the collection of packages and images that nothing refers
+    /// to any more; call it after deleting a function, a version or an
+    /// alias, and after replacing a function's code.
+    pub fn collect_soon(&self) {
+        self.collector.soon();
+    }
+
+    /// Collects unreferenced packages and images now (blocking).
+    pub fn collect_now(&self) -> HostResult<gc::Collected> {
+        self.collector.collect()
     }
 
     /// Runs `source` for as long as the host lives.
@@ -131,6 +201,11 @@ impl Host {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The image cache.
+    pub fn images(&self) -> &ImageCache {
+        &self.images
     }
 
     /// Where unpacked images live.
@@ -151,6 +226,16 @@ impl Host {
     /// The account-wide limit on running VMs.
     pub fn max_concurrency(&self) -> u32 {
         self.admission.max_concurrency()
+    }
+
+    /// The memory bounds admission holds.
+    pub fn memory_limits(&self) -> MemoryLimits {
+        self.admission.memory_limits()
+    }
+
+    /// What the running and warm VMs hold now.
+    pub fn usage(&self) -> Usage {
+        self.admission.usage()
     }
 
     /// Resolves a function reference to its version (and alias routing);
@@ -228,10 +313,29 @@ impl Host {
 
     /// Checks an uploaded package and stores it content-addressed.
     /// Blocking (it writes and syncs the blob): call it off the async
-    /// workers, with the store work it belongs to.
-    pub fn store_package(&self, zip: &[u8]) -> HostResult<BlobRef> {
-        mayfly_runner::upload::check(zip)?;
-        Ok(self.store.put_blob(zip)?)
+    /// workers, with the store work it belongs to, and keep what it
+    /// returns until the version that refers to the package is stored (the
+    /// collector waits for it).
+    ///
+    /// At most [`HostLimits::concurrent_uploads`] are checked at once (each
+    /// may unpack 250 MB); beyond that the answer is a throttle at once.
+    /// The `bootstrap` unpacked by the check becomes the package's image.
+    pub fn store_package(&self, zip: &[u8]) -> HostResult<StoredPackage<'_>> {
+        let _permit = self.uploads.try_acquire().map_err(|_| {
+            HostError::Overloaded(format!(
+                "Too many package uploads are being checked at once (at most {}); \
+                 try again shortly.",
+                self.limits.concurrent_uploads
+            ))
+        })?;
+        let checked = mayfly_runner::upload::check(zip, self.images.dir())?;
+        let hold = self.collector.hold();
+        let blob = self.store.put_blob(zip)?;
+        if let Err(e) = self.images.adopt(&blob.sha256_hex, checked.bootstrap) {
+            // Not fatal: the image is unpacked again at its first run.
+            tracing::warn!(sha256 = %blob.sha256_hex, error = %e, "cannot keep the unpacked image");
+        }
+        Ok(StoredPackage { blob, _hold: hold })
     }
 
     /// Reserves `n` of the account's concurrency for `function` alone, if
@@ -277,10 +381,13 @@ impl Host {
         n: u32,
     ) -> HostResult<ProvisionedConfig> {
         let (store, limit) = (self.store.clone(), self.max_concurrency());
+        let memory = self.memory_limits();
         let (name, q) = (function.to_string(), qualifier.to_string());
         let config = blocking("storing the provisioned concurrency", move || {
             let budget = provisioned::budget_for(&store, limit, &name, &q)?;
             provisioned::check_budget(n, &budget).map_err(HostError::Refused)?;
+            provisioned::check_memory(&store, &memory, &name, &q, n)?
+                .map_err(HostError::Refused)?;
             Ok(store.put_provisioned_config(&name, &q, n)?)
         })
         .await?;
@@ -302,6 +409,21 @@ impl Host {
     }
 }
 
+/// A package just stored, kept from the collector until dropped: drop it
+/// once the version that refers to it is stored.
+#[derive(Debug)]
+pub struct StoredPackage<'a> {
+    blob: BlobRef,
+    _hold: std::sync::RwLockReadGuard<'a, ()>,
+}
+
+impl std::ops::Deref for StoredPackage<'_> {
+    type Target = BlobRef;
+    fn deref(&self) -> &BlobRef {
+        &self.blob
+    }
+}
+
 /// A sensible account-wide concurrency limit for this host: as many VMs as
 /// fit in three quarters of its memory at 128 MB (plus about 48 MB of QEMU
 /// each), and no more than 8 per core.
@@ -309,16 +431,7 @@ pub fn default_max_concurrency() -> u32 {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1) as u64;
-    let mem_mb = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| kb / 1024)
-        .unwrap_or(4096);
+    let mem_mb = memory::mem_total_mb().unwrap_or(4096);
     let by_memory = mem_mb * 3 / 4 / (128 + 48);
     by_memory.min(cores * 8).max(1) as u32
 }

@@ -2,11 +2,61 @@
 //! concurrency limits as Lambda counts it, within the function's reserved
 //! concurrency when it has one, else within what the account has left
 //! after every reservation and every other unreserved function's
-//! provisioned concurrency.
+//! provisioned concurrency; and its warm VMs' memory within the memory
+//! budget, beside every other configuration's.
 
 use mayfly_store::Store;
 
 use crate::error::HostResult;
+use crate::memory::MemoryLimits;
+use crate::settings::RunSettings;
+
+/// The memory of the VMs a configuration keeps warm, in MB: `requested`
+/// VMs of the memory of the version `function:qualifier` names.
+fn held_mb(store: &Store, function: &str, qualifier: &str, requested: u32) -> HostResult<u64> {
+    let version = store.resolve(function, Some(qualifier))?.version;
+    let memory = RunSettings::from_config(&version.config).memory_mb;
+    Ok(u64::from(requested) * u64::from(memory))
+}
+
+/// Whether `requested` warm VMs of `function:qualifier` fit in the memory
+/// budget beside every other configuration's; the error message if not.
+pub fn check_memory(
+    store: &Store,
+    limits: &MemoryLimits,
+    function: &str,
+    qualifier: &str,
+    requested: u32,
+) -> HostResult<Result<(), String>> {
+    let wanted = held_mb(store, function, qualifier, requested)?;
+    let mut others = 0u64;
+    for config in store.list_all_provisioned_configs()? {
+        if config.function_name == function && config.qualifier == qualifier {
+            continue;
+        }
+        match held_mb(
+            store,
+            &config.function_name,
+            &config.qualifier,
+            config.requested,
+        ) {
+            Ok(mb) => others += mb,
+            // A configuration whose qualifier is gone holds no VMs.
+            Err(crate::error::HostError::Store(e)) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let with_qemu = wanted + u64::from(requested) * limits.overhead_mb;
+    if others + wanted > limits.budget_mb || others + with_qemu > limits.host_limit_mb {
+        return Ok(Err(format!(
+            "Requested provisioned concurrency needs {wanted} MB of memory ({requested} VMs), \
+             but the host's memory budget is {} MB and other provisioned concurrency \
+             configurations hold {others} MB.",
+            limits.budget_mb
+        )));
+    }
+    Ok(Ok(()))
+}
 
 /// What a new configuration must fit in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

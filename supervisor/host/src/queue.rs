@@ -37,20 +37,26 @@ pub struct AsyncQueue {
     ready: Notify,
     /// The first retry delay of a failed event.
     retry_base_delay: Duration,
+    /// Events waiting per function, at most.
+    max_per_function: u32,
 }
 
 impl AsyncQueue {
-    /// The queue in `store`; failed events are first retried after
+    /// The queue in `store`, holding at most `max_per_function` events of
+    /// each function; failed events are first retried after
     /// `retry_base_delay`.
-    pub fn new(store: Store, retry_base_delay: Duration) -> Arc<AsyncQueue> {
+    pub fn new(store: Store, retry_base_delay: Duration, max_per_function: u32) -> Arc<AsyncQueue> {
         Arc::new(AsyncQueue {
             store,
             ready: Notify::new(),
             retry_base_delay,
+            max_per_function,
         })
     }
 
     /// Commits an event; the caller answers 202 only after this returns.
+    /// When the function has its most events queued already, nothing is
+    /// queued: [`HostError::Overloaded`].
     pub async fn accept(
         &self,
         request_id: &str,
@@ -59,12 +65,20 @@ impl AsyncQueue {
         payload: Bytes,
     ) -> HostResult<()> {
         let mut event = Event::new(request_id, function, qualifier, payload, now_ms());
-        let store = self.store.clone();
+        let (store, max) = (self.store.clone(), self.max_per_function);
         blocking("queueing the event", move || {
             let settings = AsyncSettings::lookup(&store, &event.function_name, &event.qualifier);
             event.max_retries = settings.max_retries;
             event.max_age_s = settings.max_age_s;
-            Ok(store.enqueue_event(&event)?)
+            if store.enqueue_event_within(&event, u64::from(max))? {
+                Ok(())
+            } else {
+                Err(HostError::Overloaded(format!(
+                    "Rate Exceeded: the event queue of function {} is full ({max} events \
+                     waiting); try again once it has drained.",
+                    event.function_name
+                )))
+            }
         })
         .await?;
         self.ready.notify_one();

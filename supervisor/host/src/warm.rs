@@ -6,7 +6,8 @@
 //! - it keeps `requested` VMs booted ([`Runner::boot`]) and paused
 //!   in their first `GET /next`, each holding a concurrency slot from
 //!   [`Admission::try_acquire`] for as long as it exists, so warm VMs count
-//!   against the limits; when no slot is free it tries again shortly;
+//!   against the limits (their memory against the memory budget); when no
+//!   slot is free it tries again shortly;
 //! - about once a second it checks the store: a configuration that is gone
 //!   (deleted with its function, alias or version) drops the pool and kills
 //!   its VMs; a qualifier that now names another version replaces them; a
@@ -325,6 +326,8 @@ async fn boot_one(
     version: FunctionVersion,
     slot: Slot,
 ) -> Result<PooledVm, String> {
+    // The boot needs the image until QEMU has loaded it.
+    let _pin = images.pin(&version.code_sha256);
     let image = images
         .image(&version.code_sha256)
         .await
@@ -404,8 +407,9 @@ async fn reconcile(pools: Arc<WarmPools>, pool: Arc<Pool>) {
         };
         let mut no_slot = false;
         if let Some(version) = &current {
+            let memory_mb = RunSettings::from_config(&version.config).memory_mb;
             while Instant::now() >= not_before && ready + boots.len() < requested {
-                match pools.admission.try_acquire(&function) {
+                match pools.admission.try_acquire(&function, memory_mb) {
                     Ok(Ok(slot)) => {
                         let (images, runner) = (pools.images.clone(), pools.runner.clone());
                         boots.spawn(boot_one(images, runner, version.clone(), slot));

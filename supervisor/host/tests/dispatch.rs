@@ -3,8 +3,9 @@
 //! choices (run, throttle, record) and that any `Source` reaches it. The
 //! real VM layer is proven by the end-to-end tests.
 
-use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod support;
+
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,113 +14,11 @@ use mayfly_host::admission::Throttle;
 use mayfly_host::dispatch::Dispatcher;
 use mayfly_host::error::HostError;
 use mayfly_host::job::{InvocationKind, Job};
-use mayfly_host::names::FunctionRef;
 use mayfly_host::source::{Source, SourceFuture};
-use mayfly_host::{Host, HostConfig};
-use mayfly_runner::{
-    BoxFuture, Cancel, InvocationOutcome, InvocationResult, RunError, RunRequest, Runner,
-    VmTemplate, WarmVm,
-};
-use mayfly_store::Store;
+use mayfly_host::Host;
 use tokio::sync::Semaphore;
 
-/// Echoes each event once a permit is available (tests hold them back to
-/// keep invocations running); counts what it ran.
-#[derive(Debug)]
-struct EchoRunner {
-    gate: Arc<Semaphore>,
-    runs: AtomicUsize,
-}
-
-impl EchoRunner {
-    fn open() -> Arc<EchoRunner> {
-        Arc::new(EchoRunner {
-            gate: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
-            runs: AtomicUsize::new(0),
-        })
-    }
-}
-
-impl Runner for EchoRunner {
-    fn run(
-        &self,
-        request: RunRequest,
-        cancel: Cancel,
-    ) -> BoxFuture<Result<InvocationOutcome, RunError>> {
-        self.runs.fetch_add(1, Ordering::SeqCst);
-        let gate = self.gate.clone();
-        Box::pin(async move {
-            tokio::select! {
-                permit = gate.acquire_owned() => drop(permit),
-                () = cancel => return Err(RunError::Cancelled),
-            }
-            Ok(InvocationOutcome {
-                request_id: request.request_id,
-                result: InvocationResult::Success(request.event),
-                init_duration: Some(Duration::from_millis(1)),
-                duration: Duration::from_millis(2),
-                billed_duration_ms: 2,
-                max_memory_used_mb: 1,
-                log: b"hello from the runner\n".to_vec(),
-            })
-        })
-    }
-
-    fn boot(&self, _template: VmTemplate) -> BoxFuture<Result<Box<dyn WarmVm>, RunError>> {
-        Box::pin(async { Err(RunError::Vm("no warm VMs in this test".into())) })
-    }
-}
-
-/// A host over a fresh store with the function `echo`.
-fn host(runner: Arc<EchoRunner>, max_concurrency: u32) -> (tempfile::TempDir, Arc<Host>) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    zip.start_file("bootstrap", zip::write::SimpleFileOptions::default())
-        .unwrap();
-    zip.write_all(&mayfly_runner::testing::pvh_elf(
-        mayfly_runner::testing::EXIT_OK,
-    ))
-    .unwrap();
-    let zip = zip.finish().unwrap().into_inner();
-    let host = Host::new(
-        store,
-        &HostConfig {
-            data_dir: dir.path().to_path_buf(),
-            runner,
-            max_concurrency,
-            retry_base_delay: Duration::from_millis(10),
-        },
-    )
-    .unwrap();
-    let blob = host.store_package(&zip).unwrap();
-    host.store()
-        .create_function(
-            "echo",
-            serde_json::json!({"MemorySize": 256, "Timeout": 5}),
-            &blob.sha256_hex,
-            blob.size,
-        )
-        .unwrap();
-    (dir, host)
-}
-
-fn echo() -> FunctionRef {
-    FunctionRef {
-        name: "echo".into(),
-        qualifier: None,
-    }
-}
-
-async fn invoke(host: &Host, id: &str, payload: &'static [u8]) -> Result<Bytes, HostError> {
-    let resolved = host.resolve(&echo(), "us-east-1")?;
-    let arn = "arn:aws:lambda:us-east-1:000000000000:function:echo".to_string();
-    let payload = Bytes::from_static(payload);
-    let completed = host
-        .invoke_sync(&echo(), resolved, arn, id.into(), payload)
-        .await?;
-    Ok(completed.payload())
-}
+use support::{echo, host, invoke, EchoRunner};
 
 #[tokio::test]
 async fn a_sync_invocation_runs_once_and_is_recorded() {

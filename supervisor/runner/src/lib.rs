@@ -12,11 +12,14 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod elf;
 pub mod invocation;
 pub mod package;
 pub mod report;
 pub mod upload;
 
+#[doc(hidden)]
+pub mod bomb;
 #[doc(hidden)]
 pub mod testing;
 

@@ -1,144 +1,24 @@
 //! Loading a function package: a bare `image.elf`, or a Lambda-style
 //! `package.zip` whose `bootstrap` entry is that ELF.
 //!
-//! QEMU's own error for a kernel it cannot boot is terse ("could not load
-//! kernel"), and a kernel without a PVH entry note may be loaded some other
-//! way and fail in the guest. So the image is checked before any VM starts:
-//! ELF64, x86_64, executable, with a Xen `PHYS32_ENTRY` note.
+//! The image is checked ([`crate::elf`]) before any VM starts. A zip's
+//! `bootstrap` is decompressed as a stream into a temporary file, counting
+//! the bytes that really come out: a zip's declared sizes can lie, the cap
+//! holds regardless, and the image is never held whole in memory.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Seek};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+pub use crate::elf::{validate_elf, validate_elf_reader, ElfError, ElfInfo, ELF_MAGIC};
+
 /// The largest image accepted (Lambda's own limit on an unzipped package).
 pub const MAX_IMAGE_BYTES: u64 = mayfly_proto::limits::UNZIPPED_PACKAGE_BYTES;
 
-const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
 const ZIP_MAGIC: &[u8; 4] = b"PK\x03\x04";
-const ELFCLASS64: u8 = 2;
-const ELFDATA2LSB: u8 = 1;
-const ET_EXEC: u16 = 2;
-const EM_X86_64: u16 = 62;
-const PT_NOTE: u32 = 4;
-/// `XEN_ELFNOTE_PHYS32_ENTRY`: the 32-bit PVH entry point.
-const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
-
-/// Why an ELF file is not a bootable Mayfly image.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum ElfError {
-    /// Too short, or no ELF magic.
-    #[error("not an ELF file")]
-    NotElf,
-    /// ELF32 or another class.
-    #[error("not a 64-bit ELF (class {0}, expected 2)")]
-    WrongClass(u8),
-    /// Big-endian.
-    #[error("not a little-endian ELF (data encoding {0})")]
-    WrongEndianness(u8),
-    /// Not for x86_64.
-    #[error("ELF is for machine {0}, not x86_64 (62)")]
-    WrongMachine(u16),
-    /// A relocatable object, shared object or core dump.
-    #[error("ELF type is {0}, not an executable (2)")]
-    NotExecutable(u16),
-    /// The program headers lie outside the file or are malformed.
-    #[error("ELF program headers are malformed: {0}")]
-    Malformed(&'static str),
-    /// No Xen `PHYS32_ENTRY` note: QEMU cannot boot it through PVH.
-    #[error("ELF has no PVH entry note (Xen note type 18 in a PT_NOTE segment); is it a Mayfly unikernel image?")]
-    NoPvhNote,
-}
-
-/// What validation learned about an image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ElfInfo {
-    /// The 32-bit PVH entry address from the note.
-    pub pvh_entry: u32,
-}
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
-/// Checks that `elf` is an image QEMU can boot through PVH.
-pub fn validate_elf(elf: &[u8]) -> Result<ElfInfo, ElfError> {
-    if elf.len() < 64 || &elf[..4] != ELF_MAGIC {
-        return Err(ElfError::NotElf);
-    }
-    if elf[4] != ELFCLASS64 {
-        return Err(ElfError::WrongClass(elf[4]));
-    }
-    if elf[5] != ELFDATA2LSB {
-        return Err(ElfError::WrongEndianness(elf[5]));
-    }
-    let machine = u16_at(elf, 18).ok_or(ElfError::NotElf)?;
-    if machine != EM_X86_64 {
-        return Err(ElfError::WrongMachine(machine));
-    }
-    let kind = u16_at(elf, 16).ok_or(ElfError::NotElf)?;
-    if kind != ET_EXEC {
-        return Err(ElfError::NotExecutable(kind));
-    }
-    let phoff = u64_at(elf, 32).ok_or(ElfError::NotElf)?;
-    let phentsize = usize::from(u16_at(elf, 54).ok_or(ElfError::NotElf)?);
-    let phnum = usize::from(u16_at(elf, 56).ok_or(ElfError::NotElf)?);
-    if phnum > 0 && phentsize < 56 {
-        return Err(ElfError::Malformed("program header entries are too small"));
-    }
-    for i in 0..phnum {
-        let at = usize::try_from(phoff)
-            .ok()
-            .and_then(|off| off.checked_add(i * phentsize))
-            .filter(|at| at.checked_add(56).is_some_and(|end| end <= elf.len()))
-            .ok_or(ElfError::Malformed(
-                "a program header lies outside the file",
-            ))?;
-        if u32_at(elf, at) != Some(PT_NOTE) {
-            continue;
-        }
-        let offset = u64_at(elf, at + 8).unwrap_or(u64::MAX);
-        let size = u64_at(elf, at + 32).unwrap_or(u64::MAX);
-        let align = u64_at(elf, at + 48).unwrap_or(0);
-        let notes = usize::try_from(offset)
-            .ok()
-            .zip(usize::try_from(size).ok())
-            .and_then(|(o, s)| elf.get(o..o.checked_add(s)?))
-            .ok_or(ElfError::Malformed(
-                "a PT_NOTE segment lies outside the file",
-            ))?;
-        if let Some(entry) = find_pvh_note(notes, if align == 8 { 8 } else { 4 }) {
-            return Ok(ElfInfo { pvh_entry: entry });
-        }
-    }
-    Err(ElfError::NoPvhNote)
-}
-
-/// Walks one PT_NOTE segment looking for `Xen` note 18.
-fn find_pvh_note(mut notes: &[u8], align: usize) -> Option<u32> {
-    let pad = |n: usize| n.div_ceil(align) * align;
-    while notes.len() >= 12 {
-        let namesz = u32_at(notes, 0)? as usize;
-        let descsz = u32_at(notes, 4)? as usize;
-        let kind = u32_at(notes, 8)?;
-        let name = notes.get(12..12 + namesz)?;
-        let desc_at = 12 + pad(namesz);
-        let desc = notes.get(desc_at..desc_at.checked_add(descsz)?)?;
-        if kind == XEN_ELFNOTE_PHYS32_ENTRY && name == b"Xen\0" && desc.len() >= 4 {
-            return u32_at(desc, 0);
-        }
-        notes = notes.get(desc_at + pad(descsz)..)?;
-    }
-    None
-}
 
 /// Why the `bootstrap` entry of a zip could not be read.
 #[derive(Debug, Error)]
@@ -152,33 +32,61 @@ pub enum BootstrapError {
     /// Decompressing it failed.
     #[error("{0}")]
     Read(std::io::Error),
-    /// It is larger than [`MAX_IMAGE_BYTES`] (declared or real).
-    #[error("`bootstrap` is larger than {MAX_IMAGE_BYTES} bytes")]
-    TooLarge,
+    /// Writing it to its temporary file failed (a full disk, for one).
+    #[error("cannot write the unpacked image: {0}")]
+    Write(std::io::Error),
+    /// More than the cap came out of it, whatever its declared size.
+    #[error("`bootstrap` unpacks to more than {0} bytes")]
+    TooLarge(u64),
 }
 
-/// Reads the `bootstrap` entry, never more than [`MAX_IMAGE_BYTES`]: the
-/// declared size can lie, the cap holds regardless.
-pub fn read_bootstrap<R: Read + Seek>(
+/// Copies at most `cap` bytes of `from` into `to`; `Ok(None)` when there
+/// was more (what was copied then is garbage for the caller to drop).
+/// Read and write errors are told apart, because a full disk is the
+/// host's fault and a corrupt stream the package's.
+pub fn copy_capped(
+    from: &mut impl Read,
+    to: &mut impl Write,
+    cap: u64,
+) -> Result<Option<u64>, BootstrapError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut copied = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(Some(copied)),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(BootstrapError::Read(e)),
+        };
+        copied += n as u64;
+        if copied > cap {
+            return Ok(None);
+        }
+        to.write_all(&buf[..n]).map_err(BootstrapError::Write)?;
+    }
+}
+
+/// Decompresses the `bootstrap` entry into a new temporary file in `dir`,
+/// stopping (and deleting the file) once more than `cap` bytes came out.
+/// Returns the file, rewound, and its length.
+pub fn extract_bootstrap<R: Read + Seek>(
     archive: &mut zip::ZipArchive<R>,
-) -> Result<Vec<u8>, BootstrapError> {
+    dir: &Path,
+    cap: u64,
+) -> Result<(tempfile::NamedTempFile, u64), BootstrapError> {
     let mut entry = match archive.by_name("bootstrap") {
         Ok(entry) => entry,
         Err(zip::result::ZipError::FileNotFound) => return Err(BootstrapError::Missing),
         Err(e) => return Err(BootstrapError::Zip(e)),
     };
-    if entry.size() > MAX_IMAGE_BYTES {
-        return Err(BootstrapError::TooLarge);
-    }
-    let mut bytes = Vec::with_capacity(entry.size() as usize);
-    (&mut entry)
-        .take(MAX_IMAGE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(BootstrapError::Read)?;
-    if bytes.len() as u64 > MAX_IMAGE_BYTES {
-        return Err(BootstrapError::TooLarge);
-    }
-    Ok(bytes)
+    let mut temp = tempfile::Builder::new()
+        .prefix(".unpacking-")
+        .tempfile_in(dir)
+        .map_err(BootstrapError::Write)?;
+    let len =
+        copy_capped(&mut entry, temp.as_file_mut(), cap)?.ok_or(BootstrapError::TooLarge(cap))?;
+    temp.as_file_mut().rewind().map_err(BootstrapError::Write)?;
+    Ok((temp, len))
 }
 
 /// Why a package could not be loaded.
@@ -264,8 +172,7 @@ pub fn load(path: &Path) -> Result<Image, PackageError> {
         if len > MAX_IMAGE_BYTES {
             return Err(PackageError::TooLarge(path.to_path_buf()));
         }
-        let bytes = fs::read(path).map_err(read_err)?;
-        let info = validate_elf(&bytes).map_err(|source| PackageError::Invalid {
+        let info = validate_elf_reader(&mut file, len).map_err(|source| PackageError::Invalid {
             path: path.to_path_buf(),
             source,
         })?;
@@ -282,28 +189,30 @@ pub fn load(path: &Path) -> Result<Image, PackageError> {
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(read_err)?;
     let mut archive = zip::ZipArchive::new(file).map_err(zip_err)?;
     let extract_err = |source| PackageError::Extract {
         path: path.to_path_buf(),
         source,
     };
-    let bytes = read_bootstrap(&mut archive).map_err(|e| match e {
-        BootstrapError::Missing => PackageError::NoBootstrap(path.to_path_buf()),
-        BootstrapError::Zip(e) => zip_err(e),
-        BootstrapError::Read(e) => extract_err(e),
-        BootstrapError::TooLarge => PackageError::TooLarge(path.to_path_buf()),
-    })?;
-    let info = validate_elf(&bytes).map_err(|source| PackageError::Invalid {
-        path: PathBuf::from(format!("{}:bootstrap", path.display())),
-        source,
-    })?;
     let temp = tempfile::Builder::new()
         .prefix("mayfly-package-")
         .tempdir()
         .map_err(extract_err)?;
+    let (mut elf, elf_len) = extract_bootstrap(&mut archive, temp.path(), MAX_IMAGE_BYTES)
+        .map_err(|e| match e {
+            BootstrapError::Missing => PackageError::NoBootstrap(path.to_path_buf()),
+            BootstrapError::Zip(e) => zip_err(e),
+            BootstrapError::Read(e) | BootstrapError::Write(e) => extract_err(e),
+            BootstrapError::TooLarge(_) => PackageError::TooLarge(path.to_path_buf()),
+        })?;
+    let info = validate_elf_reader(elf.as_file_mut(), elf_len).map_err(|source| {
+        PackageError::Invalid {
+            path: PathBuf::from(format!("{}:bootstrap", path.display())),
+            source,
+        }
+    })?;
     let image_path = temp.path().join("bootstrap");
-    fs::write(&image_path, &bytes).map_err(extract_err)?;
+    elf.persist(&image_path).map_err(|e| extract_err(e.error))?;
     fs::set_permissions(&image_path, fs::Permissions::from_mode(0o500)).map_err(extract_err)?;
     Ok(Image {
         path: image_path,
@@ -316,56 +225,6 @@ pub fn load(path: &Path) -> Result<Image, PackageError> {
 mod tests {
     use super::*;
     use crate::testing::{pvh_elf, EXIT_OK};
-    use std::io::Write;
-
-    #[test]
-    fn a_pvh_image_is_accepted() {
-        let elf = pvh_elf(EXIT_OK);
-        let info = validate_elf(&elf).unwrap();
-        assert!(info.pvh_entry >= 0x100000);
-    }
-
-    #[test]
-    fn each_defect_has_its_error() {
-        let good = pvh_elf(EXIT_OK);
-        let with = |at: usize, bytes: &[u8]| {
-            let mut elf = good.clone();
-            elf[at..at + bytes.len()].copy_from_slice(bytes);
-            validate_elf(&elf)
-        };
-        assert_eq!(validate_elf(b"#!/bin/sh\n"), Err(ElfError::NotElf));
-        assert_eq!(validate_elf(&good[..40]), Err(ElfError::NotElf));
-        assert_eq!(with(4, &[1]), Err(ElfError::WrongClass(1)));
-        assert_eq!(with(5, &[2]), Err(ElfError::WrongEndianness(2)));
-        assert_eq!(with(18, &[3, 0]), Err(ElfError::WrongMachine(3)));
-        assert_eq!(with(16, &[3, 0]), Err(ElfError::NotExecutable(3)));
-        assert!(matches!(with(32, &[0xff; 8]), Err(ElfError::Malformed(_))));
-        // The note's type is no longer 18.
-        let note = crate::testing::NOTE_OFFSET;
-        assert_eq!(with(note + 8, &[17, 0, 0, 0]), Err(ElfError::NoPvhNote));
-        // The note's name is no longer "Xen".
-        assert_eq!(with(note + 12, b"Gen"), Err(ElfError::NoPvhNote));
-        // The PT_NOTE header becomes a PT_NULL.
-        assert_eq!(with(64 + 56, &[0, 0, 0, 0]), Err(ElfError::NoPvhNote));
-    }
-
-    #[test]
-    fn notes_before_the_pvh_one_are_skipped() {
-        let mut notes = Vec::new();
-        for (name, kind, desc) in [
-            (&b"GNU\0"[..], 3u32, &b"0123456"[..]),
-            (&b"Xen\0"[..], 18, &0x1234u32.to_le_bytes()[..]),
-        ] {
-            notes.extend((name.len() as u32).to_le_bytes());
-            notes.extend((desc.len() as u32).to_le_bytes());
-            notes.extend(kind.to_le_bytes());
-            notes.extend(name);
-            notes.extend(desc);
-            notes.resize(notes.len().div_ceil(4) * 4, 0);
-        }
-        assert_eq!(find_pvh_note(&notes, 4), Some(0x1234));
-        assert_eq!(find_pvh_note(&notes[..20], 4), None);
-    }
 
     fn zip_with(entries: &[(&str, &[u8])]) -> tempfile::NamedTempFile {
         let mut file = tempfile::NamedTempFile::new().unwrap();
@@ -379,6 +238,27 @@ mod tests {
             zip.finish().unwrap();
         }
         file
+    }
+
+    #[test]
+    fn the_cap_holds_on_the_bytes_that_come_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let zip = zip_with(&[("bootstrap", &[7u8; 10_000])]);
+        let mut archive = zip::ZipArchive::new(File::open(zip.path()).unwrap()).unwrap();
+        let (file, len) = extract_bootstrap(&mut archive, dir.path(), 10_000).unwrap();
+        assert_eq!(len, 10_000);
+        assert_eq!(fs::read(file.path()).unwrap().len(), 10_000);
+        drop(file);
+        let refused = extract_bootstrap(&mut archive, dir.path(), 9_999).unwrap_err();
+        assert!(
+            matches!(refused, BootstrapError::TooLarge(9_999)),
+            "{refused}"
+        );
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "a refused extraction left its file"
+        );
     }
 
     #[test]

@@ -1,10 +1,18 @@
 //! A package as a client uploads it: a zip checked as Lambda checks one
 //! (sizes, readability), plus Mayfly's own rule that its `bootstrap` entry
 //! is a bootable image.
+//!
+//! Sizes are counted on the bytes actually read, never on what the zip
+//! declares: every entry is decompressed as a stream into nothing, the
+//! whole stopping at [`MAX_UNZIPPED_BYTES`], so a zip whose directory
+//! understates its sizes is refused having written nothing; only then is
+//! `bootstrap` unpacked into a temporary file, never held in memory.
+
+use std::path::Path;
 
 use thiserror::Error;
 
-use crate::package::{read_bootstrap, validate_elf, BootstrapError, ElfError};
+use crate::package::{copy_capped, validate_elf_reader, BootstrapError, ElfError};
 
 /// Lambda's limit on a zipped package.
 pub const MAX_ZIPPED_BYTES: u64 = mayfly_proto::limits::ZIPPED_PACKAGE_BYTES;
@@ -23,20 +31,30 @@ pub enum UploadError {
         "Could not unzip uploaded file. Please check your file, then try to upload again. ({0})"
     )]
     Unreadable(zip::result::ZipError),
-    /// Its entries add up to more than [`MAX_UNZIPPED_BYTES`].
+    /// Its entries declare, or really unpack to, more than
+    /// [`MAX_UNZIPPED_BYTES`].
     #[error(
-        "Unzipped size must be smaller than {MAX_UNZIPPED_BYTES} bytes (this package unzips to {0})"
+        "Unzipped size must be smaller than {MAX_UNZIPPED_BYTES} bytes (this package unzips to more than {0})"
     )]
     UnzippedTooLarge(u64),
     /// No `bootstrap` entry.
     #[error("The package has no `bootstrap` entry: a Mayfly package is a zip whose `bootstrap` is the unikernel image")]
     NoBootstrap,
-    /// `bootstrap` could not be read.
-    #[error("Could not unzip `bootstrap`: {0}")]
-    Bootstrap(BootstrapError),
+    /// An entry could not be decompressed.
+    #[error("Could not unzip `{entry}`: {source}")]
+    Entry {
+        /// The entry's name.
+        entry: String,
+        /// Why.
+        source: BootstrapError,
+    },
     /// `bootstrap` is not a bootable image.
     #[error("The package's bootstrap is not a bootable Mayfly image: {0}")]
     NotBootable(ElfError),
+    /// The temporary file could not be written: the host's fault (a full
+    /// disk), not the package's.
+    #[error("cannot unpack the package on the host: {0}")]
+    Host(std::io::Error),
 }
 
 impl UploadError {
@@ -44,29 +62,98 @@ impl UploadError {
     pub fn is_too_large(&self) -> bool {
         matches!(self, UploadError::ZippedTooLarge(_))
     }
+
+    /// Whether the host's disk (or quota) is full (`ENOSPC`, `EDQUOT`).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, UploadError::Host(e) if matches!(e.raw_os_error(), Some(28 | 122)))
+    }
+
+    /// Whether the host, not the package, is at fault.
+    pub fn is_host_failure(&self) -> bool {
+        matches!(self, UploadError::Host(_))
+    }
 }
 
-/// Checks an uploaded zip; nothing is written anywhere.
-pub fn check(zip_bytes: &[u8]) -> Result<(), UploadError> {
+/// A package that passed: its `bootstrap`, unpacked into a temporary file
+/// (deleted when dropped, unless persisted as the image).
+#[derive(Debug)]
+pub struct Checked {
+    /// The unpacked, validated `bootstrap`.
+    pub bootstrap: tempfile::NamedTempFile,
+    /// Bytes of all entries, unzipped.
+    pub unzipped_bytes: u64,
+}
+
+/// Checks an uploaded zip, unpacking its `bootstrap` into a temporary file
+/// in `dir` (on the same file system as the image cache, so that it can be
+/// renamed into it); nothing else is written, and nothing at all when the
+/// package is refused.
+pub fn check(zip_bytes: &[u8], dir: &Path) -> Result<Checked, UploadError> {
+    check_within(zip_bytes, dir, MAX_UNZIPPED_BYTES)
+}
+
+/// [`check`] with `max_unzipped` in place of Lambda's limit (tests use a
+/// small one).
+pub fn check_within(
+    zip_bytes: &[u8],
+    dir: &Path,
+    max_unzipped: u64,
+) -> Result<Checked, UploadError> {
     if zip_bytes.len() as u64 > MAX_ZIPPED_BYTES {
         return Err(UploadError::ZippedTooLarge(zip_bytes.len() as u64));
     }
     let mut archive =
         zip::ZipArchive::new(std::io::Cursor::new(zip_bytes)).map_err(UploadError::Unreadable)?;
-    let mut unzipped: u64 = 0;
+    // What the entries declare is a quick refusal, never an acceptance.
+    let mut declared: u64 = 0;
     for i in 0..archive.len() {
         let entry = archive.by_index_raw(i).map_err(UploadError::Unreadable)?;
-        unzipped = unzipped.saturating_add(entry.size());
+        declared = declared.saturating_add(entry.size());
     }
-    if unzipped > MAX_UNZIPPED_BYTES {
-        return Err(UploadError::UnzippedTooLarge(unzipped));
+    if declared > max_unzipped {
+        return Err(UploadError::UnzippedTooLarge(max_unzipped));
     }
-    let bootstrap = read_bootstrap(&mut archive).map_err(|e| match e {
-        BootstrapError::Missing => UploadError::NoBootstrap,
-        other => UploadError::Bootstrap(other),
-    })?;
-    validate_elf(&bootstrap).map_err(UploadError::NotBootable)?;
-    Ok(())
+    // First every entry into nothing, counting what comes out, so that a
+    // bomb is refused before a byte of it reaches the disk; then the
+    // `bootstrap` again, into its file (decompressing it twice costs less
+    // than writing 250 MB that are thrown away).
+    let mut left = max_unzipped;
+    let mut bootstrap_index = None;
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(UploadError::Unreadable)?;
+        let name = entry.name().to_string();
+        if name == "bootstrap" && bootstrap_index.is_none() {
+            bootstrap_index = Some(i);
+        }
+        let copied = copy_capped(&mut entry, &mut std::io::sink(), left)
+            .map_err(|source| UploadError::Entry {
+                entry: name,
+                source,
+            })?
+            .ok_or(UploadError::UnzippedTooLarge(max_unzipped))?;
+        left -= copied;
+    }
+    let index = bootstrap_index.ok_or(UploadError::NoBootstrap)?;
+    let mut entry = archive.by_index(index).map_err(UploadError::Unreadable)?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".upload-")
+        .tempfile_in(dir)
+        .map_err(UploadError::Host)?;
+    let len = copy_capped(&mut entry, temp.as_file_mut(), max_unzipped)
+        .map_err(|source| match source {
+            BootstrapError::Write(e) => UploadError::Host(e),
+            source => UploadError::Entry {
+                entry: "bootstrap".into(),
+                source,
+            },
+        })?
+        .ok_or(UploadError::UnzippedTooLarge(max_unzipped))?;
+    drop(entry);
+    validate_elf_reader(temp.as_file_mut(), len).map_err(UploadError::NotBootable)?;
+    Ok(Checked {
+        bootstrap: temp,
+        unzipped_bytes: max_unzipped - left,
+    })
 }
 
 #[cfg(test)]
@@ -86,27 +173,90 @@ mod tests {
         out.finish().unwrap().into_inner()
     }
 
-    #[test]
-    fn a_package_with_a_bootable_bootstrap_passes() {
-        check(&zip(&[("bootstrap", &pvh_elf(EXIT_OK)), ("README", b"hi")])).unwrap();
+    fn files_in(dir: &Path) -> usize {
+        std::fs::read_dir(dir).unwrap().count()
     }
 
     #[test]
-    fn refusals_say_why() {
+    fn a_package_with_a_bootable_bootstrap_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let elf = pvh_elf(EXIT_OK);
+        let checked = check(&zip(&[("bootstrap", &elf), ("README", b"hi")]), dir.path()).unwrap();
+        assert_eq!(checked.unzipped_bytes, elf.len() as u64 + 2);
+        assert_eq!(std::fs::read(checked.bootstrap.path()).unwrap(), elf);
+        drop(checked);
+        assert_eq!(
+            files_in(dir.path()),
+            0,
+            "the unpacked bootstrap outlived its check"
+        );
+    }
+
+    #[test]
+    fn refusals_say_why_and_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
         assert!(matches!(
-            check(&zip(&[("other", b"x")])),
+            check(&zip(&[("other", b"x")]), dir.path()),
             Err(UploadError::NoBootstrap)
         ));
         assert!(matches!(
-            check(&zip(&[("bootstrap", b"#!/bin/sh\n")])),
+            check(&zip(&[("bootstrap", b"#!/bin/sh\n")]), dir.path()),
             Err(UploadError::NotBootable(_))
         ));
-        let unreadable = check(b"PK\x03\x04 not really").unwrap_err();
+        let unreadable = check(b"PK\x03\x04 not really", dir.path()).unwrap_err();
         assert!(unreadable
             .to_string()
             .starts_with("Could not unzip uploaded file"));
         assert!(!unreadable.is_too_large());
         let big = vec![0u8; MAX_ZIPPED_BYTES as usize + 1];
-        assert!(check(&big).unwrap_err().is_too_large());
+        assert!(check(&big, dir.path()).unwrap_err().is_too_large());
+        assert_eq!(files_in(dir.path()), 0);
+    }
+
+    #[test]
+    fn the_unzipped_limit_counts_every_entry_as_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let elf = pvh_elf(EXIT_OK);
+        let other = vec![1u8; 5000];
+        let package = zip(&[("bootstrap", &elf), ("data", &other)]);
+        let total = (elf.len() + other.len()) as u64;
+        check_within(&package, dir.path(), total).unwrap();
+        let refused = check_within(&package, dir.path(), total - 1).unwrap_err();
+        assert!(
+            matches!(refused, UploadError::UnzippedTooLarge(_)),
+            "{refused}"
+        );
+        assert_eq!(files_in(dir.path()), 0);
+    }
+
+    #[test]
+    fn a_lying_zip_bomb_is_refused_on_what_comes_out_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        // Declares 1000 bytes, unpacks to 2 MB; the limit is 1 MB.
+        let bomb = crate::bomb::lying_zip(2_000_000, 1000);
+        let refused = check_within(&bomb, dir.path(), 1_000_000).unwrap_err();
+        assert!(
+            matches!(refused, UploadError::UnzippedTooLarge(1_000_000)),
+            "{refused}"
+        );
+        assert!(refused
+            .to_string()
+            .starts_with("Unzipped size must be smaller than"));
+        assert_eq!(files_in(dir.path()), 0, "the bomb left a file");
+    }
+
+    #[test]
+    fn a_lying_zip_bomb_at_lambdas_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        // 300 MB out of about 1.9 MB, declaring 4 KB, against Lambda's real
+        // limit of 250 MiB.
+        let bomb = crate::bomb::lying_zip(300_000_000, 4096);
+        assert!(bomb.len() < 2_000_000, "{} bytes", bomb.len());
+        let refused = check(&bomb, dir.path()).unwrap_err();
+        assert!(
+            matches!(refused, UploadError::UnzippedTooLarge(_)),
+            "{refused}"
+        );
+        assert_eq!(files_in(dir.path()), 0, "the bomb left a file");
     }
 }

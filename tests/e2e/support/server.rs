@@ -44,6 +44,8 @@ pub struct Options {
     pub env_credentials: bool,
     /// More arguments for `mayfly serve`.
     pub extra_args: Vec<String>,
+    /// `--data-dir` (default: `data` in the server's temporary directory).
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Options {
@@ -65,6 +67,7 @@ impl Default for Options {
             max_concurrency: None,
             env_credentials: true,
             extra_args: Vec::new(),
+            data_dir: None,
         }
     }
 }
@@ -109,7 +112,10 @@ impl Server {
             .prefix("mayfly-api-")
             .tempdir()
             .expect("temporary directory");
-        let data_dir = tmp.path().join("data");
+        let data_dir = options
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| tmp.path().join("data"));
         std::fs::write(tmp.path().join("aws-config"), "").unwrap();
         std::fs::write(tmp.path().join("aws-credentials"), "").unwrap();
         let mut server = Server {

@@ -1,0 +1,258 @@
+//! The checks that make an ELF a bootable Mayfly image: ELF64, x86_64,
+//! executable, with a Xen `PHYS32_ENTRY` note (QEMU's own error for a
+//! kernel it cannot boot is terse, and a kernel without a PVH entry note may
+//! be loaded some other way and fail in the guest).
+
+use std::io::{Read, Seek, SeekFrom};
+
+use thiserror::Error;
+
+/// The first four bytes of every ELF file.
+pub const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
+const ELFCLASS64: u8 = 2;
+const ELFDATA2LSB: u8 = 1;
+const ET_EXEC: u16 = 2;
+const EM_X86_64: u16 = 62;
+const PT_NOTE: u32 = 4;
+/// `XEN_ELFNOTE_PHYS32_ENTRY`: the 32-bit PVH entry point.
+const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+
+/// Why an ELF file is not a bootable Mayfly image.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ElfError {
+    /// Too short, or no ELF magic.
+    #[error("not an ELF file")]
+    NotElf,
+    /// ELF32 or another class.
+    #[error("not a 64-bit ELF (class {0}, expected 2)")]
+    WrongClass(u8),
+    /// Big-endian.
+    #[error("not a little-endian ELF (data encoding {0})")]
+    WrongEndianness(u8),
+    /// Not for x86_64.
+    #[error("ELF is for machine {0}, not x86_64 (62)")]
+    WrongMachine(u16),
+    /// A relocatable object, shared object or core dump.
+    #[error("ELF type is {0}, not an executable (2)")]
+    NotExecutable(u16),
+    /// The program headers lie outside the file or are malformed.
+    #[error("ELF program headers are malformed: {0}")]
+    Malformed(&'static str),
+    /// No Xen `PHYS32_ENTRY` note: QEMU cannot boot it through PVH.
+    #[error("ELF has no PVH entry note (Xen note type 18 in a PT_NOTE segment); is it a Mayfly unikernel image?")]
+    NoPvhNote,
+}
+
+/// What validation learned about an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ElfInfo {
+    /// The 32-bit PVH entry address from the note.
+    pub pvh_entry: u32,
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// Where an ELF's bytes come from: memory, or a file read piece by piece
+/// so that a 250 MB image is never held whole.
+trait Source {
+    /// The file's length.
+    fn len(&self) -> u64;
+    /// `len` bytes at `offset`; `None` beyond the end or on a read error.
+    fn bytes(&mut self, offset: u64, len: usize) -> Option<Vec<u8>>;
+}
+
+impl Source for &[u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+    fn bytes(&mut self, offset: u64, len: usize) -> Option<Vec<u8>> {
+        let at = usize::try_from(offset).ok()?;
+        self.get(at..at.checked_add(len)?).map(<[u8]>::to_vec)
+    }
+}
+
+struct Reader<R> {
+    inner: R,
+    len: u64,
+}
+
+impl<R: Read + Seek> Source for Reader<R> {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn bytes(&mut self, offset: u64, len: usize) -> Option<Vec<u8>> {
+        if offset.checked_add(len as u64)? > self.len {
+            return None;
+        }
+        self.inner.seek(SeekFrom::Start(offset)).ok()?;
+        let mut buf = vec![0; len];
+        self.inner.read_exact(&mut buf).ok()?;
+        Some(buf)
+    }
+}
+
+/// The most bytes of program headers or of one note segment read: real
+/// images have a few hundred; more is a malformed (or hostile) file.
+const MAX_TABLE_BYTES: u64 = 1 << 20;
+
+/// Checks that `elf` is an image QEMU can boot through PVH.
+pub fn validate_elf(elf: &[u8]) -> Result<ElfInfo, ElfError> {
+    validate(&mut { elf })
+}
+
+/// [`validate_elf`] on a file of `len` bytes, reading only its headers and
+/// notes.
+pub fn validate_elf_reader<R: Read + Seek>(reader: R, len: u64) -> Result<ElfInfo, ElfError> {
+    validate(&mut Reader { inner: reader, len })
+}
+
+fn validate(elf: &mut impl Source) -> Result<ElfInfo, ElfError> {
+    let header = elf.bytes(0, 64).ok_or(ElfError::NotElf)?;
+    if &header[..4] != ELF_MAGIC {
+        return Err(ElfError::NotElf);
+    }
+    if header[4] != ELFCLASS64 {
+        return Err(ElfError::WrongClass(header[4]));
+    }
+    if header[5] != ELFDATA2LSB {
+        return Err(ElfError::WrongEndianness(header[5]));
+    }
+    let machine = u16_at(&header, 18).ok_or(ElfError::NotElf)?;
+    if machine != EM_X86_64 {
+        return Err(ElfError::WrongMachine(machine));
+    }
+    let kind = u16_at(&header, 16).ok_or(ElfError::NotElf)?;
+    if kind != ET_EXEC {
+        return Err(ElfError::NotExecutable(kind));
+    }
+    let phoff = u64_at(&header, 32).ok_or(ElfError::NotElf)?;
+    let phentsize = usize::from(u16_at(&header, 54).ok_or(ElfError::NotElf)?);
+    let phnum = usize::from(u16_at(&header, 56).ok_or(ElfError::NotElf)?);
+    if phnum > 0 && phentsize < 56 {
+        return Err(ElfError::Malformed("program header entries are too small"));
+    }
+    let outside = ElfError::Malformed("a program header lies outside the file");
+    let table_len = phnum * phentsize;
+    if table_len as u64 > MAX_TABLE_BYTES {
+        return Err(outside);
+    }
+    let table = elf.bytes(phoff, table_len).ok_or(outside)?;
+    for i in 0..phnum {
+        let at = i * phentsize;
+        if u32_at(&table, at) != Some(PT_NOTE) {
+            continue;
+        }
+        let offset = u64_at(&table, at + 8).unwrap_or(u64::MAX);
+        let size = u64_at(&table, at + 32).unwrap_or(u64::MAX);
+        let align = u64_at(&table, at + 48).unwrap_or(0);
+        let outside = ElfError::Malformed("a PT_NOTE segment lies outside the file");
+        if size > MAX_TABLE_BYTES.min(elf.len()) {
+            return Err(outside);
+        }
+        let notes = elf.bytes(offset, size as usize).ok_or(outside)?;
+        if let Some(entry) = find_pvh_note(&notes, if align == 8 { 8 } else { 4 }) {
+            return Ok(ElfInfo { pvh_entry: entry });
+        }
+    }
+    Err(ElfError::NoPvhNote)
+}
+
+/// Walks one PT_NOTE segment looking for `Xen` note 18.
+fn find_pvh_note(mut notes: &[u8], align: usize) -> Option<u32> {
+    let pad = |n: usize| n.div_ceil(align) * align;
+    while notes.len() >= 12 {
+        let namesz = u32_at(notes, 0)? as usize;
+        let descsz = u32_at(notes, 4)? as usize;
+        let kind = u32_at(notes, 8)?;
+        let name = notes.get(12..12 + namesz)?;
+        let desc_at = 12 + pad(namesz);
+        let desc = notes.get(desc_at..desc_at.checked_add(descsz)?)?;
+        if kind == XEN_ELFNOTE_PHYS32_ENTRY && name == b"Xen\0" && desc.len() >= 4 {
+            return u32_at(desc, 0);
+        }
+        notes = notes.get(desc_at + pad(descsz)..)?;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{pvh_elf, EXIT_OK};
+
+    #[test]
+    fn a_pvh_image_is_accepted() {
+        let elf = pvh_elf(EXIT_OK);
+        let info = validate_elf(&elf).unwrap();
+        assert!(info.pvh_entry >= 0x100000);
+    }
+
+    #[test]
+    fn each_defect_has_its_error() {
+        let good = pvh_elf(EXIT_OK);
+        let with = |at: usize, bytes: &[u8]| {
+            let mut elf = good.clone();
+            elf[at..at + bytes.len()].copy_from_slice(bytes);
+            validate_elf(&elf)
+        };
+        assert_eq!(validate_elf(b"#!/bin/sh\n"), Err(ElfError::NotElf));
+        assert_eq!(validate_elf(&good[..40]), Err(ElfError::NotElf));
+        assert_eq!(with(4, &[1]), Err(ElfError::WrongClass(1)));
+        assert_eq!(with(5, &[2]), Err(ElfError::WrongEndianness(2)));
+        assert_eq!(with(18, &[3, 0]), Err(ElfError::WrongMachine(3)));
+        assert_eq!(with(16, &[3, 0]), Err(ElfError::NotExecutable(3)));
+        assert!(matches!(with(32, &[0xff; 8]), Err(ElfError::Malformed(_))));
+        // The note's type is no longer 18.
+        let note = crate::testing::NOTE_OFFSET;
+        assert_eq!(with(note + 8, &[17, 0, 0, 0]), Err(ElfError::NoPvhNote));
+        // The note's name is no longer "Xen".
+        assert_eq!(with(note + 12, b"Gen"), Err(ElfError::NoPvhNote));
+        // The PT_NOTE header becomes a PT_NULL.
+        assert_eq!(with(64 + 56, &[0, 0, 0, 0]), Err(ElfError::NoPvhNote));
+    }
+
+    #[test]
+    fn a_file_is_checked_as_its_bytes_are() {
+        let elf = pvh_elf(EXIT_OK);
+        let len = elf.len() as u64;
+        let from_file = validate_elf_reader(std::io::Cursor::new(&elf), len).unwrap();
+        assert_eq!(from_file, validate_elf(&elf).unwrap());
+        let mut broken = elf.clone();
+        broken[18] = 3;
+        assert_eq!(
+            validate_elf_reader(std::io::Cursor::new(&broken), len),
+            Err(ElfError::WrongMachine(3))
+        );
+        // A file shorter than it says it is.
+        assert!(matches!(
+            validate_elf_reader(std::io::Cursor::new(&elf[..100]), len),
+            Err(ElfError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn notes_before_the_pvh_one_are_skipped() {
+        let mut notes = Vec::new();
+        for (name, kind, desc) in [
+            (&b"GNU\0"[..], 3u32, &b"0123456"[..]),
+            (&b"Xen\0"[..], 18, &0x1234u32.to_le_bytes()[..]),
+        ] {
+            notes.extend((name.len() as u32).to_le_bytes());
+            notes.extend((desc.len() as u32).to_le_bytes());
+            notes.extend(kind.to_le_bytes());
+            notes.extend(name);
+            notes.extend(desc);
+            notes.resize(notes.len().div_ceil(4) * 4, 0);
+        }
+        assert_eq!(find_pvh_note(&notes, 4), Some(0x1234));
+        assert_eq!(find_pvh_note(&notes[..20], 4), None);
+    }
+}
