@@ -14,3 +14,5 @@
 
 #[cfg(test)]
 mod boot;
+#[cfg(test)]
+mod package;
