@@ -222,6 +222,8 @@ pub struct HostAddress {
 struct ApiSocket {
     handle: SocketHandle,
     connection: Option<Connection>,
+    /// Whether the socket has listened since it was last reset.
+    listening: bool,
 }
 
 /// The host's TCP/IP stack for one VM, serving the runtime API.
@@ -270,6 +272,7 @@ impl HostStack {
                 ApiSocket {
                     handle: sockets.add(socket),
                     connection: None,
+                    listening: false,
                 }
             })
             .collect();
@@ -354,7 +357,14 @@ impl HostStack {
                     // connection; on a private link to one peer there are
                     // none worth a listening socket.
                     socket.abort();
+                    // A connection closed between two turns (opened and
+                    // reset in one batch of frames) was never seen open:
+                    // it counts all the same.
+                    if slot.listening && slot.connection.is_none() {
+                        count_connection(&mut self.accepted, self.limits, api);
+                    }
                     slot.connection = None;
+                    slot.listening = true;
                     socket.set_nagle_enabled(false);
                     // The default 10 ms delayed ACK would add latency to
                     // every request; the link is free.
@@ -372,13 +382,7 @@ impl HostStack {
                 Some(connection) => connection,
                 None => {
                     tracing::debug!(remote = ?socket.remote_endpoint(), "runtime API connection");
-                    self.accepted += 1;
-                    if self.accepted > self.limits.max_connections {
-                        api.violate(Violation::limit(format!(
-                            "the guest opened more than {} connections to the runtime API",
-                            self.limits.max_connections
-                        )));
-                    }
+                    count_connection(&mut self.accepted, self.limits, api);
                     slot.connection.insert(Connection::new())
                 }
             };
@@ -418,6 +422,18 @@ impl HostStack {
             }
         }
         progressed
+    }
+}
+
+/// Counts one more connection of the VM's, and ends the invocation beyond
+/// the limit.
+fn count_connection(accepted: &mut u32, limits: NetLimits, api: &mut RuntimeApi) {
+    *accepted += 1;
+    if *accepted > limits.max_connections {
+        api.violate(Violation::limit(format!(
+            "the guest opened more than {} connections to the runtime API",
+            limits.max_connections
+        )));
     }
 }
 
