@@ -43,8 +43,8 @@ pub const MAX_CONNECTIONS: usize = 2;
 pub const MAX_ACCEPTED_CONNECTIONS: u32 = 64;
 /// Frames a VM may send in its life. A 6 MB event and a 6 MB response take
 /// about 10,000 (data one way, acknowledgements the other); anything far
-/// beyond is a flood, which costs the host a parse per frame.
-pub const MAX_GUEST_FRAMES: u64 = 65_536;
+/// beyond is a flood, which costs the host a read and a parse per frame.
+pub const MAX_GUEST_FRAMES: u64 = 32_768;
 /// Socket buffer sizes of the socket pair: enough frames in flight for a
 /// 6 MB payload to stream without drops.
 pub const PAIR_SOCKET_BUFFER: usize = 1024 * 1024;

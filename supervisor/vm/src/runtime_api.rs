@@ -422,17 +422,21 @@ impl OwnedRoute {
 
     fn too_large(&self, size: Option<u64>) -> Refusal {
         let limit = self.body_limit();
-        let size = size.map_or_else(|| "more than that".to_owned(), |n| format!("{n} bytes"));
+        // A chunked body is refused as soon as it passes the limit: its
+        // whole size is never known.
+        let size = size.map_or_else(String::new, |n| format!(" ({n} bytes)"));
         match self {
             OwnedRoute::Response(_) => Refusal::new(
                 413,
                 ERROR_RESPONSE_TOO_LARGE,
-                format!("Response payload size ({size}) exceeded maximum allowed payload size ({limit} bytes)."),
+                format!(
+                    "Response payload size{size} exceeded maximum allowed payload size ({limit} bytes)."
+                ),
             ),
             _ => Refusal::new(
                 413,
                 ERROR_LIMIT,
-                format!("a runtime API request body ({size}) exceeds {limit} bytes"),
+                format!("a runtime API request body{size} exceeds {limit} bytes"),
             ),
         }
     }
