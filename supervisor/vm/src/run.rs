@@ -224,7 +224,7 @@ impl Running {
             match event {
                 ApiEvent::Waiting { at } => Some(Ending::Waiting(at)),
                 ApiEvent::Delivered { at, .. } => {
-                    tracing::debug!(since_spawn = ?at - spawned_at, "event delivered");
+                    tracing::debug!(since_spawn = ?at - spawned_at, ?timeout, "event delivered");
                     *delivered_at = Some(at);
                     *deadline = at + timeout;
                     *limit = timeout;
