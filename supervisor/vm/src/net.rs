@@ -360,10 +360,13 @@ impl HostStack {
                     // A connection closed between two turns (opened and
                     // reset in one batch of frames) was never seen open:
                     // it counts all the same.
-                    if slot.listening && slot.connection.is_none() {
-                        count_connection(&mut self.accepted, self.limits, api);
+                    match slot.connection.take() {
+                        Some(mut connection) => connection.release(api),
+                        None if slot.listening => {
+                            count_connection(&mut self.accepted, self.limits, api)
+                        }
+                        None => {}
                     }
-                    slot.connection = None;
                     slot.listening = true;
                     socket.set_nagle_enabled(false);
                     // The default 10 ms delayed ACK would add latency to

@@ -42,6 +42,11 @@ pub const MAX_RESPONSE_BYTES: usize = mayfly_proto::limits::SYNC_PAYLOAD_BYTES;
 /// Largest body of any other request: the payload limit plus room for an
 /// error envelope around a payload-sized message.
 pub const MAX_BODY_BYTES: usize = MAX_RESPONSE_BYTES + 64 * 1024;
+/// Body bytes being received at once over all of a VM's connections: one
+/// request of the largest size, and small ones beside it. A runtime sends
+/// one body at a time; two large ones at once would double what the host
+/// holds for this VM.
+pub const MAX_BODY_BYTES_IN_FLIGHT: usize = MAX_BODY_BYTES + 64 * 1024;
 
 /// Error type of an invocation whose guest broke one of the runtime API's
 /// limits (head size, connections, frames).
@@ -214,6 +219,8 @@ pub struct RuntimeApi {
     max_memory: u64,
     /// The guest broke a rule: nothing it says counts any more.
     violated: bool,
+    /// Body bytes claimed by requests being received, on all connections.
+    in_flight: usize,
 }
 
 impl RuntimeApi {
@@ -226,6 +233,7 @@ impl RuntimeApi {
             memory_limit: u64::MAX,
             max_memory: 0,
             violated: false,
+            in_flight: 0,
         }
     }
 
@@ -239,6 +247,7 @@ impl RuntimeApi {
             memory_limit: u64::MAX,
             max_memory: 0,
             violated: false,
+            in_flight: 0,
         }
     }
 
@@ -263,10 +272,32 @@ impl RuntimeApi {
         if self.phase == Phase::Done {
             return;
         }
-        tracing::debug!(error_type = violation.error_type, message = %violation.message, "the guest broke the runtime API");
+        tracing::info!(error_type = violation.error_type, message = %violation.message, "the guest broke the runtime API");
         self.phase = Phase::Done;
         self.violated = true;
         self.events.push(ApiEvent::Violated(violation));
+    }
+
+    /// Claims room for `n` more body bytes being received; false (and
+    /// nothing claimed) when that would pass [`MAX_BODY_BYTES_IN_FLIGHT`].
+    fn claim(&mut self, n: usize) -> bool {
+        match self.in_flight.checked_add(n) {
+            Some(total) if total <= MAX_BODY_BYTES_IN_FLIGHT => {
+                self.in_flight = total;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Returns what [`claim`](Self::claim) took.
+    fn release(&mut self, n: usize) {
+        self.in_flight = self.in_flight.saturating_sub(n);
+    }
+
+    /// Body bytes claimed by requests being received.
+    pub fn body_bytes_in_flight(&self) -> usize {
+        self.in_flight
     }
 
     /// Whether the invocation has ended (result posted or rule broken).

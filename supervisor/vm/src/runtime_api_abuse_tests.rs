@@ -234,3 +234,52 @@ fn nothing_counts_after_a_violation() {
     assert_eq!(exchange(&mut api, &mut conn, &body), "");
     assert!(api.take_events().is_empty());
 }
+
+#[test]
+fn large_bodies_on_several_connections_at_once_are_a_limit() {
+    let (mut api, mut first) = delivered();
+    let big = 5 * 1024 * 1024;
+    let error_path = format!("/2018-06-01/runtime/invocation/{ID}/error");
+    let head = format!("POST {error_path} HTTP/1.1\r\nContent-Length: {big}\r\n\r\n");
+    first.receive(&mut api, head.as_bytes(), now());
+    first.receive(&mut api, &vec![b'x'; 1000], now());
+    assert_eq!(api.body_bytes_in_flight(), big);
+
+    // A connection that goes away gives its claim back.
+    let mut gone = Connection::new();
+    let small = format!("POST {error_path} HTTP/1.1\r\nContent-Length: 1000\r\n\r\n");
+    gone.receive(&mut api, small.as_bytes(), now());
+    assert_eq!(api.body_bytes_in_flight(), big + 1000);
+    gone.release(&mut api);
+    assert_eq!(api.body_bytes_in_flight(), big);
+
+    let mut second = Connection::new();
+    let answer = exchange(&mut api, &mut second, head.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let v = violation(&mut api);
+    assert_eq!(v.error_type, ERROR_LIMIT);
+    assert!(v.message.contains("several connections"), "{v:?}");
+}
+
+#[test]
+fn a_completed_body_gives_its_claim_back() {
+    let (mut api, mut conn) = delivered();
+    let request = b"GET /x HTTP/1.1\r\nContent-Length: 3000000\r\n\r\n";
+    for _ in 0..4 {
+        conn.receive(&mut api, request, now());
+        conn.receive(&mut api, &vec![b'y'; 3_000_000], now());
+        assert!(all_output(&conn).starts_with("HTTP/1.1 404"));
+        send_all(&mut conn);
+        assert_eq!(api.body_bytes_in_flight(), 0);
+    }
+    let head = format!(
+        "POST {} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        response_path()
+    );
+    conn.receive(&mut api, head.as_bytes(), now());
+    conn.receive(&mut api, b"4\r\nabcd\r\n", now());
+    assert_eq!(api.body_bytes_in_flight(), 4);
+    conn.receive(&mut api, b"0\r\n\r\n", now());
+    assert_eq!(api.body_bytes_in_flight(), 0);
+    assert!(all_output(&conn).contains("202 Accepted"));
+}

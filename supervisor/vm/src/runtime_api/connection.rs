@@ -7,7 +7,9 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::chunked::{ChunkError, Chunked};
 use super::parse::{parse_head, Framing, Head};
-use super::{Now, Refusal, Reply, RuntimeApi, ERROR_INVALID_REQUEST, ERROR_LIMIT};
+use super::{
+    Now, Refusal, Reply, RuntimeApi, ERROR_INVALID_REQUEST, ERROR_LIMIT, MAX_BODY_BYTES_IN_FLIGHT,
+};
 
 /// Answers with a body up to this size go out as one chunk with their head.
 const SMALL_BODY_BYTES: usize = 4096;
@@ -39,6 +41,9 @@ pub struct Connection {
     held_close: bool,
     /// The connection is being closed: input is ignored.
     closing: bool,
+    /// Body bytes this connection has claimed from the VM's budget
+    /// ([`RuntimeApi::claim`]).
+    claimed: usize,
 }
 
 impl Connection {
@@ -119,6 +124,11 @@ impl Connection {
                     return false;
                 }
                 Framing::Length(n) => {
+                    if !api.claim(n) {
+                        self.refuse(api, in_flight_refusal());
+                        return false;
+                    }
+                    self.claimed = n;
                     // Room for the whole request at once: a 6 MB body
                     // arriving in segments is not copied as the buffer
                     // grows.
@@ -136,6 +146,13 @@ impl Connection {
             Some((decoder, body)) => match decoder.feed(&self.input, body) {
                 Ok((used, done)) => {
                     self.input.advance(used);
+                    // A chunked body claims its bytes as they come.
+                    let grown = body.len() - self.claimed;
+                    if !api.claim(grown) {
+                        self.refuse(api, in_flight_refusal());
+                        return false;
+                    }
+                    self.claimed = body.len();
                     if !done {
                         return false;
                     }
@@ -177,6 +194,7 @@ impl Connection {
             }
         };
         let head = self.head.take().expect("head parsed above");
+        self.release(api);
         match api.handle(&head, body, now) {
             Reply::Never => self.parked = true,
             Reply::Hold => {
@@ -203,7 +221,15 @@ impl Connection {
         }
         self.head = None;
         self.chunked = None;
+        self.release(api);
         api.violate(violation);
+    }
+
+    /// Gives back the body bytes this connection claimed: its request is
+    /// complete, refused, or the connection is gone. Call it before
+    /// dropping a connection.
+    pub fn release(&mut self, api: &mut RuntimeApi) {
+        api.release(std::mem::take(&mut self.claimed));
     }
 
     fn write_response(
@@ -262,6 +288,16 @@ impl Connection {
     pub fn should_close(&self) -> bool {
         self.closing && self.pending_output().is_empty()
     }
+}
+
+fn in_flight_refusal() -> Refusal {
+    Refusal::new(
+        413,
+        ERROR_LIMIT,
+        format!(
+            "request bodies being received on several connections at once exceed {MAX_BODY_BYTES_IN_FLIGHT} bytes"
+        ),
+    )
 }
 
 fn reason(status: u16) -> &'static str {
