@@ -48,6 +48,9 @@ pub const MAX_BODY_BYTES: usize = MAX_RESPONSE_BYTES + 64 * 1024;
 /// holds for this VM.
 pub const MAX_BODY_BYTES_IN_FLIGHT: usize = MAX_BODY_BYTES + 64 * 1024;
 
+/// Longest error type kept from what a guest posts (longer ones are cut).
+pub const MAX_ERROR_TYPE_BYTES: usize = 256;
+
 /// Error type of an invocation whose guest broke one of the runtime API's
 /// limits (head size, connections, frames).
 pub const ERROR_LIMIT: &str = "Runtime.ApiLimitExceeded";
@@ -430,9 +433,18 @@ fn error_result(head: &Head, body: Bytes, init: bool) -> GuestResult {
             .and_then(Value::as_str)
             .map(str::to_owned)
     };
-    let error_type = field("errorType")
+    let mut error_type = field("errorType")
         .or_else(|| head.error_type.clone())
         .unwrap_or_else(|| "Unhandled".to_owned());
+    // An error type names a kind of error; it is kept in every invocation
+    // record, so a guest does not get to make it a payload.
+    if error_type.len() > MAX_ERROR_TYPE_BYTES {
+        let mut end = MAX_ERROR_TYPE_BYTES;
+        while !error_type.is_char_boundary(end) {
+            end -= 1;
+        }
+        error_type.truncate(end);
+    }
     GuestResult::Error {
         error_type,
         error_message: field("errorMessage").unwrap_or_default(),

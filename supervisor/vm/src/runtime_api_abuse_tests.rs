@@ -283,3 +283,24 @@ fn a_completed_body_gives_its_claim_back() {
     assert_eq!(api.body_bytes_in_flight(), 0);
     assert!(all_output(&conn).contains("202 Accepted"));
 }
+
+#[test]
+fn a_huge_error_type_is_cut() {
+    let (mut api, mut conn) = delivered();
+    let body = format!(
+        r#"{{"errorType":"{}","errorMessage":"m"}}"#,
+        "é".repeat(1000)
+    );
+    let path = format!("/2018-06-01/runtime/invocation/{ID}/error");
+    exchange(&mut api, &mut conn, &post(&path, "", &body));
+    let events = api.take_events();
+    let Some(ApiEvent::Finished {
+        result: GuestResult::Error { error_type, .. },
+        ..
+    }) = events.last()
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(error_type.len(), MAX_ERROR_TYPE_BYTES);
+    assert!(error_type.chars().all(|c| c == 'é'));
+}
