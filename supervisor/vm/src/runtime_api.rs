@@ -337,6 +337,8 @@ impl RuntimeApi {
                 if expected != Some(id.as_str()) {
                     // A VM serves one event: a post for any other id is
                     // never a runtime's honest mistake.
+                    // The id is the guest's: quoted, and only its start.
+                    let id: String = id.chars().take(64).collect();
                     let message = match expected {
                         Some(current) => format!(
                             "the guest posted for request id {id:?}, but the current one is {current}"

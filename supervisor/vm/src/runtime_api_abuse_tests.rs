@@ -304,3 +304,14 @@ fn a_huge_error_type_is_cut() {
     assert_eq!(error_type.len(), MAX_ERROR_TYPE_BYTES);
     assert!(error_type.chars().all(|c| c == 'é'));
 }
+
+#[test]
+fn a_long_foreign_request_id_is_quoted_short() {
+    let (mut api, mut conn) = delivered();
+    let id = "z".repeat(10_000);
+    let path = format!("/2018-06-01/runtime/invocation/{id}/response");
+    exchange(&mut api, &mut conn, &post(&path, "", "1"));
+    let v = violation(&mut api);
+    assert_eq!(v.error_type, ERROR_INVALID_REQUEST);
+    assert!(v.message.len() < 200, "{}", v.message);
+}
