@@ -31,6 +31,7 @@ mod heap;
 mod http;
 mod libc_mem;
 mod net;
+pub mod raw;
 mod runtime;
 pub mod sdk;
 mod virtio;

@@ -135,6 +135,8 @@ pub struct Connection {
     iface: Interface,
     sockets: SocketSet<'static>,
     handle: SocketHandle,
+    /// The runtime API's address, for [`raw`](crate::raw) connections.
+    remote: (IpAddress, u16),
 }
 
 impl Connection {
@@ -184,6 +186,7 @@ impl Connection {
             iface,
             sockets,
             handle,
+            remote: (IpAddress::Ipv4(Ipv4Address::from(host)), port),
         };
         conn.wait(|s| s.may_send() || !s.is_open());
         if !conn.socket().may_send() {
@@ -196,7 +199,8 @@ impl Connection {
         self.sockets.get_mut::<tcp::Socket>(self.handle)
     }
 
-    fn poll(&mut self) {
+    /// Runs the stack once: frames in and out, timers.
+    pub(crate) fn poll(&mut self) {
         self.iface.poll(now(), &mut self.phy, &mut self.sockets);
     }
 
@@ -251,5 +255,61 @@ impl Connection {
     /// off cannot lose the last bytes.
     pub fn drain(&mut self) {
         self.wait(|s| s.send_queue() == 0 || !s.is_open());
+    }
+
+    /// Queues what fits of `data` on the runtime-API connection without
+    /// waiting; how much it took.
+    pub(crate) fn try_send(&mut self, data: &[u8]) -> Result<usize, NetError> {
+        self.poll();
+        let socket = self.socket();
+        if !socket.may_send() {
+            return Err(NetError::Closed);
+        }
+        let sent = socket.send_slice(data).map_err(|_| NetError::Closed)?;
+        self.poll();
+        Ok(sent)
+    }
+
+    /// Opens another connection to the runtime API (small buffers: these
+    /// are for [`raw`](crate::raw) use, not payloads), without waiting for
+    /// it to be established.
+    pub(crate) fn open_extra(&mut self, local_port: u16) -> Result<SocketHandle, NetError> {
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; 2048]),
+            tcp::SocketBuffer::new(vec![0; 2048]),
+        );
+        socket
+            .connect(self.iface.context(), self.remote, local_port)
+            .map_err(|_| NetError::Connect)?;
+        Ok(self.sockets.add(socket))
+    }
+
+    /// A socket added by [`open_extra`](Self::open_extra).
+    pub(crate) fn extra(&mut self, handle: SocketHandle) -> &mut tcp::Socket<'static> {
+        self.sockets.get_mut::<tcp::Socket>(handle)
+    }
+
+    /// Forgets a socket added by [`open_extra`](Self::open_extra).
+    pub(crate) fn remove_extra(&mut self, handle: SocketHandle) {
+        self.sockets.remove(handle);
+    }
+
+    /// The card's MAC address.
+    pub(crate) fn mac(&self) -> [u8; 6] {
+        match self.iface.hardware_addr() {
+            smoltcp::wire::HardwareAddress::Ethernet(EthernetAddress(mac)) => mac,
+        }
+    }
+
+    /// Sends one Ethernet frame as it is, past the TCP/IP stack; false if
+    /// the card had no room for it.
+    pub(crate) fn send_frame(&mut self, frame: &[u8]) -> bool {
+        let mut nic = self.phy.nic.borrow_mut();
+        if !nic.can_send() {
+            return false;
+        }
+        let mut buffer = nic.new_tx_buffer(frame.len());
+        buffer.packet_mut().copy_from_slice(frame);
+        nic.send(buffer).is_ok()
     }
 }

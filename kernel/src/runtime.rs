@@ -29,13 +29,13 @@ extern "Rust" {
 }
 
 /// The connection to the runtime API and the event in flight.
-struct Client {
-    conn: Connection,
-    host: String,
+pub(crate) struct Client {
+    pub(crate) conn: Connection,
+    pub(crate) host: String,
     request_id: Option<String>,
 }
 
-static CLIENT: Global<Option<Client>> = Global::new(None);
+pub(crate) static CLIENT: Global<Option<Client>> = Global::new(None);
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {

@@ -19,6 +19,7 @@ mod boto3;
 mod concurrency;
 mod errors;
 mod functions;
+mod hostile;
 mod invoke;
 mod limits;
 mod metrics;

@@ -17,7 +17,14 @@ use zip::write::SimpleFileOptions;
 use crate::util;
 
 /// Every image in `images/`, in the order they are built and demonstrated.
-pub const IMAGES: &[&str] = &["echo", "hello", "wordcount", "misbehave", "recorder"];
+pub const IMAGES: &[&str] = &[
+    "echo",
+    "hello",
+    "wordcount",
+    "misbehave",
+    "recorder",
+    "hostile",
+];
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 
 /// One built image.

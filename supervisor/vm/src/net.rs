@@ -6,6 +6,12 @@
 //! TCP port 9001. There is no routing and no other listener, so the VM can
 //! reach nothing else: ARP for other addresses goes unanswered, other TCP
 //! ports get a reset, everything else is dropped.
+//!
+//! What one VM can cost the host here is bounded: [`MAX_CONNECTIONS`]
+//! sockets with fixed buffers, at most [`NetLimits::max_connections`]
+//! connections and [`NetLimits::max_frames`] frames per VM (beyond them
+//! the invocation ends with [`ERROR_LIMIT`](crate::runtime_api::ERROR_LIMIT)),
+//! and a connection is not read while its answer is unsent.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -21,7 +27,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::runtime_api::{ApiEvent, Connection, Now, RuntimeApi};
+use crate::runtime_api::{ApiEvent, Connection, Now, RuntimeApi, Violation};
 use crate::sys;
 
 /// The host side's MAC address on every VM's private network.
@@ -32,6 +38,13 @@ pub const TCP_BUFFER_BYTES: usize = 256 * 1024;
 /// Listening sockets: the guest needs one connection; a second lets it
 /// reconnect while the first is still closing.
 pub const MAX_CONNECTIONS: usize = 2;
+/// Connections a VM may open to the runtime API in its life: a runtime needs
+/// one, or one per request if it does not keep connections alive.
+pub const MAX_ACCEPTED_CONNECTIONS: u32 = 64;
+/// Frames a VM may send in its life. A 6 MB event and a 6 MB response take
+/// about 10,000 (data one way, acknowledgements the other); anything far
+/// beyond is a flood, which costs the host a read and a parse per frame.
+pub const MAX_GUEST_FRAMES: u64 = 32_768;
 /// Socket buffer sizes of the socket pair: enough frames in flight for a
 /// 6 MB payload to stream without drops.
 pub const PAIR_SOCKET_BUFFER: usize = 1024 * 1024;
@@ -63,12 +76,34 @@ pub fn socket_pair() -> Result<(OwnedFd, OwnedFd), NetError> {
     Ok((host, guest))
 }
 
+/// What one VM may use of its network in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetLimits {
+    /// Connections accepted.
+    pub max_connections: u32,
+    /// Frames received from the VM.
+    pub max_frames: u64,
+}
+
+impl Default for NetLimits {
+    fn default() -> Self {
+        NetLimits {
+            max_connections: MAX_ACCEPTED_CONNECTIONS,
+            max_frames: MAX_GUEST_FRAMES,
+        }
+    }
+}
+
 /// A smoltcp device over a nonblocking datagram socket: one datagram, one
 /// Ethernet frame.
 #[derive(Debug)]
 pub struct FrameSocket {
     fd: AsyncFd<OwnedFd>,
     rx: Box<[u8; MAX_FRAME]>,
+    /// Frames received so far.
+    frames: u64,
+    /// Beyond it frames are read and dropped unseen.
+    max_frames: u64,
 }
 
 impl FrameSocket {
@@ -80,6 +115,8 @@ impl FrameSocket {
         Ok(FrameSocket {
             fd,
             rx: Box::new([0; MAX_FRAME]),
+            frames: 0,
+            max_frames: u64::MAX,
         })
     }
 
@@ -144,6 +181,12 @@ impl phy::Device for FrameSocket {
                 }
             };
             tracing::trace!(len = n, "frame from the VM");
+            self.frames += 1;
+            if self.frames > self.max_frames {
+                // Still read, so that the socket does not stay readable and
+                // wake the stack for nothing; the invocation is ending.
+                continue;
+            }
             if n > MAX_FRAME {
                 tracing::debug!(len = n, "oversized frame from the VM dropped");
                 continue;
@@ -179,6 +222,8 @@ pub struct HostAddress {
 struct ApiSocket {
     handle: SocketHandle,
     connection: Option<Connection>,
+    /// Whether the socket has listened since it was last reset.
+    listening: bool,
 }
 
 /// The host's TCP/IP stack for one VM, serving the runtime API.
@@ -189,13 +234,26 @@ pub struct HostStack {
     listeners: Vec<ApiSocket>,
     port: u16,
     epoch: Instant,
+    limits: NetLimits,
+    /// Connections accepted so far.
+    accepted: u32,
 }
 
 impl HostStack {
     /// A stack on `fd` (the supervisor's end of the socket pair) listening
     /// on `address`.
     pub fn new(fd: OwnedFd, address: HostAddress) -> Result<HostStack, NetError> {
+        HostStack::with_limits(fd, address, NetLimits::default())
+    }
+
+    /// A stack as [`new`](Self::new) makes, with other limits.
+    pub fn with_limits(
+        fd: OwnedFd,
+        address: HostAddress,
+        limits: NetLimits,
+    ) -> Result<HostStack, NetError> {
         let mut device = FrameSocket::new(fd)?;
+        device.max_frames = limits.max_frames;
         let epoch = Instant::now();
         let mut config = Config::new(EthernetAddress(HOST_MAC).into());
         config.random_seed = rand_u64();
@@ -214,6 +272,7 @@ impl HostStack {
                 ApiSocket {
                     handle: sockets.add(socket),
                     connection: None,
+                    listening: false,
                 }
             })
             .collect();
@@ -224,6 +283,8 @@ impl HostStack {
             listeners,
             port: address.port,
             epoch,
+            limits,
+            accepted: 0,
         })
     }
 
@@ -245,6 +306,12 @@ impl HostStack {
                 let now = self.now();
                 let polled = self.iface.poll(now, &mut self.device, &mut self.sockets);
                 let served = self.serve(api);
+                if self.device.frames > self.limits.max_frames {
+                    api.violate(Violation::limit(format!(
+                        "the guest sent more than {} network frames",
+                        self.limits.max_frames
+                    )));
+                }
                 for event in api.take_events() {
                     let _ = events.send(event);
                 }
@@ -290,7 +357,17 @@ impl HostStack {
                     // connection; on a private link to one peer there are
                     // none worth a listening socket.
                     socket.abort();
-                    slot.connection = None;
+                    // A connection closed between two turns (opened and
+                    // reset in one batch of frames) was never seen open:
+                    // it counts all the same.
+                    match slot.connection.take() {
+                        Some(mut connection) => connection.release(api),
+                        None if slot.listening => {
+                            count_connection(&mut self.accepted, self.limits, api)
+                        }
+                        None => {}
+                    }
+                    slot.listening = true;
                     socket.set_nagle_enabled(false);
                     // The default 10 ms delayed ACK would add latency to
                     // every request; the link is free.
@@ -304,32 +381,42 @@ impl HostStack {
                 tcp::State::Listen | tcp::State::SynReceived => continue,
                 _ => {}
             }
-            let connection = slot.connection.get_or_insert_with(|| {
-                tracing::debug!(remote = ?socket.remote_endpoint(), "runtime API connection");
-                Connection::new()
-            });
-            // A warm VM's held `next`, answerable once its event arrived.
-            if connection.resume(api, Now::current()) {
-                progressed = true;
-            }
-            while socket.can_recv() {
-                let received = socket.recv(|data| {
-                    connection.receive(api, data, Now::current());
-                    (data.len(), data.len())
-                });
-                match received {
-                    Ok(n) if n > 0 => progressed = true,
-                    _ => break,
+            let connection = match &mut slot.connection {
+                Some(connection) => connection,
+                None => {
+                    tracing::debug!(remote = ?socket.remote_endpoint(), "runtime API connection");
+                    count_connection(&mut self.accepted, self.limits, api);
+                    slot.connection.insert(Connection::new())
                 }
-            }
-            while !connection.pending_output().is_empty() && socket.can_send() {
-                match socket.send_slice(connection.pending_output()) {
-                    Ok(n) if n > 0 => {
-                        connection.consume_output(n);
-                        progressed = true;
+            };
+            // Answers go out before more requests come in: a connection
+            // whose answers are unsent is not read (see Connection).
+            loop {
+                // A warm VM's held `next` once its event arrived, or the
+                // next request buffered behind an answer now sent.
+                let mut moved = connection.resume(api, Now::current());
+                while !connection.pending_output().is_empty() && socket.can_send() {
+                    match socket.send_slice(connection.pending_output()) {
+                        Ok(n) if n > 0 => {
+                            connection.consume_output(n);
+                            moved = true;
+                        }
+                        _ => break,
                     }
-                    _ => break,
                 }
+                if connection.wants_input() && socket.can_recv() {
+                    let received = socket.recv(|data| {
+                        connection.receive(api, data, Now::current());
+                        (data.len(), data.len())
+                    });
+                    if matches!(received, Ok(n) if n > 0) {
+                        moved = true;
+                    }
+                }
+                if !moved {
+                    break;
+                }
+                progressed = true;
             }
             let peer_done = !socket.may_recv() && connection.pending_output().is_empty();
             if (connection.should_close() || peer_done) && socket.may_send() {
@@ -338,6 +425,18 @@ impl HostStack {
             }
         }
         progressed
+    }
+}
+
+/// Counts one more connection of the VM's, and ends the invocation beyond
+/// the limit.
+fn count_connection(accepted: &mut u32, limits: NetLimits, api: &mut RuntimeApi) {
+    *accepted += 1;
+    if *accepted > limits.max_connections {
+        api.violate(Violation::limit(format!(
+            "the guest opened more than {} connections to the runtime API",
+            limits.max_connections
+        )));
     }
 }
 

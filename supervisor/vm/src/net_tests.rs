@@ -115,14 +115,26 @@ fn start_host(
     UnboundedReceiver<ApiEvent>,
     tokio::task::JoinHandle<()>,
 ) {
+    start_host_with(event, NetLimits::default())
+}
+
+fn start_host_with(
+    event: &[u8],
+    limits: NetLimits,
+) -> (
+    Guest,
+    UnboundedReceiver<ApiEvent>,
+    tokio::task::JoinHandle<()>,
+) {
     let (host_fd, guest_fd) = socket_pair().unwrap();
-    let mut stack = HostStack::new(
+    let mut stack = HostStack::with_limits(
         host_fd,
         HostAddress {
             ip: [10, 0, 2, 2],
             prefix_len: 24,
             port: 9001,
         },
+        limits,
     )
     .unwrap();
     let mut api = RuntimeApi::new(Invocation {
@@ -248,5 +260,117 @@ async fn other_ports_are_refused() {
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    host.abort();
+}
+
+/// Waits up to 10 s for the host to report a violation.
+async fn violation(events: &mut UnboundedReceiver<ApiEvent>) -> crate::runtime_api::Violation {
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Some(ApiEvent::Violated(v)) => return v,
+                Some(_) => continue,
+                None => panic!("the host stack ended"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .expect("no violation reported within 10 s")
+}
+
+#[tokio::test]
+async fn a_frame_flood_ends_the_invocation() {
+    let limits = NetLimits {
+        max_frames: 200,
+        ..NetLimits::default()
+    };
+    let (guest, mut events, host) = start_host_with(b"{}", limits);
+    let fd = guest.device.fd.get_ref().as_fd();
+    // Frames for nobody (a made-up EtherType): each costs the host a read
+    // and a parse, and none is answered.
+    let mut frame = [0u8; 60];
+    frame[..6].copy_from_slice(&HOST_MAC);
+    frame[6..12].copy_from_slice(&GUEST_MAC);
+    frame[12..14].copy_from_slice(&[0x88, 0xb5]);
+    for _ in 0..300 {
+        while sys::send_datagram(fd, &frame).is_err() {
+            tokio::task::yield_now().await;
+        }
+    }
+    let v = violation(&mut events).await;
+    assert_eq!(v.error_type, crate::runtime_api::ERROR_LIMIT);
+    assert!(v.message.contains("200 network frames"), "{}", v.message);
+    host.abort();
+}
+
+#[tokio::test]
+async fn a_connection_flood_ends_the_invocation() {
+    let limits = NetLimits {
+        max_connections: 3,
+        ..NetLimits::default()
+    };
+    let (mut guest, mut events, host) = start_host_with(b"{}", limits);
+    let flood = async {
+        for port in 50000..50010u16 {
+            let handle = guest.connect(9001, port);
+            // Connected, then dropped at once: a slot frees up for the next.
+            loop {
+                let now = guest.now();
+                guest.iface.poll(now, &mut guest.device, &mut guest.sockets);
+                let socket = guest.sockets.get_mut::<tcp::Socket>(handle);
+                if socket.may_send() {
+                    socket.abort();
+                    let now = guest.now();
+                    guest.iface.poll(now, &mut guest.device, &mut guest.sockets);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    let v = tokio::select! {
+        v = violation(&mut events) => v,
+        () = flood => unreachable!(),
+    };
+    assert_eq!(v.error_type, crate::runtime_api::ERROR_LIMIT);
+    assert!(
+        v.message.contains("more than 3 connections"),
+        "{}",
+        v.message
+    );
+    host.abort();
+}
+
+#[tokio::test]
+async fn a_guest_that_pipelines_without_reading_is_stopped_by_the_window() {
+    let (mut guest, _events, host) = start_host(b"{}");
+    let handle = guest.connect(9001, 49155);
+    let request = b"GET /2018-06-01/runtime/nothing HTTP/1.1\r\nHost: h\r\n\r\n";
+    let mut sent = 0usize;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(1) {
+        let now = guest.now();
+        guest.iface.poll(now, &mut guest.device, &mut guest.sockets);
+        let socket = guest.sockets.get_mut::<tcp::Socket>(handle);
+        while socket.can_send() {
+            let n = socket.send_slice(&request[sent % request.len()..]).unwrap();
+            if n == 0 {
+                break;
+            }
+            sent += n;
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    // What the host took is at most one read into its input, its socket's
+    // receive buffer and the guest's send buffer: it stopped reading once
+    // its answers were unsent, instead of answering into memory.
+    let bound = 2 * TCP_BUFFER_BYTES + 64 * 1024;
+    assert!(
+        sent <= bound,
+        "the guest pushed {sent} bytes (bound {bound})"
+    );
+    assert!(sent > request.len(), "nothing was sent at all");
     host.abort();
 }

@@ -28,7 +28,7 @@ use crate::accel::Accel;
 use crate::console::{self, CappedLog};
 use crate::net::{self, HostAddress, HostStack, NetError};
 use crate::qemu::{self, SpawnError, VmConfig};
-use crate::runtime_api::{self, ApiEvent, GuestResult, Invocation, RuntimeApi};
+use crate::runtime_api::{self, ApiEvent, GuestResult, Invocation, RuntimeApi, Violation};
 use crate::sys::{self, Signal};
 
 /// How long the network keeps running after QEMU exits, so that a result
@@ -54,6 +54,8 @@ enum Ending {
     /// A warm VM's guest asked for its event; nothing was delivered.
     Waiting(Instant),
     Finished(Instant, GuestResult),
+    /// The guest broke a rule or limit of the runtime API.
+    Violated(Violation),
     Exited(std::process::ExitStatus),
     TimedOut(Duration),
     NetFailed(NetError),
@@ -123,9 +125,10 @@ impl Running {
     fn start(
         template: &VmTemplate,
         accel: Accel,
-        api: RuntimeApi,
+        mut api: RuntimeApi,
         timeout: Duration,
     ) -> Result<Running, RunError> {
+        api.set_memory_limit(u64::from(template.memory_mb) * 1024 * 1024);
         let mut boot = BootConfig::new(&template.function_name, template.memory_mb);
         boot.function_version = template.function_version.clone();
         boot.env = template.env.clone();
@@ -221,7 +224,7 @@ impl Running {
             match event {
                 ApiEvent::Waiting { at } => Some(Ending::Waiting(at)),
                 ApiEvent::Delivered { at, .. } => {
-                    tracing::debug!(since_spawn = ?at - spawned_at, "event delivered");
+                    tracing::debug!(since_spawn = ?at - spawned_at, ?timeout, "event delivered");
                     *delivered_at = Some(at);
                     *deadline = at + timeout;
                     *limit = timeout;
@@ -232,6 +235,7 @@ impl Running {
                     None
                 }
                 ApiEvent::Finished { at, result } => Some(Ending::Finished(at, result)),
+                ApiEvent::Violated(violation) => Some(Ending::Violated(violation)),
             }
         };
         let ending = loop {
@@ -342,6 +346,17 @@ impl Running {
                 body,
             },
             Ending::TimedOut(after) => InvocationResult::Timeout { after },
+            Ending::Violated(Violation {
+                error_type,
+                message,
+            }) => {
+                let body = serde_json::json!({ "errorMessage": message, "errorType": error_type });
+                InvocationResult::FunctionError {
+                    error_type: error_type.to_owned(),
+                    error_message: message,
+                    body: body.to_string().into(),
+                }
+            }
             Ending::Exited(status) => {
                 let stderr = self.vm.stderr_tail().await;
                 let mut message = exit_message(&qemu::describe_status(status), &stderr);

@@ -10,23 +10,56 @@
 //! its first `next` is held unanswered ([`ApiEvent::Waiting`]) until
 //! [`RuntimeApi::deliver`] gives the event and the connection holding it
 //! is resumed ([`Connection::resume`]).
+//!
+//! The guest is not trusted. What it can make the host hold is bounded: a
+//! connection is not read while an answer to it is unsent (so a guest that
+//! pipelines requests and never reads meets TCP's back-pressure, not a
+//! growing buffer), one request at a time is buffered, within
+//! [`MAX_HEAD_BYTES`] and [`MAX_BODY_BYTES`], and the memory it reports is
+//! clamped to the VM's. Ambiguous framing, a request id that is not the
+//! current one, or a limit broken ends the invocation with a
+//! [`Violation`] ([`ApiEvent::Violated`]) after answering the request.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
-use mayfly_proto::runtime::{self, Route};
+use mayfly_proto::runtime;
 use serde_json::Value;
 
-/// Largest request body accepted: Lambda's 6 MB payload limit plus room for
-/// an error envelope around a payload-sized message.
-pub const MAX_BODY_BYTES: usize = mayfly_proto::limits::SYNC_PAYLOAD_BYTES + 64 * 1024;
-/// Largest request head (request line and headers).
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
-const MAX_HEADERS: usize = 64;
-/// Answers with a body up to this size go out as one chunk with their head.
-const SMALL_BODY_BYTES: usize = 4096;
+mod chunked;
+mod connection;
+mod parse;
+
+pub use chunked::{MAX_SIZE_LINE_BYTES, MAX_TRAILER_BYTES};
+pub use connection::Connection;
+pub use parse::{MAX_HEADERS, MAX_HEAD_BYTES};
+
+use parse::{Head, OwnedRoute};
+
+/// Largest response body accepted: Lambda's 6 MB payload limit.
+pub const MAX_RESPONSE_BYTES: usize = mayfly_proto::limits::SYNC_PAYLOAD_BYTES;
+/// Largest body of any other request: the payload limit plus room for an
+/// error envelope around a payload-sized message.
+pub const MAX_BODY_BYTES: usize = MAX_RESPONSE_BYTES + 64 * 1024;
+/// Body bytes being received at once over all of a VM's connections: one
+/// request of the largest size, and small ones beside it. A runtime sends
+/// one body at a time; two large ones at once would double what the host
+/// holds for this VM.
+pub const MAX_BODY_BYTES_IN_FLIGHT: usize = MAX_BODY_BYTES + 64 * 1024;
+
+/// Longest error type kept from what a guest posts (longer ones are cut).
+pub const MAX_ERROR_TYPE_BYTES: usize = 256;
+
+/// Error type of an invocation whose guest broke one of the runtime API's
+/// limits (head size, connections, frames).
+pub const ERROR_LIMIT: &str = "Runtime.ApiLimitExceeded";
+/// Error type of an invocation whose guest sent a request the runtime API
+/// refuses: malformed or ambiguous HTTP, or another request id.
+pub const ERROR_INVALID_REQUEST: &str = "Runtime.InvalidApiRequest";
+/// Error type of an invocation whose response was over the payload limit
+/// (Lambda's own).
+pub const ERROR_RESPONSE_TOO_LARGE: &str = "Function.ResponseSizeTooLarge";
 
 /// The event this VM is booted for.
 #[derive(Debug, Clone)]
@@ -122,6 +155,49 @@ pub enum ApiEvent {
         /// What it posted.
         result: GuestResult,
     },
+    /// The guest broke a rule or a limit of the runtime API: the
+    /// invocation ends with this error.
+    Violated(Violation),
+}
+
+/// A rule or limit of the runtime API that the guest broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The invocation's `errorType`: [`ERROR_LIMIT`],
+    /// [`ERROR_INVALID_REQUEST`] or [`ERROR_RESPONSE_TOO_LARGE`].
+    pub error_type: &'static str,
+    /// What was broken, for a person.
+    pub message: String,
+}
+
+impl Violation {
+    /// A limit broken ([`ERROR_LIMIT`]).
+    pub fn limit(message: impl Into<String>) -> Violation {
+        Violation {
+            error_type: ERROR_LIMIT,
+            message: message.into(),
+        }
+    }
+}
+
+/// A request refused: the answer's status, and the violation that ends the
+/// invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    status: u16,
+    violation: Violation,
+}
+
+impl Refusal {
+    fn new(status: u16, error_type: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            violation: Violation {
+                error_type,
+                message: message.into(),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +215,15 @@ pub struct RuntimeApi {
     invocation: Option<Invocation>,
     phase: Phase,
     events: Vec<ApiEvent>,
+    /// The most memory the guest can have used: what it reports is clamped
+    /// to this.
+    memory_limit: u64,
+    /// The most memory reported so far.
+    max_memory: u64,
+    /// The guest broke a rule: nothing it says counts any more.
+    violated: bool,
+    /// Body bytes claimed by requests being received, on all connections.
+    in_flight: usize,
 }
 
 impl RuntimeApi {
@@ -148,6 +233,10 @@ impl RuntimeApi {
             invocation: Some(invocation),
             phase: Phase::AwaitingNext,
             events: Vec::new(),
+            memory_limit: u64::MAX,
+            max_memory: 0,
+            violated: false,
+            in_flight: 0,
         }
     }
 
@@ -158,6 +247,10 @@ impl RuntimeApi {
             invocation: None,
             phase: Phase::AwaitingNext,
             events: Vec::new(),
+            memory_limit: u64::MAX,
+            max_memory: 0,
+            violated: false,
+            in_flight: 0,
         }
     }
 
@@ -171,6 +264,50 @@ impl RuntimeApi {
         }
     }
 
+    /// Clamps the memory the guest reports to `bytes`, the VM's memory: a
+    /// guest cannot have used more, whatever it says.
+    pub fn set_memory_limit(&mut self, bytes: u64) {
+        self.memory_limit = bytes;
+    }
+
+    /// Ends the invocation with `violation`, unless it has ended already.
+    pub fn violate(&mut self, violation: Violation) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        tracing::info!(error_type = violation.error_type, message = %violation.message, "the guest broke the runtime API");
+        self.phase = Phase::Done;
+        self.violated = true;
+        self.events.push(ApiEvent::Violated(violation));
+    }
+
+    /// Claims room for `n` more body bytes being received; false (and
+    /// nothing claimed) when that would pass [`MAX_BODY_BYTES_IN_FLIGHT`].
+    fn claim(&mut self, n: usize) -> bool {
+        match self.in_flight.checked_add(n) {
+            Some(total) if total <= MAX_BODY_BYTES_IN_FLIGHT => {
+                self.in_flight = total;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Returns what [`claim`](Self::claim) took.
+    fn release(&mut self, n: usize) {
+        self.in_flight = self.in_flight.saturating_sub(n);
+    }
+
+    /// Body bytes claimed by requests being received.
+    pub fn body_bytes_in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Whether the invocation has ended (result posted or rule broken).
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
     /// Whether a held `next` can now be answered.
     fn can_answer_held(&self) -> bool {
         self.phase == Phase::Holding && self.invocation.is_some()
@@ -182,19 +319,33 @@ impl RuntimeApi {
     }
 
     fn handle(&mut self, head: &Head, body: Bytes, now: Now) -> Reply {
+        if self.violated {
+            return Reply::Never;
+        }
         if let Some(bytes) = head.max_memory {
-            self.events.push(ApiEvent::MaxMemory(bytes));
+            let bytes = bytes.min(self.memory_limit);
+            // Only news is an event: a guest repeating itself adds nothing.
+            if bytes > self.max_memory {
+                self.max_memory = bytes;
+                self.events.push(ApiEvent::MaxMemory(bytes));
+            }
         }
         match &head.route {
             OwnedRoute::Next => self.next(now),
             OwnedRoute::Response(id) | OwnedRoute::Error(id) => {
                 let expected = self.invocation.as_ref().map(|i| i.request_id.as_str());
                 if expected != Some(id.as_str()) {
-                    return Reply::error(
-                        400,
-                        "InvalidRequestID",
-                        &format!("Invalid request ID: {id}"),
-                    );
+                    // A VM serves one event: a post for any other id is
+                    // never a runtime's honest mistake.
+                    // The id is the guest's: quoted, and only its start.
+                    let id: String = id.chars().take(64).collect();
+                    let message = match expected {
+                        Some(current) => format!(
+                            "the guest posted for request id {id:?}, but the current one is {current}"
+                        ),
+                        None => format!("the guest posted for request id {id:?} before it had an event"),
+                    };
+                    return Reply::Refuse(Refusal::new(400, ERROR_INVALID_REQUEST, message));
                 }
                 if self.phase != Phase::Delivered {
                     return invalid_state();
@@ -284,9 +435,18 @@ fn error_result(head: &Head, body: Bytes, init: bool) -> GuestResult {
             .and_then(Value::as_str)
             .map(str::to_owned)
     };
-    let error_type = field("errorType")
+    let mut error_type = field("errorType")
         .or_else(|| head.error_type.clone())
         .unwrap_or_else(|| "Unhandled".to_owned());
+    // An error type names a kind of error; it is kept in every invocation
+    // record, so a guest does not get to make it a payload.
+    if error_type.len() > MAX_ERROR_TYPE_BYTES {
+        let mut end = MAX_ERROR_TYPE_BYTES;
+        while !error_type.is_char_boundary(end) {
+            end -= 1;
+        }
+        error_type.truncate(end);
+    }
     GuestResult::Error {
         error_type,
         error_message: field("errorMessage").unwrap_or_default(),
@@ -295,24 +455,36 @@ fn error_result(head: &Head, body: Bytes, init: bool) -> GuestResult {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum OwnedRoute {
-    Next,
-    Response(String),
-    Error(String),
-    InitError,
-    Unknown { method: String, path: String },
-}
+impl OwnedRoute {
+    /// The largest body this request may carry, and the violation when it
+    /// carries more.
+    fn body_limit(&self) -> usize {
+        match self {
+            OwnedRoute::Response(_) => MAX_RESPONSE_BYTES,
+            _ => MAX_BODY_BYTES,
+        }
+    }
 
-/// A parsed request head, kept while its body arrives.
-#[derive(Debug, Clone)]
-struct Head {
-    len: usize,
-    route: OwnedRoute,
-    content_length: usize,
-    close: bool,
-    error_type: Option<String>,
-    max_memory: Option<u64>,
+    fn too_large(&self, size: Option<u64>) -> Refusal {
+        let limit = self.body_limit();
+        // A chunked body is refused as soon as it passes the limit: its
+        // whole size is never known.
+        let size = size.map_or_else(String::new, |n| format!(" ({n} bytes)"));
+        match self {
+            OwnedRoute::Response(_) => Refusal::new(
+                413,
+                ERROR_RESPONSE_TOO_LARGE,
+                format!(
+                    "Response payload size{size} exceeded maximum allowed payload size ({limit} bytes)."
+                ),
+            ),
+            _ => Refusal::new(
+                413,
+                ERROR_LIMIT,
+                format!("a runtime API request body{size} exceeds {limit} bytes"),
+            ),
+        }
+    }
 }
 
 enum Reply {
@@ -325,6 +497,8 @@ enum Reply {
     Never,
     /// Park the connection until the event is delivered.
     Hold,
+    /// Answer with an error, close, and end the invocation.
+    Refuse(Refusal),
 }
 
 impl Reply {
@@ -338,267 +512,10 @@ impl Reply {
     }
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        202 => "Accepted",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        413 => "Payload Too Large",
-        431 => "Request Header Fields Too Large",
-        501 => "Not Implemented",
-        _ => "Error",
-    }
-}
-
-/// One HTTP/1.1 keep-alive connection to the runtime API.
-#[derive(Debug, Default)]
-pub struct Connection {
-    input: BytesMut,
-    head: Option<Head>,
-    /// Responses not yet sent, in order: heads and bodies as separate
-    /// chunks, so that an event is sent from the caller's buffer.
-    output: VecDeque<Bytes>,
-    /// Bytes of `output`'s first chunk already sent.
-    sent: usize,
-    /// A `next` is waiting forever; later requests cannot be answered (HTTP
-    /// answers in order), so they are ignored.
-    parked: bool,
-    /// A `next` is waiting for the event; input is kept until it is
-    /// answered.
-    held: bool,
-    /// Whether the held `next` asked for `Connection: close`.
-    held_close: bool,
-    /// The connection is being closed: input is ignored.
-    closing: bool,
-}
-
-impl Connection {
-    /// A fresh connection.
-    pub fn new() -> Connection {
-        Connection::default()
-    }
-
-    /// Feeds bytes received from the guest and answers every complete
-    /// request.
-    pub fn receive(&mut self, api: &mut RuntimeApi, data: &[u8], now: Now) {
-        if self.parked || self.closing {
-            return;
-        }
-        self.input.extend_from_slice(data);
-        self.process(api, now);
-    }
-
-    fn process(&mut self, api: &mut RuntimeApi, now: Now) {
-        while !self.parked && !self.held && !self.closing && self.process_one(api, now) {}
-    }
-
-    /// Answers this connection's held `next` once the event has been
-    /// [delivered](RuntimeApi::deliver), then handles what arrived behind
-    /// it; whether it answered.
-    pub fn resume(&mut self, api: &mut RuntimeApi, now: Now) -> bool {
-        if !self.held || !api.can_answer_held() {
-            return false;
-        }
-        self.held = false;
-        match api.answer_next(now) {
-            Reply::Http {
-                status,
-                headers,
-                body,
-            } => self.write_response(status, &headers, body, self.held_close),
-            Reply::Never | Reply::Hold => self.parked = true,
-        }
-        self.process(api, now);
-        true
-    }
-
-    /// Handles at most one request; whether another may follow in `input`.
-    fn process_one(&mut self, api: &mut RuntimeApi, now: Now) -> bool {
-        if self.head.is_none() {
-            match parse_head(&self.input) {
-                Ok(None) => {
-                    if self.input.len() > MAX_HEAD_BYTES {
-                        self.fail(431, "RequestTooLarge", "request head is too large");
-                    }
-                    return false;
-                }
-                Ok(Some(head)) => {
-                    if head.content_length > MAX_BODY_BYTES {
-                        self.fail(
-                            413,
-                            "RequestTooLarge",
-                            &format!(
-                                "request body of {} bytes exceeds the limit of {MAX_BODY_BYTES}",
-                                head.content_length
-                            ),
-                        );
-                        return false;
-                    }
-                    // Room for the whole request at once: a 6 MB body
-                    // arriving in segments is not copied as the buffer grows.
-                    self.input
-                        .reserve((head.len + head.content_length).saturating_sub(self.input.len()));
-                    self.head = Some(head);
-                }
-                Err((status, message)) => {
-                    self.fail(status, "InvalidRequest", message);
-                    return false;
-                }
-            }
-        }
-        let head = self.head.as_ref().expect("head parsed above");
-        let end = head.len + head.content_length;
-        if self.input.len() < end {
-            return false;
-        }
-        let head = self.head.take().expect("head parsed above");
-        // The request leaves the buffer without a copy: its body is handed
-        // on as is.
-        let body = self.input.split_to(end).freeze().slice(head.len..);
-        let reply = api.handle(&head, body, now);
-        match reply {
-            Reply::Never => self.parked = true,
-            Reply::Hold => {
-                self.held = true;
-                self.held_close = head.close;
-            }
-            Reply::Http {
-                status,
-                headers,
-                body,
-            } => self.write_response(status, &headers, body, head.close),
-        }
-        true
-    }
-
-    fn fail(&mut self, status: u16, error_type: &str, message: &str) {
-        if let Reply::Http { body, .. } = Reply::error(status, error_type, message) {
-            self.write_response(status, &[], body, true);
-        }
-    }
-
-    fn write_response(
-        &mut self,
-        status: u16,
-        headers: &[(&'static str, String)],
-        body: Bytes,
-        close: bool,
-    ) {
-        let mut head = format!(
-            "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-            reason(status),
-            body.len()
-        );
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        if close {
-            head.push_str("Connection: close\r\n");
-            self.closing = true;
-            self.input.clear();
-        }
-        head.push_str("\r\n");
-        if body.len() <= SMALL_BODY_BYTES {
-            // One segment for a small answer.
-            let mut whole = head.into_bytes();
-            whole.extend_from_slice(&body);
-            self.output.push_back(Bytes::from(whole));
-        } else {
-            self.output.push_back(Bytes::from(head));
-            self.output.push_back(body);
-        }
-    }
-
-    /// Bytes waiting to be sent: the rest of the first pending chunk (empty
-    /// when everything is sent).
-    pub fn pending_output(&self) -> &[u8] {
-        self.output.front().map_or(&[], |chunk| &chunk[self.sent..])
-    }
-
-    /// Marks `n` bytes of [`pending_output`](Self::pending_output) as sent.
-    pub fn consume_output(&mut self, n: usize) {
-        self.sent += n;
-        if self
-            .output
-            .front()
-            .is_some_and(|chunk| self.sent >= chunk.len())
-        {
-            self.output.pop_front();
-            self.sent = 0;
-        }
-    }
-
-    /// Whether the server side should close: a `Connection: close` was
-    /// answered (or an unrecoverable request error) and everything is sent.
-    pub fn should_close(&self) -> bool {
-        self.closing && self.pending_output().is_empty()
-    }
-}
-
-/// Parses a request head: `Ok(None)` while incomplete, `Err((status,
-/// message))` when malformed or unsupported.
-fn parse_head(input: &[u8]) -> Result<Option<Head>, (u16, &'static str)> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut headers);
-    let len = match request.parse(input) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err((431, "too many headers")),
-        Err(_) => return Err((400, "malformed HTTP request")),
-    };
-    let method = request.method.unwrap_or_default();
-    let path = request.path.unwrap_or_default();
-    let mut content_length = 0;
-    let mut close = request.version == Some(0);
-    let mut error_type = None;
-    let mut max_memory = None;
-    for header in request.headers.iter() {
-        let value = std::str::from_utf8(header.value).map(str::trim);
-        let name = header.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            content_length = value
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .ok_or((400, "malformed Content-Length"))?;
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err((
-                501,
-                "Transfer-Encoding is not supported; send Content-Length",
-            ));
-        } else if name.eq_ignore_ascii_case("connection") {
-            match value {
-                Ok(v) if v.eq_ignore_ascii_case("close") => close = true,
-                Ok(v) if v.eq_ignore_ascii_case("keep-alive") => close = false,
-                _ => {}
-            }
-        } else if name.eq_ignore_ascii_case(runtime::HEADER_FUNCTION_ERROR_TYPE) {
-            error_type = value.ok().map(str::to_owned);
-        } else if name.eq_ignore_ascii_case(runtime::HEADER_MAX_MEMORY_BYTES) {
-            max_memory = value.ok().and_then(|v| v.parse().ok());
-        }
-    }
-    let route = match Route::parse(method, path) {
-        Some(Route::Next) => OwnedRoute::Next,
-        Some(Route::Response(id)) => OwnedRoute::Response(id.to_owned()),
-        Some(Route::Error(id)) => OwnedRoute::Error(id.to_owned()),
-        Some(Route::InitError) => OwnedRoute::InitError,
-        None => OwnedRoute::Unknown {
-            method: method.to_owned(),
-            path: path.to_owned(),
-        },
-    };
-    Ok(Some(Head {
-        len,
-        route,
-        content_length,
-        close,
-        error_type,
-        max_memory,
-    }))
-}
-
 #[cfg(test)]
 #[path = "runtime_api_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "runtime_api_abuse_tests.rs"]
+mod abuse_tests;

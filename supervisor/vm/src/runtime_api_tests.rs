@@ -1,8 +1,8 @@
 use super::*;
 
-const ID: &str = "8f507cfc-0000-4000-8000-000000000001";
+pub(super) const ID: &str = "8f507cfc-0000-4000-8000-000000000001";
 
-fn api() -> RuntimeApi {
+pub(super) fn api() -> RuntimeApi {
     RuntimeApi::new(Invocation {
         request_id: ID.into(),
         event: bytes::Bytes::from_static(br#"{"a":1}"#),
@@ -13,7 +13,7 @@ fn api() -> RuntimeApi {
     })
 }
 
-fn now() -> Now {
+pub(super) fn now() -> Now {
     Now {
         instant: Instant::now(),
         epoch_ms: 1_700_000_000_000,
@@ -21,7 +21,7 @@ fn now() -> Now {
 }
 
 /// Everything the connection has to send, without sending it.
-fn all_output(conn: &Connection) -> String {
+pub(super) fn all_output(conn: &Connection) -> String {
     let mut out = Vec::new();
     for (i, chunk) in conn.output.iter().enumerate() {
         out.extend_from_slice(if i == 0 { &chunk[conn.sent..] } else { chunk });
@@ -30,21 +30,21 @@ fn all_output(conn: &Connection) -> String {
 }
 
 /// Sends everything, in the pieces the connection hands out.
-fn send_all(conn: &mut Connection) {
+pub(super) fn send_all(conn: &mut Connection) {
     while !conn.pending_output().is_empty() {
         let n = conn.pending_output().len();
         conn.consume_output(n);
     }
 }
 
-fn exchange(api: &mut RuntimeApi, conn: &mut Connection, request: &[u8]) -> String {
+pub(super) fn exchange(api: &mut RuntimeApi, conn: &mut Connection, request: &[u8]) -> String {
     conn.receive(api, request, now());
     let out = all_output(conn);
     send_all(conn);
     out
 }
 
-fn post(path: &str, extra_headers: &str, body: &str) -> Vec<u8> {
+pub(super) fn post(path: &str, extra_headers: &str, body: &str) -> Vec<u8> {
     format!(
         "POST {path} HTTP/1.1\r\nHost: 10.0.2.2:9001\r\n{extra_headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
@@ -52,7 +52,7 @@ fn post(path: &str, extra_headers: &str, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-const NEXT: &[u8] =
+pub(super) const NEXT: &[u8] =
     b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: 10.0.2.2:9001\r\nMayfly-Max-Memory-Bytes: 1048576\r\n\r\n";
 
 #[test]
@@ -113,10 +113,17 @@ fn byte_by_byte_and_pipelined() {
     for b in &both {
         conn.receive(&mut api, std::slice::from_ref(b), now());
     }
+    // One answer at a time: the response waits until the event is sent.
     let out = all_output(&conn);
     assert!(out.starts_with("HTTP/1.1 200 OK\r\n"));
-    assert!(out.ends_with("\r\n\r\n{\"status\":\"OK\"}"));
-    assert_eq!(out.matches("HTTP/1.1").count(), 2);
+    assert_eq!(out.matches("HTTP/1.1").count(), 1);
+    assert!(!conn.wants_input());
+    assert!(!conn.resume(&mut api, now()));
+    send_all(&mut conn);
+    assert!(conn.wants_input());
+    assert!(conn.resume(&mut api, now()));
+    let out = all_output(&conn);
+    assert!(out.ends_with("\r\n\r\n{\"status\":\"OK\"}"), "{out}");
     let results: Vec<_> = api
         .take_events()
         .into_iter()
@@ -195,32 +202,53 @@ fn init_error_only_before_delivery() {
 }
 
 #[test]
-fn wrong_request_id_and_unknown_paths() {
+fn unknown_paths_are_answered_and_the_invocation_goes_on() {
     let mut api = api();
     let mut conn = Connection::new();
     exchange(&mut api, &mut conn, NEXT);
-    let answer = exchange(
-        &mut api,
-        &mut conn,
-        &post("/2018-06-01/runtime/invocation/other/response", "", "1"),
-    );
-    let body = r#"{"errorMessage":"Invalid request ID: other","errorType":"InvalidRequestID"}"#;
-    assert_eq!(
-        answer,
-        format!(
-            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-    );
     let answer = exchange(&mut api, &mut conn, b"GET /health HTTP/1.1\r\n\r\n");
     assert!(answer.starts_with("HTTP/1.1 404 Not Found\r\n"), "{answer}");
-    // Neither ended the invocation: the right id still can.
     let path = format!("/2018-06-01/runtime/invocation/{ID}/response");
     let answer = exchange(&mut api, &mut conn, &post(&path, "", "1"));
     assert!(answer.starts_with("HTTP/1.1 202 Accepted\r\n"));
     // A second result is refused.
     let answer = exchange(&mut api, &mut conn, &post(&path, "", "2"));
     assert!(answer.starts_with("HTTP/1.1 403 Forbidden\r\n"));
+}
+
+#[test]
+fn a_post_for_another_request_id_ends_the_invocation() {
+    let mut api = api();
+    let mut conn = Connection::new();
+    exchange(&mut api, &mut conn, NEXT);
+    api.take_events();
+    let answer = exchange(
+        &mut api,
+        &mut conn,
+        &post("/2018-06-01/runtime/invocation/other/response", "", "1"),
+    );
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("Connection: close\r\n"));
+    assert!(conn.should_close());
+    let events = api.take_events();
+    let [ApiEvent::Violated(violation)] = &events[..] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(violation.error_type, ERROR_INVALID_REQUEST);
+    assert!(
+        violation.message.contains("\"other\""),
+        "{}",
+        violation.message
+    );
+    assert!(violation.message.contains(ID), "{}", violation.message);
+    // Ended: the right id, on another connection, changes nothing.
+    let mut again = Connection::new();
+    let path = format!("/2018-06-01/runtime/invocation/{ID}/response");
+    assert_eq!(exchange(&mut api, &mut again, &post(&path, "", "1")), "");
+    assert!(api.take_events().is_empty());
 }
 
 #[test]
@@ -247,6 +275,22 @@ fn a_second_next_is_never_answered() {
     assert!(!second.should_close());
 }
 
+/// The one violation `api` reported.
+pub(super) fn violation(api: &mut RuntimeApi) -> Violation {
+    let events: Vec<_> = api
+        .take_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            ApiEvent::Violated(v) => Some(v),
+            _ => None,
+        })
+        .collect();
+    match &events[..] {
+        [v] => v.clone(),
+        _ => panic!("expected one violation, got {events:?}"),
+    }
+}
+
 #[test]
 fn oversized_and_malformed_requests_close() {
     let mut api = api();
@@ -255,7 +299,7 @@ fn oversized_and_malformed_requests_close() {
     let path = format!("/2018-06-01/runtime/invocation/{ID}/response");
     let head = format!(
         "POST {path} HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
-        MAX_BODY_BYTES + 1
+        MAX_RESPONSE_BYTES + 1
     );
     let answer = exchange(&mut api, &mut conn, head.as_bytes());
     assert!(
@@ -265,7 +309,11 @@ fn oversized_and_malformed_requests_close() {
     assert!(answer.contains("Connection: close\r\n"));
     assert!(conn.should_close());
     assert_eq!(exchange(&mut api, &mut conn, b"xxxx"), "");
+    let v = violation(&mut api);
+    assert_eq!(v.error_type, ERROR_RESPONSE_TOO_LARGE);
+    assert!(v.message.contains("6291457 bytes"), "{}", v.message);
 
+    let mut api = self::api();
     let mut conn = Connection::new();
     let answer = exchange(&mut api, &mut conn, b"\x01\x02 nonsense\r\n\r\n");
     assert!(
@@ -273,14 +321,17 @@ fn oversized_and_malformed_requests_close() {
         "{answer}"
     );
     assert!(conn.should_close());
+    assert_eq!(violation(&mut api).error_type, ERROR_INVALID_REQUEST);
 
+    let mut api = self::api();
     let mut conn = Connection::new();
-    let chunked = format!("POST {path} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
-    let answer = exchange(&mut api, &mut conn, chunked.as_bytes());
+    let gzip = format!("POST {path} HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+    let answer = exchange(&mut api, &mut conn, gzip.as_bytes());
     assert!(
         answer.starts_with("HTTP/1.1 501 Not Implemented\r\n"),
         "{answer}"
     );
+    assert_eq!(violation(&mut api).error_type, ERROR_INVALID_REQUEST);
 }
 
 #[test]
@@ -326,7 +377,7 @@ fn trace_ids() {
     );
 }
 
-fn invocation() -> Invocation {
+pub(super) fn invocation() -> Invocation {
     Invocation {
         request_id: ID.into(),
         event: bytes::Bytes::from_static(br#"{"a":1}"#),

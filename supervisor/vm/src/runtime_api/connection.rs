@@ -1,0 +1,315 @@
+//! One keep-alive HTTP/1.1 connection of the runtime API: framing in,
+//! answers out, one request at a time.
+
+use std::collections::VecDeque;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::chunked::{ChunkError, Chunked};
+use super::parse::{parse_head, Framing, Head};
+use super::{
+    Now, Refusal, Reply, RuntimeApi, ERROR_INVALID_REQUEST, ERROR_LIMIT, MAX_BODY_BYTES_IN_FLIGHT,
+};
+
+/// Answers with a body up to this size go out as one chunk with their head.
+const SMALL_BODY_BYTES: usize = 4096;
+
+/// One HTTP/1.1 keep-alive connection to the runtime API.
+///
+/// It takes input only while it has nothing left to send
+/// ([`wants_input`](Self::wants_input)), and answers one request at a time:
+/// so the host buffers at most one request and one answer per connection,
+/// however the guest pipelines.
+#[derive(Debug, Default)]
+pub struct Connection {
+    pub(super) input: BytesMut,
+    head: Option<Head>,
+    /// The body of a chunked request, decoded as it arrives.
+    chunked: Option<(Chunked, BytesMut)>,
+    /// Responses not yet sent, in order: heads and bodies as separate
+    /// chunks, so that an event is sent from the caller's buffer.
+    pub(super) output: VecDeque<Bytes>,
+    /// Bytes of `output`'s first chunk already sent.
+    pub(super) sent: usize,
+    /// A `next` is waiting forever; later requests cannot be answered (HTTP
+    /// answers in order), so they are ignored.
+    parked: bool,
+    /// A `next` is waiting for the event; input is kept until it is
+    /// answered.
+    held: bool,
+    /// Whether the held `next` asked for `Connection: close`.
+    held_close: bool,
+    /// The connection is being closed: input is ignored.
+    closing: bool,
+    /// Body bytes this connection has claimed from the VM's budget
+    /// ([`RuntimeApi::claim`]).
+    claimed: usize,
+}
+
+impl Connection {
+    /// A fresh connection.
+    pub fn new() -> Connection {
+        Connection::default()
+    }
+
+    /// Whether the connection should be given more input: only when its
+    /// answers are all sent and no `next` is held, so that a guest that does
+    /// not read what it asked for is slowed by TCP's window rather than
+    /// buffered without bound.
+    pub fn wants_input(&self) -> bool {
+        self.output.is_empty() && !self.held
+    }
+
+    /// Feeds bytes received from the guest and answers the first complete
+    /// request; the rest waits until that answer is sent
+    /// ([`resume`](Self::resume)).
+    pub fn receive(&mut self, api: &mut RuntimeApi, data: &[u8], now: Now) {
+        if self.parked || self.closing {
+            return;
+        }
+        self.input.extend_from_slice(data);
+        self.process(api, now);
+    }
+
+    /// Handles requests while there is nothing to send; whether it handled
+    /// any.
+    fn process(&mut self, api: &mut RuntimeApi, now: Now) -> bool {
+        let mut handled = false;
+        while self.output.is_empty()
+            && !self.parked
+            && !self.held
+            && !self.closing
+            && self.process_one(api, now)
+        {
+            handled = true;
+        }
+        handled
+    }
+
+    /// Answers this connection's held `next` once the event has been
+    /// [delivered](RuntimeApi::deliver), and handles the next buffered
+    /// request once the last answer is sent; whether it did anything.
+    pub fn resume(&mut self, api: &mut RuntimeApi, now: Now) -> bool {
+        let mut moved = false;
+        if self.held && api.can_answer_held() {
+            self.held = false;
+            moved = true;
+            match api.answer_next(now) {
+                Reply::Http {
+                    status,
+                    headers,
+                    body,
+                } => self.write_response(status, &headers, body, self.held_close),
+                Reply::Never | Reply::Hold | Reply::Refuse(_) => self.parked = true,
+            }
+        }
+        self.process(api, now) || moved
+    }
+
+    /// Handles at most one request; whether one was handled (another may
+    /// follow in `input`).
+    fn process_one(&mut self, api: &mut RuntimeApi, now: Now) -> bool {
+        if self.head.is_none() {
+            let head = match parse_head(&self.input) {
+                Ok(None) => return false,
+                Ok(Some(head)) => head,
+                Err(refusal) => {
+                    self.refuse(api, refusal);
+                    return false;
+                }
+            };
+            match head.framing {
+                Framing::Length(n) if n > head.route.body_limit() => {
+                    self.refuse(api, head.route.too_large(Some(n as u64)));
+                    return false;
+                }
+                Framing::Length(n) => {
+                    if !api.claim(n) {
+                        self.refuse(api, in_flight_refusal());
+                        return false;
+                    }
+                    self.claimed = n;
+                    // Room for the whole request at once: a 6 MB body
+                    // arriving in segments is not copied as the buffer
+                    // grows.
+                    self.input
+                        .reserve((head.len + n).saturating_sub(self.input.len()));
+                }
+                Framing::Chunked => {
+                    self.input.advance(head.len);
+                    self.chunked = Some((Chunked::new(head.route.body_limit()), BytesMut::new()));
+                }
+            }
+            self.head = Some(head);
+        }
+        let body = match self.chunked.as_mut() {
+            Some((decoder, body)) => match decoder.feed(&self.input, body) {
+                Ok((used, done)) => {
+                    self.input.advance(used);
+                    // A chunked body claims its bytes as they come.
+                    let grown = body.len() - self.claimed;
+                    if !api.claim(grown) {
+                        self.refuse(api, in_flight_refusal());
+                        return false;
+                    }
+                    self.claimed = body.len();
+                    if !done {
+                        return false;
+                    }
+                    let body = std::mem::take(body).freeze();
+                    self.chunked = None;
+                    body
+                }
+                Err(error) => {
+                    let route = &self.head.as_ref().expect("head parsed above").route;
+                    let refusal = match error {
+                        ChunkError::BodyTooLarge => route.too_large(None),
+                        ChunkError::FramingTooLarge => Refusal::new(
+                            413,
+                            ERROR_LIMIT,
+                            "the framing of a chunked request body is out of proportion to its data",
+                        ),
+                        ChunkError::Invalid(why) => Refusal::new(
+                            400,
+                            ERROR_INVALID_REQUEST,
+                            format!("invalid chunked request body: {why}"),
+                        ),
+                    };
+                    self.refuse(api, refusal);
+                    return false;
+                }
+            },
+            None => {
+                let head = self.head.as_ref().expect("head parsed above");
+                let Framing::Length(length) = head.framing else {
+                    unreachable!("a chunked head has a decoder")
+                };
+                let end = head.len + length;
+                if self.input.len() < end {
+                    return false;
+                }
+                // The request leaves the buffer without a copy: its body is
+                // handed on as is.
+                self.input.split_to(end).freeze().slice(head.len..)
+            }
+        };
+        let head = self.head.take().expect("head parsed above");
+        self.release(api);
+        match api.handle(&head, body, now) {
+            Reply::Never => self.parked = true,
+            Reply::Hold => {
+                self.held = true;
+                self.held_close = head.close;
+            }
+            Reply::Refuse(refusal) => self.refuse(api, refusal),
+            Reply::Http {
+                status,
+                headers,
+                body,
+            } => self.write_response(status, &headers, body, head.close),
+        }
+        true
+    }
+
+    /// Answers a refused request, closes, and ends the invocation.
+    fn refuse(&mut self, api: &mut RuntimeApi, refusal: Refusal) {
+        let Refusal { status, violation } = refusal;
+        if let Reply::Http { body, .. } =
+            Reply::error(status, violation.error_type, &violation.message)
+        {
+            self.write_response(status, &[], body, true);
+        }
+        self.head = None;
+        self.chunked = None;
+        self.release(api);
+        api.violate(violation);
+    }
+
+    /// Gives back the body bytes this connection claimed: its request is
+    /// complete, refused, or the connection is gone. Call it before
+    /// dropping a connection.
+    pub fn release(&mut self, api: &mut RuntimeApi) {
+        api.release(std::mem::take(&mut self.claimed));
+    }
+
+    fn write_response(
+        &mut self,
+        status: u16,
+        headers: &[(&'static str, String)],
+        body: Bytes,
+        close: bool,
+    ) {
+        let mut head = format!(
+            "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            reason(status),
+            body.len()
+        );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if close {
+            head.push_str("Connection: close\r\n");
+            self.closing = true;
+            self.input = BytesMut::new();
+        }
+        head.push_str("\r\n");
+        if body.len() <= SMALL_BODY_BYTES {
+            // One segment for a small answer.
+            let mut whole = head.into_bytes();
+            whole.extend_from_slice(&body);
+            self.output.push_back(Bytes::from(whole));
+        } else {
+            self.output.push_back(Bytes::from(head));
+            self.output.push_back(body);
+        }
+    }
+
+    /// Bytes waiting to be sent: the rest of the first pending chunk (empty
+    /// when everything is sent).
+    pub fn pending_output(&self) -> &[u8] {
+        self.output.front().map_or(&[], |chunk| &chunk[self.sent..])
+    }
+
+    /// Marks `n` bytes of [`pending_output`](Self::pending_output) as sent.
+    pub fn consume_output(&mut self, n: usize) {
+        self.sent += n;
+        if self
+            .output
+            .front()
+            .is_some_and(|chunk| self.sent >= chunk.len())
+        {
+            self.output.pop_front();
+            self.sent = 0;
+        }
+    }
+
+    /// Whether the server side should close: a `Connection: close` was
+    /// answered (or an unrecoverable request error) and everything is sent.
+    pub fn should_close(&self) -> bool {
+        self.closing && self.pending_output().is_empty()
+    }
+}
+
+fn in_flight_refusal() -> Refusal {
+    Refusal::new(
+        413,
+        ERROR_LIMIT,
+        format!(
+            "request bodies being received on several connections at once exceed {MAX_BODY_BYTES_IN_FLIGHT} bytes"
+        ),
+    )
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        202 => "Accepted",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        413 => "Payload Too Large",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        _ => "Error",
+    }
+}
