@@ -16,3 +16,5 @@
 mod boot;
 #[cfg(test)]
 mod package;
+#[cfg(test)]
+mod runtime_api;
