@@ -18,3 +18,5 @@ mod boot;
 mod package;
 #[cfg(test)]
 mod runtime_api;
+#[cfg(test)]
+mod vm_network;

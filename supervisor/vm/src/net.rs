@@ -303,19 +303,7 @@ impl HostStack {
         loop {
             let mut budget = 32u32;
             loop {
-                let now = self.now();
-                let polled = self.iface.poll(now, &mut self.device, &mut self.sockets);
-                let served = self.serve(api);
-                if self.device.frames > self.limits.max_frames {
-                    api.violate(Violation::limit(format!(
-                        "the guest sent more than {} network frames",
-                        self.limits.max_frames
-                    )));
-                }
-                for event in api.take_events() {
-                    let _ = events.send(event);
-                }
-                if polled == PollResult::None && !served {
+                if !self.turn(api, events) {
                     break;
                 }
                 budget -= 1;
@@ -343,6 +331,26 @@ impl HostStack {
                 () = tokio::time::sleep(delay) => {}
             }
         }
+    }
+
+    /// One turn of the stack, without waiting: the frames that arrived are
+    /// taken in, the runtime API is served, what it answers goes out, the
+    /// VM's frame limit is checked and every [`ApiEvent`] goes to `events`.
+    /// Whether anything happened (if not, wait for a frame or a timer).
+    pub fn turn(&mut self, api: &mut RuntimeApi, events: &UnboundedSender<ApiEvent>) -> bool {
+        let now = self.now();
+        let polled = self.iface.poll(now, &mut self.device, &mut self.sockets);
+        let served = self.serve(api);
+        if self.device.frames > self.limits.max_frames {
+            api.violate(Violation::limit(format!(
+                "the guest sent more than {} network frames",
+                self.limits.max_frames
+            )));
+        }
+        for event in api.take_events() {
+            let _ = events.send(event);
+        }
+        polled != PollResult::None || served
     }
 
     /// Moves bytes between the TCP sockets and the runtime API; whether
