@@ -13,6 +13,8 @@
 //! this crate's test binary.
 
 #[cfg(test)]
+mod api_json;
+#[cfg(test)]
 mod boot;
 #[cfg(test)]
 mod package;
