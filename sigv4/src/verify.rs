@@ -73,11 +73,16 @@ pub struct VerifyOptions {
     pub allow_presigned: bool,
     /// If set, the only regions the credential scope may name.
     pub allowed_regions: Option<Vec<String>>,
+    /// Refuse a request that carries an `x-amz-*` header its signature does
+    /// not cover, so that nobody can add `X-Amz-Invocation-Type: Event` or
+    /// `X-Amz-Log-Type: Tail` to a captured request.
+    pub require_signed_amz_headers: bool,
 }
 
 impl VerifyOptions {
     /// AWS's rules for `service`: 5 minutes of skew, `UNSIGNED-PAYLOAD` and
-    /// presigned requests accepted, any region.
+    /// presigned requests accepted, any region, unsigned `x-amz-*` headers
+    /// tolerated.
     pub fn new(service: impl Into<String>) -> Self {
         VerifyOptions {
             service: service.into(),
@@ -85,6 +90,20 @@ impl VerifyOptions {
             allow_unsigned_payload: true,
             allow_presigned: true,
             allowed_regions: None,
+            require_signed_amz_headers: false,
+        }
+    }
+
+    /// What `mayfly serve` requires: AWS's rules, but the body must be
+    /// signed (no `UNSIGNED-PAYLOAD`), no presigned URLs (a leaked URL would
+    /// stay valid for up to 7 days) and every `x-amz-*` header signed.
+    /// botocore and the AWS CLI meet all three for Lambda.
+    pub fn strict(service: impl Into<String>) -> Self {
+        VerifyOptions {
+            allow_unsigned_payload: false,
+            allow_presigned: false,
+            require_signed_amz_headers: true,
+            ..VerifyOptions::new(service)
         }
     }
 }
@@ -292,21 +311,91 @@ pub fn verify_with_options(
     now: SystemTime,
     options: &VerifyOptions,
 ) -> Result<VerifiedIdentity, VerifyError> {
+    check_headers(request, credentials, now, options)?.verify_body(body)
+}
+
+/// A request whose headers passed every check that does not need the body;
+/// [`PendingSignature::verify_body`] finishes the verification.
+///
+/// A server checks the headers first so that it reads the body of an
+/// authenticated request only: a client without the key cannot make it
+/// buffer anything.
+#[derive(Clone)]
+pub struct PendingSignature {
+    identity: VerifiedIdentity,
+    canonical: CanonicalRequest,
+    /// `x-amz-content-sha256` as sent, when it is a hash.
+    declared_hash: Option<String>,
+    amz_date: String,
+    scope: String,
+    signing_key: [u8; 32],
+    signature: String,
+}
+
+impl std::fmt::Debug for PendingSignature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The signing key is a secret: never in logs.
+        f.debug_struct("PendingSignature")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingSignature {
+    /// Who the request says signed it (not yet proven).
+    pub fn claimed_identity(&self) -> &VerifiedIdentity {
+        &self.identity
+    }
+
+    /// Checks `body` (complete) against the payload hash and the signature.
+    pub fn verify_body(self, body: &[u8]) -> Result<VerifiedIdentity, VerifyError> {
+        let body_hash = sha256_hex(body);
+        let mut canonical = self.canonical;
+        canonical.payload_hash = match self.declared_hash {
+            Some(declared) if !declared.eq_ignore_ascii_case(&body_hash) => {
+                return Err(VerifyError::ContentSha256Mismatch)
+            }
+            Some(declared) => declared,
+            None if self.identity.payload_signed => body_hash,
+            None => UNSIGNED_PAYLOAD.to_owned(),
+        };
+        let canonical_request = canonical.render();
+        let sts = string_to_sign(&self.amz_date, &self.scope, &canonical_request);
+        let expected = signature(&self.signing_key, &sts);
+        if !bool::from(expected.as_bytes().ct_eq(self.signature.as_bytes())) {
+            return Err(VerifyError::SignatureMismatch {
+                canonical_request,
+                string_to_sign: sts,
+            });
+        }
+        Ok(self.identity)
+    }
+}
+
+/// The checks of [`verify_with_options`] that need no body, in its order:
+/// authentication parameters, scope, signed headers, dates, key, skew and
+/// the form of `x-amz-content-sha256`.
+pub fn check_headers(
+    request: RequestParts<'_>,
+    credentials: &dyn CredentialLookup,
+    now: SystemTime,
+    options: &VerifyOptions,
+) -> Result<PendingSignature, VerifyError> {
     let headers = request.headers;
     let query = query_params(request.uri);
     let has_query_auth = query
         .iter()
-        .any(|(k, _)| k == "X-Amz-Algorithm" || k == "X-Amz-Signature");
+        .any(|(k, _)| k == "X-Amz-Algorithm" || k == "X-Amz-Signature" || k == "X-Amz-Credential");
+    if has_query_auth && !options.allow_presigned {
+        return Err(VerifyError::PresignedNotAccepted);
+    }
     let auth = match (
         single_header(headers, AUTHORIZATION.as_str())?,
         has_query_auth,
     ) {
         (Some(_), true) => return Err(VerifyError::AmbiguousAuthentication),
         (Some(value), false) => parse_authorization(value)?,
-        (None, true) if options.allow_presigned => parse_presigned(&query)?,
-        (None, true) => return Err(malformed(
-            "presigned (query-string) authentication is not accepted; use the Authorization header",
-        )),
+        (None, true) => parse_presigned(&query)?,
         (None, false) => return Err(VerifyError::MissingAuthentication),
     };
     debug_assert_eq!(auth.algorithm, ALGORITHM);
@@ -349,6 +438,18 @@ pub fn verify_with_options(
     }
     if !signed.contains(&"host") {
         return Err(VerifyError::HeaderNotSigned("Host' or ':authority"));
+    }
+    if options.require_signed_amz_headers {
+        let mut unsigned: Vec<&str> = headers
+            .keys()
+            .map(|name| name.as_str())
+            .filter(|name| name.starts_with("x-amz-") && !signed.contains(name))
+            .collect();
+        if !unsigned.is_empty() {
+            unsigned.sort_unstable();
+            unsigned.dedup();
+            return Err(VerifyError::HeadersNotSigned(unsigned.join(", ")));
+        }
     }
     let (request_time, expires) = match &auth.presigned {
         Some((date, expires)) => {
@@ -430,19 +531,13 @@ pub fn verify_with_options(
         _ => {}
     }
 
-    // Payload hash.
-    let body_hash = sha256_hex(body);
-    let (payload_hash, payload_signed) =
+    // Payload hash: its form now, its value once the body is read.
+    let (declared_hash, payload_signed) =
         match single_header(headers, X_AMZ_CONTENT_SHA256.as_str())? {
-            None => (body_hash, true),
-            Some(UNSIGNED_PAYLOAD) if options.allow_unsigned_payload => {
-                (UNSIGNED_PAYLOAD.to_owned(), false)
-            }
+            None => (None, true),
+            Some(UNSIGNED_PAYLOAD) if options.allow_unsigned_payload => (None, false),
             Some(v) if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                if !v.eq_ignore_ascii_case(&body_hash) {
-                    return Err(VerifyError::ContentSha256Mismatch);
-                }
-                (v.to_owned(), true)
+                (Some(v.to_owned()), true)
             }
             Some(v) => return Err(VerifyError::UnsupportedPayloadHash(v.to_owned())),
         };
@@ -472,27 +567,23 @@ pub fn verify_with_options(
         uri: canonical_uri(request.uri.path()),
         query: canonical_query_string(request.uri.query().unwrap_or(""), auth.presigned.is_some()),
         headers: canonical_headers,
-        payload_hash,
+        payload_hash: String::new(),
     };
-    let canonical_request = canonical.render();
-    let scope = credential_scope(scope_date, region, scope_service);
-    let sts = string_to_sign(&amz_date, &scope, &canonical_request);
-    let key = signing_key(&secret, scope_date, region, scope_service);
-    let expected = signature(&key, &sts);
-    if !bool::from(expected.as_bytes().ct_eq(auth.signature.as_bytes())) {
-        return Err(VerifyError::SignatureMismatch {
-            canonical_request,
-            string_to_sign: sts,
-        });
-    }
-
-    Ok(VerifiedIdentity {
-        access_key_id: access_key_id.to_owned(),
-        region: region.to_owned(),
-        service: scope_service.to_owned(),
-        request_time: from_unix_seconds(request_time),
-        signed_headers: signed.iter().map(|s| (*s).to_owned()).collect(),
-        payload_signed,
-        presigned: auth.presigned.is_some(),
+    Ok(PendingSignature {
+        identity: VerifiedIdentity {
+            access_key_id: access_key_id.to_owned(),
+            region: region.to_owned(),
+            service: scope_service.to_owned(),
+            request_time: from_unix_seconds(request_time),
+            signed_headers: signed.iter().map(|s| (*s).to_owned()).collect(),
+            payload_signed,
+            presigned: auth.presigned.is_some(),
+        },
+        canonical,
+        declared_hash,
+        scope: credential_scope(scope_date, region, scope_service),
+        signing_key: signing_key(&secret, scope_date, region, scope_service),
+        amz_date,
+        signature: auth.signature,
     })
 }
