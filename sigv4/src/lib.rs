@@ -80,6 +80,7 @@ pub mod canonical;
 mod credentials;
 mod date;
 mod error;
+mod pending;
 mod sign;
 mod verify;
 
@@ -88,12 +89,13 @@ pub use error::{
     RandomError, SignError, VerifyError, MISSING_AUTH_MESSAGE, SIGNATURE_MISMATCH_MESSAGE,
     UNKNOWN_KEY_MESSAGE,
 };
+pub use pending::PendingSignature;
 pub use sign::{
     presign, sign, sign_request, SigningParams, UNSIGNED_HEADERS, X_AMZ_CONTENT_SHA256, X_AMZ_DATE,
 };
 pub use verify::{
-    check_headers, verify, verify_with_options, PendingSignature, RequestParts, VerifiedIdentity,
-    VerifyOptions, MAX_PRESIGNED_EXPIRES,
+    check_headers, verify, verify_with_options, RequestParts, VerifiedIdentity, VerifyOptions,
+    MAX_PRESIGNED_EXPIRES,
 };
 
 /// Formats a time as an `X-Amz-Date` value (`YYYYMMDDTHHMMSSZ`, UTC), or

@@ -5,17 +5,17 @@ use std::time::{Duration, SystemTime};
 use http::header::{AUTHORIZATION, DATE, HOST};
 use http::{HeaderMap, Method, Uri};
 use percent_encoding::percent_decode_str;
-use subtle::ConstantTimeEq;
 
 use crate::canonical::{
-    canonical_header_value, canonical_query_string, canonical_uri, credential_scope, sha256_hex,
-    signature, signing_key, string_to_sign, CanonicalRequest, ALGORITHM, UNSIGNED_PAYLOAD,
+    canonical_header_value, canonical_query_string, canonical_uri, credential_scope, signing_key,
+    CanonicalRequest, ALGORITHM, UNSIGNED_PAYLOAD,
 };
 use crate::credentials::CredentialLookup;
 use crate::date::{
     format_amz_date, from_unix_seconds, parse_amz_date, parse_http_date, unix_seconds,
 };
 use crate::error::VerifyError;
+use crate::pending::PendingSignature;
 use crate::sign::{X_AMZ_CONTENT_SHA256, X_AMZ_DATE};
 
 /// The longest validity AWS allows for a presigned request (7 days).
@@ -314,67 +314,12 @@ pub fn verify_with_options(
     check_headers(request, credentials, now, options)?.verify_body(body)
 }
 
-/// A request whose headers passed every check that does not need the body;
-/// [`PendingSignature::verify_body`] finishes the verification.
-///
-/// A server checks the headers first so that it reads the body of an
-/// authenticated request only: a client without the key cannot make it
-/// buffer anything.
-#[derive(Clone)]
-pub struct PendingSignature {
-    identity: VerifiedIdentity,
-    canonical: CanonicalRequest,
-    /// `x-amz-content-sha256` as sent, when it is a hash.
-    declared_hash: Option<String>,
-    amz_date: String,
-    scope: String,
-    signing_key: [u8; 32],
-    signature: String,
-}
-
-impl std::fmt::Debug for PendingSignature {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The signing key is a secret: never in logs.
-        f.debug_struct("PendingSignature")
-            .field("identity", &self.identity)
-            .finish_non_exhaustive()
-    }
-}
-
-impl PendingSignature {
-    /// Who the request says signed it (not yet proven).
-    pub fn claimed_identity(&self) -> &VerifiedIdentity {
-        &self.identity
-    }
-
-    /// Checks `body` (complete) against the payload hash and the signature.
-    pub fn verify_body(self, body: &[u8]) -> Result<VerifiedIdentity, VerifyError> {
-        let body_hash = sha256_hex(body);
-        let mut canonical = self.canonical;
-        canonical.payload_hash = match self.declared_hash {
-            Some(declared) if !declared.eq_ignore_ascii_case(&body_hash) => {
-                return Err(VerifyError::ContentSha256Mismatch)
-            }
-            Some(declared) => declared,
-            None if self.identity.payload_signed => body_hash,
-            None => UNSIGNED_PAYLOAD.to_owned(),
-        };
-        let canonical_request = canonical.render();
-        let sts = string_to_sign(&self.amz_date, &self.scope, &canonical_request);
-        let expected = signature(&self.signing_key, &sts);
-        if !bool::from(expected.as_bytes().ct_eq(self.signature.as_bytes())) {
-            return Err(VerifyError::SignatureMismatch {
-                canonical_request,
-                string_to_sign: sts,
-            });
-        }
-        Ok(self.identity)
-    }
-}
-
 /// The checks of [`verify_with_options`] that need no body, in its order:
 /// authentication parameters, scope, signed headers, dates, key, skew and
-/// the form of `x-amz-content-sha256`.
+/// the form of `x-amz-content-sha256`. When that header gives the body's
+/// hash, the signature is checked here too, so a forged request is refused
+/// before its body is read; botocore sends no such header for Lambda, and
+/// then only the body proves the signature.
 pub fn check_headers(
     request: RequestParts<'_>,
     credentials: &dyn CredentialLookup,
@@ -569,7 +514,7 @@ pub fn check_headers(
         headers: canonical_headers,
         payload_hash: String::new(),
     };
-    Ok(PendingSignature {
+    let pending = PendingSignature {
         identity: VerifiedIdentity {
             access_key_id: access_key_id.to_owned(),
             region: region.to_owned(),
@@ -585,5 +530,9 @@ pub fn check_headers(
         signing_key: signing_key(&secret, scope_date, region, scope_service),
         amz_date,
         signature: auth.signature,
-    })
+    };
+    if let Some(declared) = &pending.declared_hash {
+        pending.check_signature(declared.clone())?;
+    }
+    Ok(pending)
 }

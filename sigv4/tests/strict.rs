@@ -203,3 +203,39 @@ fn a_declared_payload_hash_is_checked_against_the_body() {
         Err(VerifyError::ContentSha256Mismatch)
     );
 }
+
+#[test]
+fn a_declared_payload_hash_lets_the_signature_be_checked_before_the_body() {
+    let strict = VerifyOptions::strict("lambda");
+    let creds = creds();
+    let now = SystemTime::now();
+    let uri: Uri = format!("http://127.0.0.1:9000{TARGET}").parse().unwrap();
+    let params = SigningParams {
+        time: now,
+        content_sha256_header: true,
+        ..SigningParams::new(&creds, "us-east-1", "lambda")
+    };
+    let headers = sign(&Method::POST, &uri, &HeaderMap::new(), b"{}", &params).unwrap();
+    let target: Uri = TARGET.parse().unwrap();
+    let forged = Credentials::new("AKIAEXAMPLE000000000", "not the secret");
+    let req = RequestParts {
+        method: &Method::POST,
+        uri: &target,
+        headers: &headers,
+    };
+    // The right key id with a wrong secret: found out with no body at all.
+    assert!(matches!(
+        check_headers(req, &forged, now, &strict),
+        Err(VerifyError::SignatureMismatch { .. })
+    ));
+    check_headers(req, &creds, now, &strict).unwrap();
+    // Without the header the forgery can only be found with the body.
+    let (headers, _) = signed(&[], b"{}");
+    let req = RequestParts {
+        method: &Method::POST,
+        uri: &target,
+        headers: &headers,
+    };
+    let pending = check_headers(req, &forged, now, &strict).unwrap();
+    assert!(pending.verify_body(b"{}").is_err());
+}

@@ -61,7 +61,7 @@ pub struct ServeArgs {
     /// The most client connections open at once; more are answered 429.
     #[arg(long, value_name = "N", default_value_t = FrontLimits::default().max_connections)]
     max_connections: usize,
-    /// The most request bodies over 1 MiB (code uploads, large payloads)
+    /// The most request bodies over 256 KiB (code uploads, large payloads)
     /// received at once; more are answered 429.
     #[arg(long, value_name = "N", default_value_t = FrontLimits::default().max_large_bodies)]
     max_large_requests: usize,

@@ -175,9 +175,7 @@ pub async fn authenticate(State(gate): State<Arc<Gate>>, request: Request, next:
     if declared.is_some_and(|n| n > cap.drain_limit() as u64) {
         return refuse(too_large(), true);
     }
-    // Held until the request is answered: a handler keeps the body (or
-    // what it decodes from it) that long.
-    let _large = if cap.is_large(declared) {
+    let large = if cap.is_large(declared) {
         match gate.front.large_body() {
             Some(permit) => Some(permit),
             None => {
@@ -210,6 +208,9 @@ pub async fn authenticate(State(gate): State<Arc<Gate>>, request: Request, next:
             return refuse(ApiError::validation(e.to_string()), true);
         }
     };
+    // A code upload keeps its place until answered: the handler holds the
+    // body and what it decodes from it that long.
+    let _large = large.filter(|_| cap.held_until_answered());
     match pending.verify_body(&bytes) {
         Ok(identity) => {
             parts.extensions.insert(Identity {

@@ -17,9 +17,9 @@ use mayfly_proto::limits;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The cap on a body of any operation that carries no code and no payload
-/// (configuration, aliases, concurrency...): 1 MiB, far above what any of
-/// them needs.
-pub const SMALL_REQUEST_BYTES: usize = 1 << 20;
+/// (configuration, aliases, concurrency...): 256 KiB, far above what any
+/// of them needs (an environment is at most 4 KB).
+pub const SMALL_REQUEST_BYTES: usize = 256 << 10;
 
 /// The cap on a CreateFunction or UpdateFunctionCode body: Lambda's 50 MB
 /// zip in base64, plus room for the rest of the JSON (environment,
@@ -56,9 +56,9 @@ pub struct FrontLimits {
     /// Connections open at once; one more is answered 429 at once and
     /// closed.
     pub max_connections: usize,
-    /// Bodies larger than [`LARGE_BODY_BYTES`] read at once (each may be
-    /// held whole in memory until its request is answered); one more is
-    /// answered 429 at once.
+    /// Bodies larger than [`LARGE_BODY_BYTES`] being read at once (a code
+    /// upload keeps its place until it is answered, as its handler holds
+    /// it whole); one more is answered 429 at once.
     pub max_large_bodies: usize,
 }
 
@@ -143,6 +143,14 @@ impl BodyCap {
             _ => ("this", SMALL_REQUEST_BYTES),
         };
         BodyCap { operation, limit }
+    }
+
+    /// Whether the place among the large bodies is kept until the request
+    /// is answered: for code, which the handler decodes and unpacks. An
+    /// invocation's payload is held by a running VM, and those are bounded
+    /// by admission instead.
+    pub fn held_until_answered(&self) -> bool {
+        self.limit == CODE_REQUEST_BYTES
     }
 
     /// Whether a body of `declared` bytes (`None`: not declared, chunked)
@@ -244,11 +252,13 @@ mod tests {
         assert!(invoke.is_large(None));
         assert!(invoke.is_large(Some(2 << 20)));
         assert!(!invoke.is_large(Some(1000)));
+        assert!(!invoke.held_until_answered());
         let event = BodyCap {
             operation: "InvokeAsync",
             limit: limits::ASYNC_PAYLOAD_BYTES,
         };
         assert!(!event.is_large(None));
+        assert!(!event.is_large(Some(limits::ASYNC_PAYLOAD_BYTES as u64)));
         assert_eq!(event.drain_limit(), MIN_DRAIN_BYTES);
     }
 
