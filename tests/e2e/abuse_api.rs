@@ -172,6 +172,19 @@ fn slow_and_idle_connections_are_closed_at_their_timeouts() {
         "{closed:?}"
     );
 
+    // A head larger than the server buffers (64 KiB): refused and closed,
+    // however fast it comes.
+    let mut huge = Raw::open(s.addr);
+    let padding = "a".repeat(100 << 10);
+    huge.send(Raw::head(s.addr, "GET", CREATE, &[("x-padding", &padding)]).as_bytes());
+    let r = huge
+        .response(Duration::from_secs(3))
+        .expect("an answer to a huge head");
+    assert_eq!(r.status, 431, "{r:?}");
+    assert!(huge
+        .closed_within(Instant::now(), Duration::from_secs(3))
+        .is_some());
+
     // A body that takes longer than the header timeout, but less than the
     // body timeout, is read: the request is answered (here: no such
     // function) after its signature was checked over the whole body.

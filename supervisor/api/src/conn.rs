@@ -226,6 +226,7 @@ pub async fn serve(
     });
     let connection = http1::Builder::new()
         .header_read_timeout(None)
+        .max_header_size(MAX_HEAD_BYTES)
         .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true)
         .serve_connection(io, service);
