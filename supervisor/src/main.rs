@@ -6,6 +6,7 @@
 //! `logs` are clients of a host's API (`mayfly_client`).
 #![forbid(unsafe_code)]
 
+mod front_args;
 mod run_cmd;
 mod serve_cmd;
 

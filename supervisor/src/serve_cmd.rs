@@ -19,6 +19,7 @@ use mayfly_vm::accel::{self, Accel, AccelRequest};
 use mayfly_vm::QemuRunner;
 use thiserror::Error;
 
+use crate::front_args::FrontArgs;
 use crate::AccelArg;
 
 /// `mayfly serve`'s arguments.
@@ -46,53 +47,9 @@ pub struct ServeArgs {
     /// Accelerator.
     #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
     accel: AccelArg,
-    /// A request's headers must arrive within this many milliseconds of
-    /// its first byte, or the connection is closed.
-    #[arg(long, value_name = "MS", default_value_t = millis(FrontLimits::default().header_timeout))]
-    header_timeout_ms: u64,
-    /// A request's body must arrive within this many milliseconds of its
-    /// headers, or it is answered 408.
-    #[arg(long, value_name = "MS", default_value_t = millis(FrontLimits::default().body_timeout))]
-    body_timeout_ms: u64,
-    /// A connection without a request for this many milliseconds is
-    /// closed.
-    #[arg(long, value_name = "MS", default_value_t = millis(FrontLimits::default().idle_timeout))]
-    idle_timeout_ms: u64,
-    /// The most client connections open at once; more are answered 429.
-    #[arg(long, value_name = "N", default_value_t = FrontLimits::default().max_connections)]
-    max_connections: usize,
-    /// The most request bodies over 256 KiB (code uploads, large payloads)
-    /// received at once; more are answered 429.
-    #[arg(long, value_name = "N", default_value_t = FrontLimits::default().max_large_bodies)]
-    max_large_requests: usize,
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-impl ServeArgs {
-    /// The front door's limits, or what is wrong with them.
-    fn front_limits(&self) -> Result<FrontLimits, String> {
-        for (flag, value) in [
-            ("--header-timeout-ms", self.header_timeout_ms),
-            ("--body-timeout-ms", self.body_timeout_ms),
-            ("--idle-timeout-ms", self.idle_timeout_ms),
-            ("--max-connections", self.max_connections as u64),
-            ("--max-large-requests", self.max_large_requests as u64),
-        ] {
-            if value == 0 {
-                return Err(format!("{flag} must be at least 1"));
-            }
-        }
-        Ok(FrontLimits {
-            header_timeout: Duration::from_millis(self.header_timeout_ms),
-            body_timeout: Duration::from_millis(self.body_timeout_ms),
-            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
-            max_connections: self.max_connections,
-            max_large_bodies: self.max_large_requests,
-        })
-    }
+    /// Limits on clients.
+    #[command(flatten)]
+    front: FrontArgs,
 }
 
 /// Runs the service until Ctrl-C or SIGTERM.
@@ -107,7 +64,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
     if args.max_concurrency == Some(0) {
         return crate::usage_error("--max-concurrency must be at least 1");
     }
-    let front = match args.front_limits() {
+    let front = match args.front.limits() {
         Ok(front) => front,
         Err(e) => return crate::usage_error(e),
     };
@@ -204,10 +161,7 @@ async fn run(
         listeners.api_addr()?,
         config.max_concurrency
     );
-    eprintln!(
-        "mayfly: requests: headers within {:?}, bodies within {:?}, idle connections closed after {:?}; at most {} connections and {} large bodies at once",
-        front.header_timeout, front.body_timeout, front.idle_timeout, front.max_connections, front.max_large_bodies
-    );
+    eprintln!("mayfly: {}", crate::front_args::describe(&front));
     let state = AppState::with_limits(host, credentials, front);
     Ok(server::serve(listeners, state, shutdown_signal()).await?)
 }
