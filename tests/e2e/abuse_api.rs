@@ -172,6 +172,29 @@ fn slow_and_idle_connections_are_closed_at_their_timeouts() {
         "{closed:?}"
     );
 
+    // A client that pipelines requests and never reads the answers: once
+    // the socket buffers are full the server cannot write, and closes the
+    // connection at the idle timeout instead of holding it forever.
+    let mut greedy = Raw::open(s.addr);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let request = Raw::head(s.addr, "GET", CREATE, &[]).repeat(64);
+    let pipeline = std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut sent = 0usize;
+        while greedy.send(request.as_bytes()) && started.elapsed() < Duration::from_secs(20) {
+            sent += 64;
+        }
+        let _ = done_tx.send((started.elapsed(), sent));
+    });
+    let (closed, sent) = done_rx
+        .recv_timeout(Duration::from_secs(12))
+        .expect("a client that reads nothing kept its connection");
+    println!(
+        "a client that never reads was cut off after {closed:?} and {sent} pipelined requests"
+    );
+    assert!(closed < Duration::from_secs(10), "{closed:?}");
+    pipeline.join().unwrap();
+
     // A head larger than the server buffers (64 KiB): refused and closed,
     // however fast it comes.
     let mut huge = Raw::open(s.addr);

@@ -4,11 +4,14 @@
 //!
 //! hyper's own header timeout starts when a connection is ready for a
 //! request, so it would also close idle keep-alive connections after the
-//! (short) header timeout. The [`Clock`] tells the two apart instead: a
+//! (short) header timeout. The [`Clock`] tells the phases apart instead: a
 //! connection is idle until a byte of a request arrives, then reading a
-//! head until the request reaches the router, then busy until its response
-//! has been written; the watchdog closes it when the idle or the head phase
-//! lasts too long. While busy, the body timeout of [`crate::auth`] applies.
+//! head until the request reaches the router, then handled (the body
+//! timeout of [`crate::auth`] applies, then the handler runs as long as the
+//! invocation), then writing its response until that is written. The
+//! watchdog closes it when it is idle, reading a head, or writing without
+//! progress (a client that does not read its answers, which would hold the
+//! connection forever) for too long.
 
 use std::io;
 use std::pin::Pin;
@@ -44,8 +47,10 @@ enum Phase {
     Idle(Instant),
     /// A request's first byte arrived then; its head is not complete.
     Head(Instant),
-    /// This many requests are being answered.
-    Busy(usize),
+    /// A request is being handled.
+    Handling,
+    /// A response is being written; the last bytes went out then.
+    Writing(Instant),
 }
 
 /// Which timeout closed a connection.
@@ -55,58 +60,89 @@ pub enum Expiry {
     Idle,
     /// A request's head did not arrive within the header timeout.
     Head,
+    /// The client read nothing of its answer within the idle timeout.
+    Write,
 }
 
 /// A connection's phase, shared by its socket (bytes arrive), its service
 /// (requests start and end) and its watchdog.
 #[derive(Debug)]
 pub struct Clock {
-    phase: Mutex<Phase>,
+    phase: Mutex<State>,
     changed: Notify,
+}
+
+#[derive(Debug)]
+struct State {
+    phase: Phase,
+    /// Requests started and not yet answered (hyper answers one at a time;
+    /// counted so that the phase cannot turn idle under a second one).
+    answering: usize,
 }
 
 impl Clock {
     /// A clock for a connection opened now.
     pub fn new() -> Arc<Clock> {
         Arc::new(Clock {
-            phase: Mutex::new(Phase::Idle(Instant::now())),
+            phase: Mutex::new(State {
+                phase: Phase::Idle(Instant::now()),
+                answering: 0,
+            }),
             changed: Notify::new(),
         })
     }
 
-    fn update(&self, f: impl FnOnce(Phase) -> Phase) {
-        let mut phase = self.phase.lock().unwrap_or_else(|e| e.into_inner());
-        let next = f(*phase);
-        if next != *phase {
-            *phase = next;
+    /// Changes the state; the watchdog is woken when the kind of phase
+    /// changes (a later time in the same phase it finds when it wakes).
+    fn update(&self, f: impl FnOnce(&mut State)) {
+        let mut state = self.phase.lock().unwrap_or_else(|e| e.into_inner());
+        let before = std::mem::discriminant(&state.phase);
+        f(&mut state);
+        if std::mem::discriminant(&state.phase) != before {
             self.changed.notify_one();
         }
     }
 
     /// Bytes came in.
     pub fn bytes_arrived(&self) {
-        self.update(|phase| match phase {
-            Phase::Idle(_) => Phase::Head(Instant::now()),
-            other => other,
+        self.update(|state| {
+            if let Phase::Idle(_) = state.phase {
+                state.phase = Phase::Head(Instant::now());
+            }
         });
     }
 
-    /// A request's head is complete and it is being answered; the returned
+    /// Bytes went out.
+    pub fn bytes_sent(&self) {
+        self.update(|state| {
+            if let Phase::Writing(_) = state.phase {
+                state.phase = Phase::Writing(Instant::now());
+            }
+        });
+    }
+
+    /// A request's head is complete and it is being handled; the returned
     /// guard marks its end when dropped (after its response is written, or
     /// when the connection is dropped).
     pub fn request_started(self: &Arc<Clock>) -> Answering {
-        self.update(|phase| match phase {
-            Phase::Busy(n) => Phase::Busy(n + 1),
-            _ => Phase::Busy(1),
+        self.update(|state| {
+            state.answering += 1;
+            state.phase = Phase::Handling;
         });
         Answering(self.clone())
     }
 
+    /// The handler has answered; its response is being written.
+    pub fn response_ready(&self) {
+        self.update(|state| state.phase = Phase::Writing(Instant::now()));
+    }
+
     fn deadline(&self, limits: &FrontLimits) -> Option<(Instant, Expiry)> {
-        match *self.phase.lock().unwrap_or_else(|e| e.into_inner()) {
+        match self.phase.lock().unwrap_or_else(|e| e.into_inner()).phase {
             Phase::Idle(since) => Some((since + limits.idle_timeout, Expiry::Idle)),
             Phase::Head(since) => Some((since + limits.header_timeout, Expiry::Head)),
-            Phase::Busy(_) => None,
+            Phase::Handling => None,
+            Phase::Writing(since) => Some((since + limits.idle_timeout, Expiry::Write)),
         }
     }
 
@@ -135,9 +171,11 @@ pub struct Answering(Arc<Clock>);
 
 impl Drop for Answering {
     fn drop(&mut self) {
-        self.0.update(|phase| match phase {
-            Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
-            _ => Phase::Idle(Instant::now()),
+        self.0.update(|state| {
+            state.answering = state.answering.saturating_sub(1);
+            if state.answering == 0 {
+                state.phase = Phase::Idle(Instant::now());
+            }
         });
     }
 }
@@ -170,7 +208,12 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.stream).poll_write(cx, buf);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            this.clock.bytes_sent();
+        }
+        result
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -186,7 +229,12 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            this.clock.bytes_sent();
+        }
+        result
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -212,8 +260,10 @@ pub async fn serve(
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let answering = service_clock.request_started();
         let app = app.clone();
+        let clock = service_clock.clone();
         async move {
             let response = app.oneshot(request.map(axum::body::Body::new)).await?;
+            clock.response_ready();
             // The guard lives as long as the response body, which hyper
             // drops once it is written.
             Ok::<_, std::convert::Infallible>(response.map(|body| {
@@ -320,7 +370,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_busy_connection_never_expires_and_is_idle_after() {
+    async fn a_handled_request_never_expires_and_the_connection_is_idle_after() {
         let limits = limits();
         let clock = Clock::new();
         clock.bytes_arrived();
@@ -341,5 +391,22 @@ mod tests {
         drop(answering);
         assert_eq!(watch.await.unwrap(), Expiry::Idle);
         assert_eq!(done.elapsed(), limits.idle_timeout);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_response_nobody_reads_expires_at_the_idle_timeout() {
+        let limits = limits();
+        let clock = Clock::new();
+        let _answering = clock.request_started();
+        clock.response_ready();
+        // Progress keeps it open...
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            clock.bytes_sent();
+        }
+        // ...until the client stops reading.
+        let stalled = Instant::now();
+        assert_eq!(clock.expired(&limits).await, Expiry::Write);
+        assert_eq!(stalled.elapsed(), limits.idle_timeout);
     }
 }
