@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use mayfly_api::front::FrontLimits;
+use mayfly_api::front::{open_files_limit, FrontLimits};
 
 /// The flags, flattened into `mayfly serve`'s.
 #[derive(Debug, Args)]
@@ -36,7 +36,9 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl FrontArgs {
-    /// The limits, or which flag is out of range.
+    /// The limits, or which flag is out of range. The connection cap is
+    /// lowered (and that reported) where the limit on open files would not
+    /// hold it.
     pub fn limits(&self) -> Result<FrontLimits, String> {
         for (flag, value) in [
             ("--header-timeout-ms", self.header_timeout_ms),
@@ -49,13 +51,17 @@ impl FrontArgs {
                 return Err(format!("{flag} must be at least 1"));
             }
         }
-        Ok(FrontLimits {
+        let mut limits = FrontLimits {
             header_timeout: Duration::from_millis(self.header_timeout_ms),
             body_timeout: Duration::from_millis(self.body_timeout_ms),
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             max_connections: self.max_connections,
             max_large_bodies: self.max_large_requests,
-        })
+        };
+        if let Some(note) = open_files_limit().and_then(|n| limits.fit_to_open_files(n)) {
+            eprintln!("mayfly: {note}");
+        }
+        Ok(limits)
     }
 }
 
@@ -87,7 +93,11 @@ mod tests {
     #[test]
     fn defaults_are_the_apis_and_zero_is_refused() {
         let cli = Cli::parse_from(["serve"]);
-        assert_eq!(cli.front.limits().unwrap(), FrontLimits::default());
+        let mut expected = FrontLimits::default();
+        if let Some(n) = open_files_limit() {
+            expected.fit_to_open_files(n);
+        }
+        assert_eq!(cli.front.limits().unwrap(), expected);
         let cli = Cli::parse_from([
             "serve",
             "--header-timeout-ms",

@@ -37,6 +37,14 @@ pub const LARGE_BODY_BYTES: usize = SMALL_REQUEST_BYTES;
 /// authenticated requests are drained, and never past the body timeout.
 const MIN_DRAIN_BYTES: usize = 16 << 20;
 
+/// Descriptors left for everything but client connections: the store, the
+/// logs, the VMs and their sockets.
+pub const RESERVED_DESCRIPTORS: u64 = 256;
+
+/// The fewest connections the cap is lowered to, however low the limit on
+/// open files.
+const MIN_CONNECTIONS: usize = 16;
+
 const fn base64_len(bytes: usize) -> usize {
     bytes.div_ceil(3) * 4
 }
@@ -72,6 +80,40 @@ impl Default for FrontLimits {
             max_large_bodies: 4,
         }
     }
+}
+
+impl FrontLimits {
+    /// Lowers `max_connections` so that connections cannot take the
+    /// descriptors the rest of the host needs under a soft limit of
+    /// `open_files` (past it `accept` fails, but so do the store's files
+    /// and the VMs' sockets). Returns what it changed, to report.
+    pub fn fit_to_open_files(&mut self, open_files: u64) -> Option<String> {
+        let room = open_files.saturating_sub(RESERVED_DESCRIPTORS);
+        let room = usize::try_from(room)
+            .unwrap_or(usize::MAX)
+            .max(MIN_CONNECTIONS);
+        if self.max_connections <= room {
+            return None;
+        }
+        let asked = self.max_connections;
+        self.max_connections = room;
+        Some(format!(
+            "at most {room} connections, not {asked}: the limit on open files is {open_files} \
+             and {RESERVED_DESCRIPTORS} are kept for the rest of the host (raise it with ulimit -n)"
+        ))
+    }
+}
+
+/// The soft limit on this process's open files, from `/proc/self/limits`.
+pub fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The limits and the counters they are enforced with, shared by all
@@ -260,6 +302,19 @@ mod tests {
         assert!(!event.is_large(None));
         assert!(!event.is_large(Some(limits::ASYNC_PAYLOAD_BYTES as u64)));
         assert_eq!(event.drain_limit(), MIN_DRAIN_BYTES);
+    }
+
+    #[test]
+    fn connections_leave_descriptors_for_the_host() {
+        let mut limits = FrontLimits::default();
+        assert_eq!(limits.fit_to_open_files(20_000), None);
+        assert_eq!(limits.max_connections, 1024);
+        let note = limits.fit_to_open_files(1024).unwrap();
+        assert_eq!(limits.max_connections, 768);
+        assert!(note.contains("768") && note.contains("1024"), "{note}");
+        limits.fit_to_open_files(100);
+        assert_eq!(limits.max_connections, MIN_CONNECTIONS);
+        assert!(open_files_limit().is_some_and(|n| n > 0));
     }
 
     #[test]

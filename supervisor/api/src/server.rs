@@ -76,6 +76,9 @@ impl Listeners {
     }
 }
 
+/// Connections to `/metrics` open at once.
+const METRICS_CONNECTIONS: usize = 16;
+
 /// At most this many over-cap connections are being answered at once;
 /// beyond, they are closed without an answer.
 const MAX_REFUSALS: usize = 64;
@@ -93,19 +96,20 @@ pub async fn serve(
     state: SharedState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let limits = state.gate.front.limits.clone();
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     if let Some(metrics) = listeners.metrics {
         let app = metrics_router(state.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(metrics, app).await {
-                tracing::error!(error = %e, "the metrics listener failed");
-            }
-        });
+        tokio::spawn(serve_metrics(
+            metrics,
+            app,
+            limits.clone(),
+            stopping.clone(),
+        ));
     }
-    let limits = state.gate.front.limits.clone();
     let app = router(state);
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
-    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -157,4 +161,35 @@ pub async fn serve(
         _ = tokio::signal::ctrl_c() => {}
     }
     Ok(())
+}
+
+/// Serves `/metrics` with the API's timeouts and a cap of its own
+/// ([`METRICS_CONNECTIONS`]; beyond it a connection is closed at once): a
+/// scraper needs one, and a slow client there must not take the
+/// descriptors the API needs.
+async fn serve_metrics(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: crate::front::FrontLimits,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let connections = Arc::new(Semaphore::new(METRICS_CONNECTIONS));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot accept a metrics connection");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            continue;
+        };
+        let (app, limits, stopping) = (app.clone(), limits.clone(), stopping.clone());
+        tokio::spawn(async move {
+            conn::serve(stream, app, limits, stopping).await;
+            drop(permit);
+        });
+    }
 }
