@@ -156,6 +156,15 @@ pub enum VerifyError {
     #[error("Unsupported x-amz-content-sha256 value '{0}': the body must be signed")]
     UnsupportedPayloadHash(String),
 
+    /// `x-amz-*` headers that `SignedHeaders` does not name, when every
+    /// one must be signed (the names, lowercase, joined by `, `).
+    #[error("There were headers present in the request which were not signed: {0}. Every x-amz-* header sent must be listed in SignedHeaders.")]
+    HeadersNotSigned(String),
+
+    /// Presigned (query-string) authentication, when it is not accepted.
+    #[error("Presigned (query-string) authentication is not accepted by this endpoint: sign the request with an Authorization header")]
+    PresignedNotAccepted,
+
     /// Both an `Authorization` header and presigned query parameters.
     #[error("Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter or the Authorization header should be specified")]
     AmbiguousAuthentication,

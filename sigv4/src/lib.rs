@@ -39,7 +39,15 @@
 //!   `content-type` and `x-amz-*` headers such as `x-amz-invocation-type`.
 //! * The **payload hash** is computed from the body; botocore sends no
 //!   `x-amz-content-sha256` for Lambda. If that header is present it must
-//!   equal the body's hash (or be `UNSIGNED-PAYLOAD`).
+//!   equal the body's hash (or be `UNSIGNED-PAYLOAD`, which
+//!   [`VerifyOptions::strict`] refuses).
+//! * **Strict rules** ([`VerifyOptions::strict`], what `mayfly serve`
+//!   applies): every `x-amz-*` header sent must be signed, the body must be
+//!   signed and presigned URLs are refused. botocore meets them for Lambda.
+//! * **Two steps**: [`check_headers`] checks everything but the body and
+//!   returns a [`PendingSignature`]; its
+//!   [`verify_body`](PendingSignature::verify_body) checks the body. A
+//!   server reads no body before the first step passes.
 //! * The **time** comes from `X-Amz-Date`, or from `Date` when botocore was
 //!   configured to sign that instead, and must be within 5 minutes of the
 //!   server's clock.
@@ -72,6 +80,7 @@ pub mod canonical;
 mod credentials;
 mod date;
 mod error;
+mod pending;
 mod sign;
 mod verify;
 
@@ -80,11 +89,12 @@ pub use error::{
     RandomError, SignError, VerifyError, MISSING_AUTH_MESSAGE, SIGNATURE_MISMATCH_MESSAGE,
     UNKNOWN_KEY_MESSAGE,
 };
+pub use pending::PendingSignature;
 pub use sign::{
     presign, sign, sign_request, SigningParams, UNSIGNED_HEADERS, X_AMZ_CONTENT_SHA256, X_AMZ_DATE,
 };
 pub use verify::{
-    verify, verify_with_options, RequestParts, VerifiedIdentity, VerifyOptions,
+    check_headers, verify, verify_with_options, RequestParts, VerifiedIdentity, VerifyOptions,
     MAX_PRESIGNED_EXPIRES,
 };
 

@@ -5,17 +5,17 @@ use std::time::{Duration, SystemTime};
 use http::header::{AUTHORIZATION, DATE, HOST};
 use http::{HeaderMap, Method, Uri};
 use percent_encoding::percent_decode_str;
-use subtle::ConstantTimeEq;
 
 use crate::canonical::{
-    canonical_header_value, canonical_query_string, canonical_uri, credential_scope, sha256_hex,
-    signature, signing_key, string_to_sign, CanonicalRequest, ALGORITHM, UNSIGNED_PAYLOAD,
+    canonical_header_value, canonical_query_string, canonical_uri, credential_scope, signing_key,
+    CanonicalRequest, ALGORITHM, UNSIGNED_PAYLOAD,
 };
 use crate::credentials::CredentialLookup;
 use crate::date::{
     format_amz_date, from_unix_seconds, parse_amz_date, parse_http_date, unix_seconds,
 };
 use crate::error::VerifyError;
+use crate::pending::PendingSignature;
 use crate::sign::{X_AMZ_CONTENT_SHA256, X_AMZ_DATE};
 
 /// The longest validity AWS allows for a presigned request (7 days).
@@ -73,11 +73,16 @@ pub struct VerifyOptions {
     pub allow_presigned: bool,
     /// If set, the only regions the credential scope may name.
     pub allowed_regions: Option<Vec<String>>,
+    /// Refuse a request that carries an `x-amz-*` header its signature does
+    /// not cover, so that nobody can add `X-Amz-Invocation-Type: Event` or
+    /// `X-Amz-Log-Type: Tail` to a captured request.
+    pub require_signed_amz_headers: bool,
 }
 
 impl VerifyOptions {
     /// AWS's rules for `service`: 5 minutes of skew, `UNSIGNED-PAYLOAD` and
-    /// presigned requests accepted, any region.
+    /// presigned requests accepted, any region, unsigned `x-amz-*` headers
+    /// tolerated.
     pub fn new(service: impl Into<String>) -> Self {
         VerifyOptions {
             service: service.into(),
@@ -85,6 +90,20 @@ impl VerifyOptions {
             allow_unsigned_payload: true,
             allow_presigned: true,
             allowed_regions: None,
+            require_signed_amz_headers: false,
+        }
+    }
+
+    /// What `mayfly serve` requires: AWS's rules, but the body must be
+    /// signed (no `UNSIGNED-PAYLOAD`), no presigned URLs (a leaked URL would
+    /// stay valid for up to 7 days) and every `x-amz-*` header signed.
+    /// botocore and the AWS CLI meet all three for Lambda.
+    pub fn strict(service: impl Into<String>) -> Self {
+        VerifyOptions {
+            allow_unsigned_payload: false,
+            allow_presigned: false,
+            require_signed_amz_headers: true,
+            ..VerifyOptions::new(service)
         }
     }
 }
@@ -292,21 +311,36 @@ pub fn verify_with_options(
     now: SystemTime,
     options: &VerifyOptions,
 ) -> Result<VerifiedIdentity, VerifyError> {
+    check_headers(request, credentials, now, options)?.verify_body(body)
+}
+
+/// The checks of [`verify_with_options`] that need no body, in its order:
+/// authentication parameters, scope, signed headers, dates, key, skew and
+/// the form of `x-amz-content-sha256`. When that header gives the body's
+/// hash, the signature is checked here too, so a forged request is refused
+/// before its body is read; botocore sends no such header for Lambda, and
+/// then only the body proves the signature.
+pub fn check_headers(
+    request: RequestParts<'_>,
+    credentials: &dyn CredentialLookup,
+    now: SystemTime,
+    options: &VerifyOptions,
+) -> Result<PendingSignature, VerifyError> {
     let headers = request.headers;
     let query = query_params(request.uri);
     let has_query_auth = query
         .iter()
-        .any(|(k, _)| k == "X-Amz-Algorithm" || k == "X-Amz-Signature");
+        .any(|(k, _)| k == "X-Amz-Algorithm" || k == "X-Amz-Signature" || k == "X-Amz-Credential");
+    if has_query_auth && !options.allow_presigned {
+        return Err(VerifyError::PresignedNotAccepted);
+    }
     let auth = match (
         single_header(headers, AUTHORIZATION.as_str())?,
         has_query_auth,
     ) {
         (Some(_), true) => return Err(VerifyError::AmbiguousAuthentication),
         (Some(value), false) => parse_authorization(value)?,
-        (None, true) if options.allow_presigned => parse_presigned(&query)?,
-        (None, true) => return Err(malformed(
-            "presigned (query-string) authentication is not accepted; use the Authorization header",
-        )),
+        (None, true) => parse_presigned(&query)?,
         (None, false) => return Err(VerifyError::MissingAuthentication),
     };
     debug_assert_eq!(auth.algorithm, ALGORITHM);
@@ -349,6 +383,18 @@ pub fn verify_with_options(
     }
     if !signed.contains(&"host") {
         return Err(VerifyError::HeaderNotSigned("Host' or ':authority"));
+    }
+    if options.require_signed_amz_headers {
+        let mut unsigned: Vec<&str> = headers
+            .keys()
+            .map(|name| name.as_str())
+            .filter(|name| name.starts_with("x-amz-") && !signed.contains(name))
+            .collect();
+        if !unsigned.is_empty() {
+            unsigned.sort_unstable();
+            unsigned.dedup();
+            return Err(VerifyError::HeadersNotSigned(unsigned.join(", ")));
+        }
     }
     let (request_time, expires) = match &auth.presigned {
         Some((date, expires)) => {
@@ -430,19 +476,13 @@ pub fn verify_with_options(
         _ => {}
     }
 
-    // Payload hash.
-    let body_hash = sha256_hex(body);
-    let (payload_hash, payload_signed) =
+    // Payload hash: its form now, its value once the body is read.
+    let (declared_hash, payload_signed) =
         match single_header(headers, X_AMZ_CONTENT_SHA256.as_str())? {
-            None => (body_hash, true),
-            Some(UNSIGNED_PAYLOAD) if options.allow_unsigned_payload => {
-                (UNSIGNED_PAYLOAD.to_owned(), false)
-            }
+            None => (None, true),
+            Some(UNSIGNED_PAYLOAD) if options.allow_unsigned_payload => (None, false),
             Some(v) if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                if !v.eq_ignore_ascii_case(&body_hash) {
-                    return Err(VerifyError::ContentSha256Mismatch);
-                }
-                (v.to_owned(), true)
+                (Some(v.to_owned()), true)
             }
             Some(v) => return Err(VerifyError::UnsupportedPayloadHash(v.to_owned())),
         };
@@ -472,27 +512,27 @@ pub fn verify_with_options(
         uri: canonical_uri(request.uri.path()),
         query: canonical_query_string(request.uri.query().unwrap_or(""), auth.presigned.is_some()),
         headers: canonical_headers,
-        payload_hash,
+        payload_hash: String::new(),
     };
-    let canonical_request = canonical.render();
-    let scope = credential_scope(scope_date, region, scope_service);
-    let sts = string_to_sign(&amz_date, &scope, &canonical_request);
-    let key = signing_key(&secret, scope_date, region, scope_service);
-    let expected = signature(&key, &sts);
-    if !bool::from(expected.as_bytes().ct_eq(auth.signature.as_bytes())) {
-        return Err(VerifyError::SignatureMismatch {
-            canonical_request,
-            string_to_sign: sts,
-        });
+    let pending = PendingSignature {
+        identity: VerifiedIdentity {
+            access_key_id: access_key_id.to_owned(),
+            region: region.to_owned(),
+            service: scope_service.to_owned(),
+            request_time: from_unix_seconds(request_time),
+            signed_headers: signed.iter().map(|s| (*s).to_owned()).collect(),
+            payload_signed,
+            presigned: auth.presigned.is_some(),
+        },
+        canonical,
+        declared_hash,
+        scope: credential_scope(scope_date, region, scope_service),
+        signing_key: signing_key(&secret, scope_date, region, scope_service),
+        amz_date,
+        signature: auth.signature,
+    };
+    if let Some(declared) = &pending.declared_hash {
+        pending.check_signature(declared.clone())?;
     }
-
-    Ok(VerifiedIdentity {
-        access_key_id: access_key_id.to_owned(),
-        region: region.to_owned(),
-        service: scope_service.to_owned(),
-        request_time: from_unix_seconds(request_time),
-        signed_headers: signed.iter().map(|s| (*s).to_owned()).collect(),
-        payload_signed,
-        presigned: auth.presigned.is_some(),
-    })
+    Ok(pending)
 }

@@ -15,6 +15,7 @@ macro_rules! say {
     }};
 }
 
+mod front_args;
 mod run_cmd;
 mod serve_cmd;
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use mayfly_api::front::FrontLimits;
 use mayfly_api::server::{self, Listeners, ServeError};
 use mayfly_api::AppState;
 use mayfly_client::credentials::{self, CredentialsError, Origin};
@@ -18,6 +19,7 @@ use mayfly_vm::accel::{self, Accel, AccelRequest};
 use mayfly_vm::QemuRunner;
 use thiserror::Error;
 
+use crate::front_args::FrontArgs;
 use crate::AccelArg;
 
 /// `mayfly serve`'s arguments.
@@ -61,6 +63,9 @@ pub struct ServeArgs {
     /// Package uploads checked at once; beyond it an upload is answered 429.
     #[arg(long, value_name = "N", default_value_t = mayfly_host::DEFAULT_CONCURRENT_UPLOADS)]
     max_concurrent_uploads: u32,
+    /// Limits on clients.
+    #[command(flatten)]
+    front: FrontArgs,
 }
 
 /// Runs the service until Ctrl-C or SIGTERM.
@@ -99,6 +104,10 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         concurrent_uploads: args.max_concurrent_uploads,
         ..HostLimits::for_this_host(args.memory_budget_mb)
     };
+    let front = match args.front.limits() {
+        Ok(front) => front,
+        Err(e) => return crate::usage_error(e),
+    };
     let choice = match accel::detect(AccelRequest::from(args.accel)) {
         Ok(choice) => choice,
         Err(e) => return crate::usage_error(e),
@@ -117,7 +126,13 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    match runtime.block_on(run(config, choice.accel, args.listen, metrics_listen)) {
+    match runtime.block_on(run(
+        config,
+        front,
+        choice.accel,
+        args.listen,
+        metrics_listen,
+    )) {
         Ok(()) => {
             say!("mayfly: stopped");
             ExitCode::SUCCESS
@@ -152,6 +167,7 @@ enum StartError {
 /// Opens the store, the credentials and the host, then serves the API.
 async fn run(
     config: HostConfig,
+    front: FrontLimits,
     accel: Accel,
     listen: SocketAddr,
     metrics_listen: Option<SocketAddr>,
@@ -190,7 +206,8 @@ async fn run(
         memory.budget_mb,
         memory.host_limit_mb
     );
-    let state = AppState::new(host, credentials);
+    say!("mayfly: {}", crate::front_args::describe(&front));
+    let state = AppState::with_limits(host, credentials, front);
     Ok(server::serve(listeners, state, shutdown_signal()).await?)
 }
 

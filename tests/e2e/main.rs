@@ -13,6 +13,7 @@ mod run;
 mod run_input;
 
 // `mayfly serve`, driven by the AWS CLI, boto3 and raw HTTP.
+mod abuse_api;
 mod async_events;
 mod auth;
 mod boto3;

@@ -1,7 +1,7 @@
 //! CreateAlias, GetAlias, UpdateAlias (with weighted `RoutingConfig`),
 //! DeleteAlias and ListAliases.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::auth::Identity;
 use crate::error::ApiResult;
-use crate::request::{blocking, invalid_value, page, parse_json, PageQuery};
+use crate::request::{blocking, invalid_value, page, parse_json, PageQuery, Query};
 use crate::{AppState, SharedState};
 
 fn alias_configuration(alias: &Alias, region: &str) -> Value {

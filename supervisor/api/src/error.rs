@@ -22,6 +22,11 @@ pub struct ApiError {
     pub reason: Option<&'static str>,
 }
 
+/// What a client is told of a failure on the host; the details, which may
+/// name files of the data directory, go to the server's log.
+pub const INTERNAL_MESSAGE: &str =
+    "An internal error occurred; the server's log has the details of this request id";
+
 /// Result of an API handler.
 pub type ApiResult<T> = Result<T, ApiError>;
 
@@ -98,6 +103,50 @@ impl ApiError {
         }
     }
 
+    /// 429 at once: the front door is at a limit (connections, large
+    /// bodies), with why; a client retries later.
+    pub fn overloaded(message: impl Into<String>) -> ApiError {
+        ApiError {
+            reason: Some("CallerRateLimitExceeded"),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequestsException",
+                message,
+            )
+        }
+    }
+
+    /// 408: the request did not arrive in time.
+    pub fn request_timeout(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "RequestTimeoutException",
+            message,
+        )
+    }
+
+    /// The error a response with `status` but no Lambda shape (an axum
+    /// rejection, a bare status) stands for, with a message that names no
+    /// internal type.
+    pub fn for_status(status: StatusCode) -> ApiError {
+        match status.as_u16() {
+            404 | 405 => ApiError::unknown_operation(),
+            413 => ApiError::too_large("The request is too large for this operation"),
+            415 => ApiError::new(
+                status,
+                "UnsupportedMediaTypeException",
+                "The request's content type is not supported",
+            ),
+            408 => ApiError::request_timeout("The request did not arrive in time"),
+            429 => ApiError::too_many_requests("CallerRateLimitExceeded"),
+            500..=599 => ApiError::service(INTERNAL_MESSAGE),
+            _ => ApiError {
+                status,
+                ..ApiError::validation("The request is not valid for this operation")
+            },
+        }
+    }
+
     /// 403: authentication failed, with the exception AWS uses.
     pub fn forbidden(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, code, message)
@@ -143,7 +192,7 @@ impl From<StoreError> for ApiError {
             }
             _ => {
                 tracing::error!(error = %e, "store failure");
-                ApiError::service(format!("internal error: {e}"))
+                ApiError::service(INTERNAL_MESSAGE)
             }
         }
     }
@@ -193,7 +242,7 @@ impl From<HostError> for ApiError {
             | HostError::Io { .. }
             | HostError::Task { .. }) => {
                 tracing::error!(error = %e, "host failure");
-                ApiError::service(e.to_string())
+                ApiError::service(INTERNAL_MESSAGE)
             }
         }
     }

@@ -3,7 +3,7 @@
 //! ListFunctionEventInvokeConfigs: retries, maximum event age and
 //! destinations of asynchronous invocations.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use bytes::Bytes;
@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult};
 use crate::request::{blocking, invalid_value, page, parse_json};
-use crate::request::{PageQuery, QualifierQuery};
+use crate::request::{PageQuery, QualifierQuery, Query};
 use crate::{AppState, SharedState};
 use mayfly_host::names::{function_arn, parse_function, FunctionRef};
 

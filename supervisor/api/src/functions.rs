@@ -1,7 +1,7 @@
 //! CreateFunction, GetFunction, GetFunctionConfiguration, ListFunctions,
 //! UpdateFunctionCode, UpdateFunctionConfiguration, DeleteFunction.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{self, configuration, CreateFunction, UpdateCode, UpdateConfiguration};
-use crate::request::{blocking, page, parse_json, PageQuery, QualifierQuery};
+use crate::request::{blocking, page, parse_json, PageQuery, QualifierQuery, Query};
 use crate::{AppState, SharedState};
 use mayfly_host::names::{check_name, parse_function};
 

@@ -1,13 +1,14 @@
 //! Mayfly's own endpoint for recent invocation records (what `mayfly
 //! logs` shows), in the store's record's wire form.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use mayfly_host::names::parse_function;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::ApiResult;
+use crate::request::Query;
 use crate::SharedState;
 
 /// `?Limit=`.

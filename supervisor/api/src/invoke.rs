@@ -1,6 +1,6 @@
 //! Invoke: `RequestResponse`, `Event` and `DryRun`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -10,8 +10,9 @@ use mayfly_host::names::{function_arn, parse_function};
 use mayfly_proto::limits;
 
 use crate::auth::Identity;
+use crate::edge::RequestId;
 use crate::error::{ApiError, ApiResult};
-use crate::request::{invalid_value, QualifierQuery};
+use crate::request::{invalid_value, QualifierQuery, Query};
 use crate::SharedState;
 
 /// Lambda's limit on a synchronous payload.
@@ -68,6 +69,7 @@ pub fn check_payload(body: Bytes, limit: usize) -> ApiResult<Bytes> {
 pub async fn invoke(
     State(state): State<SharedState>,
     Extension(identity): Extension<Identity>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
     Path(param): Path<String>,
     Query(query): Query<QualifierQuery>,
     headers: HeaderMap,
@@ -97,7 +99,6 @@ pub async fn invoke(
     let payload = check_payload(body, limit)?;
     let resolved = state.host.resolve(&f, &identity.region)?;
     let arn = function_arn(&identity.region, &f.name, f.qualifier.as_deref());
-    let request_id = uuid::Uuid::new_v4().to_string();
     match kind {
         InvocationType::DryRun => Ok(with_request_id(
             StatusCode::NO_CONTENT.into_response(),

@@ -11,15 +11,20 @@
 //! and JSON), [`versions`], [`aliases`], [`concurrency`] (reserved and
 //! account settings), [`provisioned`], [`event_config`], [`invoke`] and
 //! [`invocations`] (Mayfly's recent records); shared helpers in
-//! [`request`]; the listeners in [`server`].
+//! [`request`]; the listeners in [`server`], each connection's timeouts in
+//! [`conn`], the body caps and limits in [`front`], and what every response
+//! carries (a request id, errors in Lambda's shape) in [`edge`].
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod aliases;
 pub mod auth;
 pub mod concurrency;
+pub mod conn;
+pub mod edge;
 pub mod error;
 pub mod event_config;
+pub mod front;
 pub mod functions;
 pub mod invocations;
 pub mod invoke;
@@ -36,6 +41,9 @@ use mayfly_host::Host;
 use mayfly_sigv4::Credentials;
 use mayfly_store::Store;
 
+use crate::auth::Gate;
+use crate::front::{Front, FrontLimits};
+
 /// What the API shares between requests.
 #[derive(Debug)]
 pub struct AppState {
@@ -44,17 +52,30 @@ pub struct AppState {
     /// The host's store (the engine's, for configuration reads and
     /// writes).
     pub store: Store,
-    /// The credentials every request must be signed with.
-    pub credentials: Credentials,
+    /// The credentials and the front door's limits.
+    pub gate: Arc<Gate>,
 }
 
 impl AppState {
-    /// The state over `host`, accepting requests signed with `credentials`.
+    /// The state over `host`, accepting requests signed with `credentials`,
+    /// with the default limits.
     pub fn new(host: Arc<Host>, credentials: Credentials) -> SharedState {
+        AppState::with_limits(host, credentials, FrontLimits::default())
+    }
+
+    /// The state over `host` with the front door's `limits`.
+    pub fn with_limits(
+        host: Arc<Host>,
+        credentials: Credentials,
+        limits: FrontLimits,
+    ) -> SharedState {
         Arc::new(AppState {
             store: host.store().clone(),
             host,
-            credentials,
+            gate: Arc::new(Gate {
+                credentials,
+                front: Front::new(limits),
+            }),
         })
     }
 }

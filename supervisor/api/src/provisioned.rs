@@ -10,7 +10,7 @@
 //! within what the account has left after every reservation and every other
 //! unreserved function's provisioned concurrency.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult};
-use crate::request::{invalid_value, parse_json};
+use crate::request::{invalid_value, parse_json, Query};
 use crate::{AppState, SharedState};
 use mayfly_host::names::{function_arn, parse_function, FunctionRef};
 

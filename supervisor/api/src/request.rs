@@ -2,11 +2,36 @@
 //! pages, Lambda's "validation error detected" messages, and running
 //! blocking store work off the async workers.
 
+use axum::extract::FromRequestParts;
+use http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::error::{ApiError, ApiResult};
 use crate::{AppState, SharedState};
+
+/// A query string parsed into `T`; one that does not parse is answered
+/// with Lambda's `ValidationException` (axum's own `Query` answers plain
+/// text that names Rust types).
+#[derive(Debug, Clone, Default)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parse_query(parts.uri.query().unwrap_or("")).map(Query)
+    }
+}
+
+/// Parses a query string (without `?`) into `T`.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> ApiResult<T> {
+    serde_urlencoded::from_str(query).map_err(|e| {
+        ApiError::validation(format!(
+            "The query string is not valid for this operation: {e}"
+        ))
+    })
+}
 
 /// `?Qualifier=`.
 #[derive(Debug, Default, Deserialize)]
@@ -88,5 +113,38 @@ pub async fn blocking<T: Send + 'static>(
     let state = state.clone();
     tokio::task::spawn_blocking(move || f(&state))
         .await
-        .map_err(|e| ApiError::service(format!("a store task failed: {e}")))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "a store task failed");
+            ApiError::service(crate::error::INTERNAL_MESSAGE)
+        })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_parse_or_answer_lambdas_error() {
+        let q: PageQuery = parse_query("Marker=m&MaxItems=5").unwrap();
+        assert_eq!((q.marker.as_deref(), q.max_items), (Some("m"), Some(5)));
+        let q: QualifierQuery = parse_query("").unwrap();
+        assert!(q.qualifier.is_none());
+        for bad in [
+            "MaxItems=many",
+            "MaxItems=-1",
+            "MaxItems=99999999999999999999999",
+        ] {
+            let e = parse_query::<PageQuery>(bad).unwrap_err();
+            assert_eq!(
+                (e.status.as_u16(), e.code),
+                (400, "ValidationException"),
+                "{bad}"
+            );
+            for internal in ["usize", "u64", "PageQuery", "::"] {
+                assert!(!e.message.contains(internal), "{bad}: {}", e.message);
+            }
+        }
+        let e = parse_query::<QualifierQuery>("Qualifier=1&Qualifier=2").unwrap_err();
+        assert_eq!(e.code, "ValidationException");
+    }
 }

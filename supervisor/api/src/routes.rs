@@ -7,7 +7,7 @@ use axum::Router;
 
 use crate::error::ApiError;
 use crate::{
-    aliases, auth, concurrency, event_config, functions, invocations, invoke, provisioned,
+    aliases, auth, concurrency, edge, event_config, functions, invocations, invoke, provisioned,
     versions, SharedState,
 };
 
@@ -96,13 +96,15 @@ pub fn router(state: SharedState) -> Router {
         .fallback(|| async { ApiError::unknown_operation() })
         .method_not_allowed_fallback(|| async { ApiError::unknown_operation() })
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.gate.clone(),
             auth::authenticate,
         ))
+        // The authentication middleware reads bodies, under their caps.
         .layer(DefaultBodyLimit::disable());
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(api)
+        .layer(axum::middleware::from_fn(edge::edge))
         .with_state(state)
 }
 

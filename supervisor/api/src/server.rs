@@ -3,16 +3,22 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
+use crate::conn;
 use crate::routes::{metrics_router, router};
 use crate::SharedState;
 
 /// How long a stopping server waits for in-flight requests.
 pub const DRAIN: Duration = Duration::from_secs(10);
+
+/// The pause after a failed `accept` (out of descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Why the API could not be served.
 #[derive(Debug, Error)]
@@ -71,46 +77,125 @@ impl Listeners {
     }
 }
 
+/// Connections to `/metrics` open at once.
+const METRICS_CONNECTIONS: usize = 16;
+
+/// At most this many over-cap connections are being answered at once;
+/// beyond, they are closed without an answer.
+const MAX_REFUSALS: usize = 64;
+
 /// Serves the API until `shutdown` completes, then stops accepting and
 /// lets in-flight requests finish for [`DRAIN`]; past that (or on a
 /// second Ctrl-C) they are dropped, and dropping an invocation kills its
 /// VM.
+///
+/// Each connection gets the header, body and idle timeouts of the state's
+/// [`crate::front::FrontLimits`]; one beyond `max_connections` is answered
+/// 429 and closed at once.
 pub async fn serve(
     listeners: Listeners,
     state: SharedState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let limits = state.gate.front.limits.clone();
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     if let Some(metrics) = listeners.metrics {
         let app = metrics_router(state.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(metrics, app).await {
-                tracing::error!(error = %e, "the metrics listener failed");
-            }
-        });
+        tokio::spawn(serve_metrics(
+            metrics,
+            app,
+            limits.clone(),
+            stopping.clone(),
+        ));
     }
-    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
-    let graceful = async move {
-        shutdown.await;
-        let _ = stopping_tx.send(true);
-    };
-    let serving = axum::serve(listeners.api, router(state)).with_graceful_shutdown(graceful);
-    let deadline = async move {
-        let _ = stopping.wait_for(|stopping| *stopping).await;
-        tokio::select! {
-            _ = tokio::time::sleep(DRAIN) => {}
-            _ = tokio::signal::ctrl_c() => {}
+    let app = router(state);
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listeners.api.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, mostly: the clients already
+                    // connected keep being served; try again shortly.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        match connections.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let (app, limits, stopping) = (app.clone(), limits.clone(), stopping.clone());
+                tokio::spawn(async move {
+                    conn::serve(stream, app, limits, stopping).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                tracing::warn!(
+                    max = limits.max_connections,
+                    "connection refused: too many open"
+                );
+                if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                    let max = limits.max_connections;
+                    tokio::spawn(async move {
+                        conn::refuse(stream, max).await;
+                        drop(permit);
+                    });
+                }
+            }
         }
-    };
+    }
+    drop(listeners.api);
+    let _ = stopping_tx.send(true);
+    // Every connection holds a permit until it ends: all of them back
+    // means all connections are done.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     tokio::select! {
-        result = serving => result.map_err(ServeError::Serve),
-        _ = deadline => {
+        _ = connections.acquire_many(all) => {}
+        _ = tokio::time::sleep(DRAIN) => {
             // Not `eprintln!`, which panics when stderr cannot be written.
             let _ = writeln!(
                 std::io::stderr(),
                 "mayfly: invocations still running after {} s are ended",
                 DRAIN.as_secs()
             );
-            Ok(())
         }
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
+
+/// Serves `/metrics` with the API's timeouts and a cap of its own
+/// ([`METRICS_CONNECTIONS`]; beyond it a connection is closed at once): a
+/// scraper needs one, and a slow client there must not take the
+/// descriptors the API needs.
+async fn serve_metrics(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: crate::front::FrontLimits,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let connections = Arc::new(Semaphore::new(METRICS_CONNECTIONS));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot accept a metrics connection");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            continue;
+        };
+        let (app, limits, stopping) = (app.clone(), limits.clone(), stopping.clone());
+        tokio::spawn(async move {
+            conn::serve(stream, app, limits, stopping).await;
+            drop(permit);
+        });
     }
 }

@@ -1,6 +1,6 @@
 //! PublishVersion and ListVersionsByFunction.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -12,8 +12,8 @@ use serde_json::Value;
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult};
 use crate::model::configuration;
-use crate::request::PageQuery;
 use crate::request::{blocking, page, parse_json};
+use crate::request::{PageQuery, Query};
 use crate::{AppState, SharedState};
 use mayfly_host::names::parse_function;
 

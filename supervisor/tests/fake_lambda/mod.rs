@@ -1,5 +1,6 @@
 //! A tiny fake Lambda server for the client tests: it checks every
-//! request's SigV4 signature with mayfly-sigv4's `verify` (answering 403
+//! request's SigV4 signature with mayfly-sigv4's strict rules, as `mayfly
+//! serve` does (every x-amz-* header signed; answering 403
 //! `InvalidSignatureException` as AWS does when it fails), records the
 //! request, and answers from a canned handler.
 
@@ -8,7 +9,7 @@ use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use mayfly_sigv4::{verify, Credentials, RequestParts};
+use mayfly_sigv4::{verify_with_options, Credentials, RequestParts, VerifyOptions};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -192,22 +193,24 @@ async fn serve_connection(
             uri: &u,
             headers: &recorded.headers,
         };
-        let answer = match verify(parts, &recorded.body, &creds, SystemTime::now(), "lambda") {
-            Ok(who) => {
-                assert_eq!(who.region, "us-east-1");
-                assert!(who.signed_headers.iter().any(|h| h == "host"));
-                assert!(who.signed_headers.iter().any(|h| h == "x-amz-date"));
-                if !recorded.body.is_empty() {
-                    assert!(
-                        who.signed_headers.iter().any(|h| h == "content-type"),
-                        "{:?}",
-                        who.signed_headers
-                    );
+        let strict = VerifyOptions::strict("lambda");
+        let answer =
+            match verify_with_options(parts, &recorded.body, &creds, SystemTime::now(), &strict) {
+                Ok(who) => {
+                    assert_eq!(who.region, "us-east-1");
+                    assert!(who.signed_headers.iter().any(|h| h == "host"));
+                    assert!(who.signed_headers.iter().any(|h| h == "x-amz-date"));
+                    if !recorded.body.is_empty() {
+                        assert!(
+                            who.signed_headers.iter().any(|h| h == "content-type"),
+                            "{:?}",
+                            who.signed_headers
+                        );
+                    }
+                    handler(&recorded)
                 }
-                handler(&recorded)
-            }
-            Err(e) => aws_error(403, e.aws_error_code(), &e.to_string()),
-        };
+                Err(e) => aws_error(403, e.aws_error_code(), &e.to_string()),
+            };
         log.lock().unwrap().push(recorded);
         let mut head = format!(
             "HTTP/1.1 {} X\r\ncontent-length: {}\r\n",

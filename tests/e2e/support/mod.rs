@@ -7,8 +7,11 @@
 //! - [`aws`]: the real AWS CLI (`aws lambda …`, v1) against a server;
 //! - [`http`]: a small raw HTTP client, signed with `mayfly-sigv4` or not at
 //!   all, for what no AWS client can send, and Mayfly's own endpoints;
-//! - [`python`]: the boto3 scripts of `tests/api/` against a server.
+//! - [`python`]: the boto3 scripts of `tests/api/` against a server;
+//! - [`abuse`]: raw connections that stall, and the server's memory, for
+//!   the abuse tests.
 
+pub mod abuse;
 pub mod aws;
 pub mod command;
 pub mod fixtures;
