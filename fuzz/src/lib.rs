@@ -21,4 +21,6 @@ mod package;
 #[cfg(test)]
 mod runtime_api;
 #[cfg(test)]
+mod sigv4;
+#[cfg(test)]
 mod vm_network;
