@@ -5,8 +5,13 @@
 //! child's set-up between fork and exec) is here, where each call's
 //! soundness is argued once.
 
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+pub mod child;
 
 /// A signal the VM layer sends to QEMU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,6 +182,74 @@ pub fn duplicate_at_or_above(fd: BorrowedFd<'_>, lowest: RawFd) -> io::Result<Ow
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
+/// This process's effective uid.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    unsafe { libc::geteuid() }
+}
+
+/// This process's effective gid.
+pub fn egid() -> u32 {
+    // SAFETY: getegid cannot fail and touches no memory.
+    unsafe { libc::getegid() }
+}
+
+/// Whether a process `pid` exists (signal 0 probes without sending).
+pub fn is_alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 sends nothing.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// A close-on-exec memfd holding `bytes`, at offset 0 when reopened
+/// through `/dev/fd`.
+pub fn memfd_with(bytes: &[u8]) -> io::Result<OwnedFd> {
+    // SAFETY: the name is a NUL-terminated literal; memfd_create returns a
+    // new descriptor.
+    let fd = check(unsafe { libc::memfd_create(c"mayfly-env".as_ptr(), libc::MFD_CLOEXEC) })?;
+    // SAFETY: fresh descriptor, owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut file = std::fs::File::from(fd);
+    std::io::Write::write_all(&mut file, bytes)?;
+    Ok(OwnedFd::from(file))
+}
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in a path"))
+}
+
+/// The `MS_NOSUID`, `MS_NODEV` and `MS_NOEXEC` flags of the mount that
+/// holds `path`: a read-only remount of a bind of it in a user namespace
+/// must keep them.
+pub fn mount_flags(path: &Path) -> io::Result<libc::c_ulong> {
+    let path = c_path(path)?;
+    // SAFETY: statvfs fills a zeroed struct from a NUL-terminated path.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    check(unsafe { libc::statvfs(path.as_ptr(), &mut stat) })?;
+    let mut flags = 0;
+    for (st, ms) in [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+    ] {
+        if stat.f_flag & st != 0 {
+            flags |= ms;
+        }
+    }
+    Ok(flags)
+}
+
+/// The group a process needs for read-write access to `device`, when the
+/// device is not read-write for everyone (`/dev/kvm` is usually
+/// `root:kvm 0660`).
+pub fn group_needed(device: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(device).ok()?;
+    (meta.mode() & 0o006 != 0o006).then_some(meta.gid())
+}
+
 /// Registers `fd` with the tokio reactor for `interest`. Must be called
 /// inside a tokio runtime.
 pub fn register(
@@ -186,45 +259,6 @@ pub fn register(
     // SAFETY: the AsyncFd owns the OwnedFd, so the descriptor stays open
     // and names the same file for the AsyncFd's whole life.
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }
-}
-
-/// Sets up the child of `command` between fork and exec: `inherit`
-/// becomes its descriptor `as_fd` (without close-on-exec, so the program
-/// inherits it), and the child is killed when the thread that spawned it
-/// dies; if this process died before that took effect, the child fails
-/// to start.
-///
-/// `inherit` must stay open until the command has been spawned.
-pub fn inherit_fd_and_die_with_parent(
-    command: &mut tokio::process::Command,
-    inherit: RawFd,
-    as_fd: RawFd,
-) {
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: the closure runs in the forked child before exec and makes
-    // only async-signal-safe system calls (dup2, prctl, getppid) on values
-    // captured by copy; it allocates nothing.
-    unsafe {
-        command.pre_exec(move || {
-            // dup2 clears CLOEXEC on the new descriptor: the program
-            // inherits it.
-            if libc::dup2(inherit, as_fd) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The kernel kills the child if the thread that spawned it
-            // dies. Runtime worker threads live as long as the runtime, so
-            // in practice this means "if the supervisor dies".
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The supervisor may have died before prctl took effect.
-            if libc::getppid() != parent {
-                // No allocation after fork: a plain errno.
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,259 @@
+//! The jail with real QEMU processes and hand-assembled guests: a jailed
+//! QEMU runs with its own uid, seccomp, no_new_privs, new namespaces and a
+//! cgroup with limits, nothing secret on its command line, and leaves no
+//! cgroup behind. Needs root (as the jail's uid switch and cgroups do).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mayfly_runner::testing;
+use mayfly_vm::accel::Accel;
+use mayfly_vm::jail::{Jail, JailMode};
+use mayfly_vm::run::{self, InvocationResult, RunError, RunRequest};
+
+const SECRET: &str = "hunter2-jail-test-secret";
+
+fn qemu() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(mayfly_vm::qemu::QEMU_FULL))
+        .find(|p| p.is_file())
+}
+
+fn request(image: PathBuf, timeout: Duration) -> RunRequest {
+    RunRequest {
+        image,
+        event: b"{}".to_vec().into(),
+        memory_mb: 128,
+        timeout,
+        env: vec![("DB_PASSWORD".into(), SECRET.into())],
+        function_name: "test".into(),
+        function_version: "$LATEST".into(),
+        invoked_arn: "arn:aws:lambda:us-east-1:000000000000:function:test".into(),
+        request_id: "00000000-0000-4000-8000-000000000000".into(),
+    }
+}
+
+fn write_image(dir: &Path, name: &str, code: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, testing::pvh_elf(code)).unwrap();
+    // As packages are unpacked: readable by root alone.
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o500)).unwrap();
+    path
+}
+
+/// The pids of this process's children.
+fn children() -> Vec<u32> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let after = stat.rsplit_once(')')?.1;
+            (after.split_whitespace().nth(1)? == me).then_some(pid)
+        })
+        .collect()
+}
+
+fn status_field(pid: u32, field: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+        .trim()
+        .to_string()
+}
+
+fn cgroup_of(pid: u32, controller: &str) -> PathBuf {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path = cgroups
+        .lines()
+        .find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let _ = parts.next();
+            let controllers = parts.next()?;
+            controllers
+                .split(',')
+                .any(|c| c == controller)
+                .then(|| parts.next().unwrap().to_string())
+        })
+        .unwrap();
+    PathBuf::from(format!("/sys/fs/cgroup/{controller}")).join(path.trim_start_matches('/'))
+}
+
+#[tokio::test]
+async fn a_jailed_vm_is_confined_and_leaves_nothing() {
+    let Some(binary) = qemu() else {
+        eprintln!("skipped: no QEMU");
+        return;
+    };
+    if mayfly_vm::sys::euid() != 0 || !Path::new("/sys/fs/cgroup/memory").is_dir() {
+        eprintln!("skipped: needs root and cgroup v1 memory (this test checks v1 files)");
+        return;
+    }
+    let jail = Jail::detect(JailMode::Require, &binary).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    // A jailed guest boots, prints and exits: the root, the image copy and
+    // the environment file are all there.
+    let quiet = write_image(
+        dir.path(),
+        "quiet.elf",
+        &testing::print_then_exit(b"jailed\n", 0),
+    );
+    let outcome = run::run_in(
+        &request(quiet, Duration::from_secs(3)),
+        Accel::Tcg,
+        &jail,
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&outcome.log),
+        "jailed\n",
+        "{:?}",
+        outcome.result
+    );
+    assert!(
+        matches!(outcome.result, InvocationResult::ExitError(ref m) if m.contains("status 1")),
+        "{:?}",
+        outcome.result
+    );
+
+    // A spinning guest, inspected while it runs.
+    let spin = write_image(dir.path(), "spin.elf", testing::SPIN);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = {
+        let request = request(spin, Duration::from_secs(20));
+        tokio::spawn(async move {
+            let jail = Jail::detect(JailMode::Require, &qemu().unwrap()).unwrap();
+            run::run_in(&request, Accel::Tcg, &jail, async {
+                let _ = stopped.await;
+            })
+            .await
+        })
+    };
+    let mut qemu_pid = None;
+    for _ in 0..200 {
+        if let Some(&pid) = children().iter().find(|&&pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.starts_with("qemu"))
+        }) {
+            // Past exec: the jail's uid is in place.
+            if status_field(pid, "Uid") != "0\t0\t0\t0" {
+                qemu_pid = Some(pid);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pid = qemu_pid.expect("a jailed QEMU child");
+    let uid: u32 = status_field(pid, "Uid")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(uid >= mayfly_vm::jail::UID_BASE, "uid {uid}");
+    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+    // QEMU installs its filter while it starts.
+    for _ in 0..200 {
+        if status_field(pid, "Seccomp") == "2" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(status_field(pid, "Seccomp"), "2");
+    assert_eq!(status_field(pid, "CapEff"), "0000000000000000");
+    // QEMU is its namespace's pid 1.
+    assert!(
+        status_field(pid, "NSpid").ends_with("\t1"),
+        "{}",
+        status_field(pid, "NSpid")
+    );
+    for ns in ["mnt", "pid", "net", "ipc", "uts"] {
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
+        let ours = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+        assert_ne!(theirs, ours, "{ns} namespace shared");
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains(SECRET));
+    assert!(environ.is_empty(), "{}", String::from_utf8_lossy(&environ));
+    // Only stdin, stdout, stderr and the NIC, plus what QEMU opened itself
+    // (none of them the supervisor's).
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_link(e.path()).unwrap().display().to_string())
+        .collect();
+    assert!(
+        !fds.iter()
+            .any(|f| f.contains(".mayfly") || f.ends_with(".elf")),
+        "{fds:?}"
+    );
+    let memory = cgroup_of(pid, "memory");
+    let pids = cgroup_of(pid, "pids");
+    assert!(
+        memory.to_string_lossy().contains("/mayfly/vm-"),
+        "{}",
+        memory.display()
+    );
+    let limit: u64 = std::fs::read_to_string(memory.join("memory.limit_in_bytes"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(limit, (128 + mayfly_vm::jail::OVERHEAD_MB) << 20);
+    assert_eq!(
+        std::fs::read_to_string(pids.join("pids.max"))
+            .unwrap()
+            .trim(),
+        mayfly_vm::jail::PIDS_MAX.to_string()
+    );
+    // The secret is nowhere in the jail's root as others see it.
+    assert_eq!(
+        std::fs::read_dir(mayfly_vm::jail::ROOT_DIR_AS_ROOT)
+            .unwrap()
+            .count(),
+        0
+    );
+
+    stop.send(()).unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(ended, Err(RunError::Cancelled)));
+    for _ in 0..100 {
+        if !memory.exists() && !pids.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!memory.exists(), "{} left", memory.display());
+    assert!(!pids.exists(), "{} left", pids.display());
+    assert!(children().is_empty(), "{:?}", children());
+}
+
+#[tokio::test]
+async fn an_unjailed_vm_still_gets_its_environment_privately() {
+    if qemu().is_none() {
+        eprintln!("skipped: no QEMU");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let quiet = write_image(
+        dir.path(),
+        "quiet.elf",
+        &testing::print_then_exit(b"free\n", 0),
+    );
+    let outcome = run::run(&request(quiet, Duration::from_secs(3)), Accel::Tcg)
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&outcome.log), "free\n");
+}
