@@ -6,6 +6,7 @@
 //! `logs` are clients of a host's API (`mayfly_client`).
 #![forbid(unsafe_code)]
 
+mod jail_arg;
 mod run_cmd;
 mod serve_cmd;
 

@@ -18,6 +18,7 @@ use mayfly_vm::accel::{self, Accel, AccelRequest};
 use mayfly_vm::QemuRunner;
 use thiserror::Error;
 
+use crate::jail_arg::JailArg;
 use crate::AccelArg;
 
 /// `mayfly serve`'s arguments.
@@ -45,6 +46,9 @@ pub struct ServeArgs {
     /// Accelerator.
     #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
     accel: AccelArg,
+    /// The jail around each QEMU.
+    #[arg(long, value_enum, default_value_t = JailArg::Auto)]
+    jail: JailArg,
 }
 
 /// Runs the service until Ctrl-C or SIGTERM.
@@ -64,9 +68,14 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => return crate::usage_error(e),
     };
     eprintln!("mayfly: accelerator {}: {}", choice.accel, choice.reason);
+    let jail = match crate::jail_arg::detect(args.jail, choice.accel) {
+        Ok(jail) => jail,
+        Err(e) => return crate::usage_error(e),
+    };
+    eprintln!("mayfly: {}", crate::jail_arg::summary(&jail));
     let config = HostConfig {
         data_dir: args.data_dir,
-        runner: Arc::new(QemuRunner::new(choice.accel)),
+        runner: Arc::new(QemuRunner::jailed(choice.accel, jail)),
         max_concurrency: args
             .max_concurrency
             .unwrap_or_else(mayfly_host::default_max_concurrency),
