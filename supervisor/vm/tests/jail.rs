@@ -257,3 +257,53 @@ async fn an_unjailed_vm_still_gets_its_environment_privately() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&outcome.log), "free\n");
 }
+
+/// What the jail adds to a cold start: the floor guest (powers off at
+/// once) spawned unjailed and jailed, interleaved; prints medians of
+/// spawn-to-exec and spawn-to-reaped. A measurement, not a check:
+/// `cargo test -p mayfly-vm --test jail -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement"]
+async fn what_the_jail_costs() {
+    let Some(binary) = qemu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let floor = write_image(dir.path(), "floor.elf", testing::EXIT_OK);
+    let jailed = Jail::detect(JailMode::Auto, &binary).unwrap();
+    let mut boot = mayfly_proto::boot::BootConfig::new("floor", 128);
+    boot.env.push(("DB_PASSWORD".into(), SECRET.into()));
+    let config = mayfly_vm::qemu::VmConfig {
+        accel: Accel::Tcg,
+        memory_mb: 128,
+        kernel: &floor,
+        boot: &boot,
+    };
+    let runs = 40;
+    let mut times = [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
+    for round in 0..=runs {
+        for (i, jail) in [Jail::none(), &jailed].into_iter().enumerate() {
+            let (_host, guest) = mayfly_vm::net::socket_pair().unwrap();
+            let started = std::time::Instant::now();
+            let mut vm = mayfly_vm::qemu::spawn(&binary, &config, guest, jail).unwrap();
+            let spawned = started.elapsed();
+            drop(vm.take_console());
+            vm.wait().await.unwrap();
+            let reaped = started.elapsed();
+            if round > 0 {
+                times[i].0.push(spawned.as_secs_f64() * 1000.0);
+                times[i].1.push(reaped.as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let [(mut s0, mut r0), (mut s1, mut r1)] = times;
+    let (s0, r0, s1, r1) = (
+        median(&mut s0),
+        median(&mut r0),
+        median(&mut s1),
+        median(&mut r1),
+    );
+    println!("{runs} runs each, medians: unjailed spawn {s0:.2} ms, exit {r0:.2} ms; jailed spawn {s1:.2} ms, exit {r1:.2} ms; the jail adds {:.2} ms to spawn, {:.2} ms to spawn-to-exit", s1 - s0, r1 - r0);
+}

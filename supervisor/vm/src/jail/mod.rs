@@ -201,7 +201,7 @@ impl Jail {
         if let Ok(cgroups) = &cgroups {
             cgroups.sweep();
         }
-        let jail = Jail {
+        let mut jail = Jail {
             mode,
             identity,
             namespaces,
@@ -212,10 +212,14 @@ impl Jail {
             uids: plan::UidPool::new(),
         };
         if jail.root_dir.is_ok() {
-            jail.files_for(binary).map_err(|e| match mode {
-                JailMode::Require => JailError::Missing(e.to_string()),
-                _ => e,
-            })?;
+            // Without QEMU's files there is no root, and no VM uid (which
+            // reads the image only from it).
+            if let Err(e) = jail.files_for(binary) {
+                jail.root_dir = Err(e.to_string());
+                if let Ok(Identity::PerVm) = jail.identity {
+                    jail.identity = Err(format!("needs the jail's root ({e})"));
+                }
+            }
         }
         if mode == JailMode::Require {
             let missing: Vec<String> = jail

@@ -45,12 +45,12 @@ fn libraries(file: &Path) -> Result<Vec<PathBuf>, String> {
         .env_clear()
         .output()
         .map_err(|e| format!("cannot run ldd on {}: {e}", file.display()))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.contains("not a dynamic executable") || stderr.contains("statically linked") {
+        return Ok(Vec::new());
+    }
     if !output.status.success() {
-        return Err(format!(
-            "ldd {} failed: {}",
-            file.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
+        return Err(format!("ldd {} failed: {}", file.display(), stderr.trim()));
     }
     Ok(parse_ldd(&String::from_utf8_lossy(&output.stdout)))
 }
