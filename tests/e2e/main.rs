@@ -20,6 +20,7 @@ mod concurrency;
 mod errors;
 mod functions;
 mod invoke;
+mod jail;
 mod metrics;
 mod restart;
 mod versions;
