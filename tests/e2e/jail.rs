@@ -19,8 +19,8 @@ use serde_json::json;
 fn full_jail_possible() -> bool {
     // SAFETY: geteuid cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
-    root && Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
-        || root && Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+    root && (Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
+        || Path::new("/sys/fs/cgroup/cgroup.controllers").exists())
 }
 
 fn status_field(pid: u32, field: &str) -> Option<String> {
