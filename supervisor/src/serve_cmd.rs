@@ -73,6 +73,9 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => return crate::usage_error(e),
     };
     eprintln!("mayfly: {}", crate::jail_arg::summary(&jail));
+    // A cold invocation should not wait for its VM's namespaces and
+    // cgroup: two are kept cloned ahead.
+    jail.keep_ready(2);
     let config = HostConfig {
         data_dir: args.data_dir,
         runner: Arc::new(QemuRunner::jailed(choice.accel, jail)),

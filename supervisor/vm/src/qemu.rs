@@ -321,9 +321,10 @@ pub fn spawn(
         memory_mb: config.memory_mb,
         kvm: config.accel == Accel::Kvm,
         env: env.as_ref().map(|e| e.as_bytes()),
-        fds: [console_write.as_fd(), stderr_write.as_fd(), nic.as_fd()],
     })?;
-    let spawned = child::spawn(&prepared.spec).map_err(|failure| {
+    let mut fds = vec![console_write.as_fd(), stderr_write.as_fd(), nic.as_fd()];
+    fds.extend(prepared.fds.iter().map(|fd| fd.as_fd()));
+    let spawned = prepared.stub.go(&prepared.late, &fds).map_err(|failure| {
         if failure.step == "execute QEMU" && failure.error.kind() == io::ErrorKind::NotFound {
             SpawnError::NotFound {
                 binary: binary.clone(),
@@ -338,6 +339,7 @@ pub fn spawn(
     })?;
     // The parent's copies of QEMU's descriptors go, so that the pipes end
     // when QEMU does (and their readers see it).
+    drop(fds);
     drop(prepared.fds);
     drop((nic, console_write, stderr_write));
     let pidfd = sys::register(spawned.pidfd, tokio::io::Interest::READABLE)

@@ -1,8 +1,9 @@
 //! The "QEMU floor, jailed" row: the floor image booted by Mayfly's own
 //! spawn path in the jail `--jail auto` gives on this host (own uid, new
 //! namespaces, read-only root, seccomp, cgroup, rlimits), from spawn to
-//! reaped exit with the VM's cgroup removed. Its median minus the floor's
-//! is what the jail adds to a cold start.
+//! reaped exit with the VM's cgroup removed, with VM processes cloned
+//! ahead into their namespaces and cgroups as `mayfly serve` keeps them.
+//! Its median minus the floor's is what the jail adds to a cold start.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -28,6 +29,8 @@ impl JailedFloor {
         let path = std::env::var_os("PATH");
         let binary = qemu::resolve_binary(&qemu.binary, path.as_deref())?;
         let jail = Jail::detect(JailMode::Auto, &binary).context("detecting the jail")?;
+        // As `mayfly serve` does: VM processes cloned ahead.
+        jail.keep_ready(2);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

@@ -158,14 +158,18 @@ pub fn choose(
 #[derive(Debug)]
 pub struct Cgroups {
     hierarchy: Hierarchy,
-    next: AtomicU64,
 }
+
+/// Numbers the VMs' cgroups of this process (for all its [`Cgroups`]).
+static NEXT: AtomicU64 = AtomicU64::new(0);
 
 /// A VM's cgroup; removed by [`VmCgroup::remove`] or, failing that, when
 /// dropped.
 #[derive(Debug)]
 pub struct VmCgroup {
     dirs: Vec<PathBuf>,
+    /// Where its memory limit is written.
+    memory_limit: PathBuf,
 }
 
 impl Cgroups {
@@ -195,10 +199,7 @@ impl Cgroups {
                 })?;
             }
         }
-        Ok(Cgroups {
-            hierarchy,
-            next: AtomicU64::new(0),
-        })
+        Ok(Cgroups { hierarchy })
     }
 
     /// The hierarchy in use.
@@ -206,22 +207,37 @@ impl Cgroups {
         &self.hierarchy
     }
 
-    /// A new cgroup with these limits; its `cgroup.procs` files are for
-    /// the child to join.
-    pub fn create(&self, memory_bytes: u64, pids: u32) -> io::Result<(VmCgroup, Vec<PathBuf>)> {
+    /// A new cgroup with these limits (the memory limit may be set later,
+    /// see [`VmCgroup::set_memory_limit`]); its `cgroup.procs` files are
+    /// for the child to join.
+    pub fn create(
+        &self,
+        memory_bytes: Option<u64>,
+        pids: u32,
+    ) -> io::Result<(VmCgroup, Vec<PathBuf>)> {
         let name = format!(
             "vm-{}-{}",
             std::process::id(),
-            self.next.fetch_add(1, Ordering::Relaxed)
+            NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let mut cgroup = VmCgroup { dirs: Vec::new() };
+        let memory_limit = match &self.hierarchy {
+            Hierarchy::V2(dir) => dir.join(&name).join("memory.max"),
+            Hierarchy::V1 { memory, .. } => memory.join(&name).join("memory.limit_in_bytes"),
+        };
+        let mut cgroup = VmCgroup {
+            dirs: Vec::new(),
+            memory_limit,
+        };
         for parent in self.hierarchy.parents() {
             let dir = parent.join(&name);
             std::fs::create_dir(&dir)?;
             cgroup.dirs.push(dir);
         }
         let dir_of = |parent: &Path| parent.join(&name);
-        for (parent, file, value) in self.hierarchy.limits(memory_bytes, pids) {
+        for (parent, file, value) in self.hierarchy.limits(memory_bytes.unwrap_or(0), pids) {
+            if memory_bytes.is_none() && file.starts_with("memory.") && file != "memory.swap.max" {
+                continue;
+            }
             let path = dir_of(&parent).join(file);
             // memory.swap.max is absent where swap accounting is off.
             if file == "memory.swap.max" && !path.exists() {
@@ -300,6 +316,12 @@ fn remove_dir_patiently(dir: &Path) -> io::Result<()> {
 }
 
 impl VmCgroup {
+    /// Sets the memory limit.
+    pub fn set_memory_limit(&self, bytes: u64) -> io::Result<()> {
+        std::fs::write(&self.memory_limit, bytes.to_string())
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.memory_limit.display())))
+    }
+
     /// Removes the cgroup; its processes must be gone (reaped).
     pub fn remove(mut self) {
         self.remove_now();

@@ -24,8 +24,10 @@
 mod cgroup;
 mod plan;
 pub mod root;
+mod stubs;
 
 use std::collections::HashMap;
+use std::ffi::CString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -129,11 +131,12 @@ pub struct Jail {
     identity: Part<Identity>,
     namespaces: Part<()>,
     seccomp: Part<()>,
-    cgroups: Part<Cgroups>,
+    cgroups: Part<Arc<Cgroups>>,
     root_dir: Part<PathBuf>,
     /// QEMU's files, per binary.
     files: Mutex<HashMap<PathBuf, Arc<root::QemuFiles>>>,
     uids: plan::UidPool,
+    stubs: stubs::StubPool,
 }
 
 impl Jail {
@@ -157,6 +160,7 @@ impl Jail {
             root_dir: off(),
             files: Mutex::new(HashMap::new()),
             uids: plan::UidPool::new(),
+            stubs: stubs::StubPool::new(stubs::Recipe::default(), 0),
         }
     }
 
@@ -197,10 +201,25 @@ impl Jail {
             _ => identity,
         };
         let seccomp = probe_sandbox(binary);
-        let cgroups = Cgroups::detect();
+        let cgroups = Cgroups::detect().map(Arc::new);
         if let Ok(cgroups) = &cgroups {
             cgroups.sweep();
         }
+        let recipe = stubs::Recipe {
+            namespaces: match &namespaces {
+                Ok(()) => plan::namespace_flags(identity.as_ref().ok()),
+                Err(_) => 0,
+            },
+            user_map: match (&identity, &namespaces) {
+                (Ok(Identity::UserNamespace { uid, gid }), Ok(())) => Some((
+                    CString::new(format!("{uid} {uid} 1")).expect("no NUL"),
+                    CString::new(format!("{gid} {gid} 1")).expect("no NUL"),
+                )),
+                _ => None,
+            },
+            cgroups: cgroups.as_ref().ok().cloned(),
+            pids_max: PIDS_MAX,
+        };
         let mut jail = Jail {
             mode,
             identity,
@@ -210,6 +229,7 @@ impl Jail {
             root_dir,
             files: Mutex::new(HashMap::new()),
             uids: plan::UidPool::new(),
+            stubs: stubs::StubPool::new(recipe, 0),
         };
         if jail.root_dir.is_ok() {
             // Without QEMU's files there is no root, and no VM uid (which
@@ -232,6 +252,14 @@ impl Jail {
             }
         }
         Ok(jail)
+    }
+
+    /// Keeps `n` VM processes cloned ahead, in their namespaces and
+    /// cgroups, so that a spawn does not wait for that (about 10 ms with
+    /// cgroup v1). For a long-running host; 0 (the default) clones each on
+    /// demand.
+    pub fn keep_ready(&self, n: usize) {
+        self.stubs.set_target(n);
     }
 
     /// The mode asked for.

@@ -1,15 +1,15 @@
-//! One VM's jail, planned: the child's set-up ([`ChildSpec`]) from what
+//! One VM's jail, planned: its stub and what the stub does ([`LateSpec`]) from what
 //! the host allows, with the VM's cgroup and uid held until it is reaped.
 
 use std::collections::BTreeSet;
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::{root, Identity, Jail, JailError, OVERHEAD_MB, PIDS_MAX};
-use crate::sys::child::{self, ChildSpec, RootSpec};
+use super::{root, Identity, Jail, JailError, OVERHEAD_MB};
+use crate::sys::child::{self, LateSpec, RootSpec, Stub};
 
 /// The first uid (and gid) given to VMs when the host is root: far above
 /// any user's or container's range, so no file on the host belongs to it.
@@ -105,13 +105,16 @@ impl Default for UidPool {
 /// One VM's jail, ready to spawn.
 #[derive(Debug)]
 pub struct Prepared {
-    /// What the child does.
-    pub spec: ChildSpec,
+    /// The VM's process, not yet QEMU.
+    pub stub: Stub,
+    /// What it does to become QEMU.
+    pub late: LateSpec,
     /// The VM's cgroup: remove it once QEMU is reaped.
     pub cgroup: Option<super::VmCgroup>,
     /// The VM's uid: give it back once QEMU is reaped.
     pub uid: Option<UidLease>,
-    /// The descriptors the spec names, kept open until the spawn.
+    /// More descriptors for QEMU (after stdout, stderr and the NIC), kept
+    /// open until the spawn.
     pub fds: Vec<OwnedFd>,
 }
 
@@ -130,8 +133,6 @@ pub struct VmNeeds<'a> {
     pub kvm: bool,
     /// The environment file's content, if any.
     pub env: Option<&'a [u8]>,
-    /// QEMU's stdout, stderr and NIC, in that order.
-    pub fds: [std::os::fd::BorrowedFd<'a>; 3],
 }
 
 fn c_string(bytes: &[u8]) -> CString {
@@ -156,18 +157,9 @@ impl Jail {
             move |source| JailError::Prepare { what, source }
         };
         let mut fds = Vec::new();
-        for fd in needs.fds {
-            // Above every number the child assigns, so that no dup2
-            // overwrites a descriptor still to be moved.
-            fds.push(crate::sys::duplicate_at_or_above(fd, 10).map_err(io("move a descriptor"))?);
-        }
         let mut root = None;
         if let (Err(_), Some(env)) = (&self.root_dir, needs.env) {
-            let memfd = crate::sys::memfd_with(env).map_err(io("write the environment"))?;
-            fds.push(
-                crate::sys::duplicate_at_or_above(memfd.as_fd(), 10)
-                    .map_err(io("move a descriptor"))?,
-            );
+            fds.push(crate::sys::memfd_with(env).map_err(io("write the environment"))?);
         }
         let uid = match &self.identity {
             Ok(Identity::PerVm) => Some(self.uids.lease().ok_or_else(|| JailError::Prepare {
@@ -197,31 +189,16 @@ impl Jail {
                 steps: root::steps(dir, &files.files, &devices, needs.image, needs.env),
             });
         }
-        let (cgroup, cgroup_procs) = match &self.cgroups {
-            Ok(cgroups) => {
-                let bytes = (u64::from(needs.memory_mb) + OVERHEAD_MB) << 20;
-                let (cgroup, procs) = cgroups
-                    .create(bytes, PIDS_MAX)
-                    .map_err(io("create its cgroup"))?;
-                let procs = procs
-                    .iter()
-                    .map(|p| c_string(p.as_os_str().as_bytes()))
-                    .collect();
-                (Some(cgroup), procs)
-            }
-            Err(_) => (None, Vec::new()),
-        };
-        let user_map = match (&self.identity, &self.namespaces) {
-            (Ok(Identity::UserNamespace { uid, gid }), Ok(())) => Some((
-                c_string(format!("{uid} {uid} 1").as_bytes()),
-                c_string(format!("{gid} {gid} 1").as_bytes()),
-            )),
-            _ => None,
-        };
-        let namespaces = match &self.namespaces {
-            Ok(()) => namespace_flags(self.identity.as_ref().ok()),
-            Err(_) => 0,
-        };
+        let ready = self.stubs.take().map_err(|e| JailError::Prepare {
+            what: "clone the VM's process".into(),
+            source: std::io::Error::other(e),
+        })?;
+        if let Some(cgroup) = &ready.cgroup {
+            let bytes = (u64::from(needs.memory_mb) + OVERHEAD_MB) << 20;
+            cgroup
+                .set_memory_limit(bytes)
+                .map_err(io("set the VM's memory limit"))?;
+        }
         let jailed = self.mode != super::JailMode::Off;
         let mut rlimits = Vec::new();
         if jailed {
@@ -235,21 +212,18 @@ impl Jail {
         let program = c_string(needs.binary.as_os_str().as_bytes());
         let mut argv = vec![program.clone()];
         argv.extend(needs.args.iter().map(|a| c_string(a.as_bytes())));
-        let spec = ChildSpec {
+        let late = LateSpec {
             program,
             argv,
-            fds: fds.iter().map(|fd| Some(fd.as_raw_fd())).collect(),
-            namespaces,
-            user_map,
-            cgroup_procs,
             root,
             rlimits,
             identity,
             no_new_privs: jailed,
         };
         Ok(Prepared {
-            spec,
-            cgroup,
+            stub: ready.stub,
+            late,
+            cgroup: ready.cgroup,
             uid,
             fds,
         })

@@ -5,15 +5,24 @@
 //! process with one thread: it may not allocate, take locks or call libc
 //! functions that assume the other threads exist (glibc's `setuid` family
 //! signals every thread it knows of, so the raw system calls are used).
-//! Everything it needs is prepared by the parent in a [`ChildSpec`]; a
-//! failing step is reported through a close-on-exec pipe as (step, errno).
+//!
+//! The child starts as a [`Stub`]: cloned into its namespaces, it joins
+//! its cgroup ([`EarlySpec`]) and waits. Joining a cgroup v1 costs an RCU
+//! grace period (about 10 ms here), so the host clones stubs ahead of
+//! need. Used, a stub is sent the rest ([`LateSpec`], as flat records it
+//! reads without allocating) with its descriptors, builds its root, drops
+//! its privileges and executes QEMU. A failing step is reported as (step,
+//! errno), through the stub's socket before it is used and through a
+//! close-on-exec pipe after.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::OnceLock;
 
 use super::check;
+
+mod inside;
 
 /// One change to the jail's root, done in the child's mount namespace.
 /// Paths are absolute paths that already include the root directory.
@@ -75,22 +84,26 @@ pub struct Identity {
     pub group: Option<libc::gid_t>,
 }
 
-/// Everything the child does, prepared by the parent.
-#[derive(Debug)]
-pub struct ChildSpec {
-    /// The program, an absolute path (as seen after the root change).
-    pub program: CString,
-    /// Its arguments, the program's name first.
-    pub argv: Vec<CString>,
-    /// Descriptors the program gets as 1, 2, 3, 4...: `None` leaves that
-    /// number closed. Each must be numbered above all targets.
-    pub fds: Vec<Option<RawFd>>,
+/// What a stub does as soon as it is cloned, before it waits to be used:
+/// everything that is slow or that must precede the VM's first
+/// instruction (its namespaces, its cgroup).
+#[derive(Debug, Default)]
+pub struct EarlySpec {
     /// `CLONE_NEW*` flags.
     pub namespaces: libc::c_int,
     /// With `CLONE_NEWUSER`: the host uid and gid mapped to themselves.
     pub user_map: Option<(CString, CString)>,
-    /// `cgroup.procs` files the child writes itself into, first of all.
+    /// `cgroup.procs` files the child writes itself into.
     pub cgroup_procs: Vec<CString>,
+}
+
+/// What a stub does once it is used, up to executing the program.
+#[derive(Debug)]
+pub struct LateSpec {
+    /// The program, an absolute path (as seen after the root change).
+    pub program: CString,
+    /// Its arguments, the program's name first (at most 120).
+    pub argv: Vec<CString>,
     /// The minimal root (needs `CLONE_NEWNS`).
     pub root: Option<RootSpec>,
     /// (resource, limit) pairs set as both soft and hard limits.
@@ -107,6 +120,7 @@ pub const STEPS: &[&str] = &[
     "set its parent-death signal",
     "notice that the supervisor died",
     "join its cgroup",
+    "receive its VM",
     "open /dev/null",
     "set up its descriptors",
     "make its mounts private",
@@ -189,337 +203,229 @@ pub fn reap_blocking(pid: libc::pid_t) -> io::Result<libc::c_int> {
     }
 }
 
-/// Starts the child described by `spec`; returns once it has executed
-/// the program (or failed to).
-pub fn spawn(spec: &ChildSpec) -> Result<Spawned, SpawnFailure> {
-    let parent = |step: &'static str| move |error| SpawnFailure { step, error };
-    let parent_pidfd = own_pidfd().map_err(parent("open the supervisor's pidfd"))?;
-    let (report_read, report_write) = super::pipe().map_err(parent("make the report pipe"))?;
-    let mut argv: Vec<*const libc::c_char> = spec.argv.iter().map(|a| a.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
-    let flags = spec.namespaces as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
-    // SAFETY: clone without CLONE_VM and a null stack is fork(2) with
-    // namespace flags: the child gets a copy of this address space and
-    // continues on its copy of this stack. It runs only `child_main`,
-    // which never returns and makes only raw system calls on memory
-    // prepared here (see the module's comment).
-    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
-    if pid < 0 {
-        return Err(SpawnFailure {
-            step: "clone",
-            error: io::Error::last_os_error(),
-        });
-    }
-    if pid == 0 {
-        child_main(spec, &argv, &envp, report_write.as_raw_fd(), parent_pidfd);
-    }
-    let pid = pid as libc::pid_t;
-    drop(report_write);
-    let mut report = [0u8; 8];
-    let mut got = 0;
-    while got < report.len() {
-        match super::read(report_read.as_fd(), &mut report[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    if got == report.len() {
-        // The child failed before exec and has exited: reap it.
-        let _ = reap_blocking(pid);
-        let step = u32::from_ne_bytes(report[..4].try_into().expect("4 bytes")) as usize;
-        let errno = i32::from_ne_bytes(report[4..].try_into().expect("4 bytes"));
-        return Err(SpawnFailure {
-            step: STEPS.get(step).copied().unwrap_or("set itself up"),
-            error: io::Error::from_raw_os_error(errno),
-        });
-    }
-    match pidfd_open(pid) {
-        Ok(pidfd) => Ok(Spawned { pid, pidfd }),
-        Err(error) => {
-            // SAFETY: kill(2) on our own unreaped child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            let _ = reap_blocking(pid);
-            Err(SpawnFailure {
-                step: "open the child's pidfd",
-                error,
-            })
-        }
+/// Tags of the records a stub is sent (see [`encode`]).
+mod tag {
+    pub const ROOT: u8 = 1;
+    pub const DIR: u8 = 2;
+    pub const FILE: u8 = 3;
+    pub const BIND: u8 = 4;
+    pub const COPY: u8 = 5;
+    pub const WRITE: u8 = 6;
+    pub const PIVOT: u8 = 7;
+    pub const RLIMIT: u8 = 8;
+    pub const ID: u8 = 9;
+    pub const NNP: u8 = 10;
+    pub const PROGRAM: u8 = 11;
+    pub const ARG: u8 = 12;
+}
+
+/// The most arguments a program is given.
+pub const MAX_ARGS: usize = 120;
+/// The largest message a stub reads.
+const MESSAGE_MAX: usize = 64 * 1024;
+/// The most descriptors a stub is given.
+const FDS_MAX: usize = 8;
+/// What a stub says when it is ready to be used.
+const READY: u32 = u32::MAX;
+
+fn record(out: &mut Vec<u8>, tag: u8, parts: &[&[u8]]) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    out.push(tag);
+    out.extend_from_slice(&(len as u32).to_ne_bytes());
+    for part in parts {
+        out.extend_from_slice(part);
     }
 }
 
-/// Reports step `step` as failed with the current errno and exits.
-fn fail(report: RawFd, step: usize) -> ! {
-    // SAFETY: errno is thread-local and this is the only thread; write
-    // and _exit are async-signal-safe.
-    unsafe {
-        let errno = *libc::__errno_location();
-        let mut message = [0u8; 8];
-        message[..4].copy_from_slice(&(step as u32).to_ne_bytes());
-        message[4..].copy_from_slice(&errno.to_ne_bytes());
-        libc::write(report, message.as_ptr().cast(), message.len());
-        libc::_exit(127)
+/// `late` as the flat records a stub reads without allocating: a tag, a
+/// length, then the fields (strings with their NUL). The identity comes
+/// first (the root's private files are created for it), the program last.
+pub fn encode(late: &LateSpec) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 * 1024);
+    if let Some(id) = late.identity {
+        let group = id.group.unwrap_or(u32::MAX);
+        let has = u32::from(id.group.is_some());
+        let fields = [
+            id.uid.to_ne_bytes(),
+            id.gid.to_ne_bytes(),
+            has.to_ne_bytes(),
+            group.to_ne_bytes(),
+        ];
+        record(&mut out, tag::ID, &[&fields.concat()]);
     }
-}
-
-fn step_name(name: &str) -> usize {
-    STEPS.iter().position(|s| *s == name).expect("a known step")
-}
-
-/// Writes `bytes` into the file at `path` (which exists).
-///
-/// # Safety
-/// Only in the child: raw system calls on caller-owned memory.
-unsafe fn write_file(path: &CStr, bytes: &[u8]) -> bool {
-    // SAFETY: path is NUL-terminated; bytes is valid for its length.
-    unsafe {
-        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-        if fd < 0 {
-            return false;
-        }
-        let ok = libc::write(fd, bytes.as_ptr().cast(), bytes.len()) == bytes.len() as isize;
-        libc::close(fd);
-        ok
-    }
-}
-
-/// A new file at `path`, 0400, owned by `owner`: its descriptor.
-///
-/// # Safety
-/// Only in the child.
-unsafe fn create_private(path: &CString, owner: Option<Identity>) -> libc::c_int {
-    // SAFETY: path is NUL-terminated.
-    unsafe {
-        let fd = libc::open(
-            path.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
-            0o400,
+    if let Some(root) = &late.root {
+        record(
+            &mut out,
+            tag::ROOT,
+            &[
+                root.dir.as_bytes_with_nul(),
+                root.tmpfs_options.as_bytes_with_nul(),
+            ],
         );
-        if fd >= 0 {
-            if let Some(id) = owner {
-                if libc::fchown(fd, id.uid, id.gid) != 0 {
-                    libc::close(fd);
-                    return -1;
+        for step in &root.steps {
+            match step {
+                RootStep::Dir(p) => record(&mut out, tag::DIR, &[p.as_bytes_with_nul()]),
+                RootStep::File(p) => record(&mut out, tag::FILE, &[p.as_bytes_with_nul()]),
+                RootStep::Bind { src, dst, flags } => record(
+                    &mut out,
+                    tag::BIND,
+                    &[
+                        &flags.to_ne_bytes(),
+                        src.as_bytes_with_nul(),
+                        dst.as_bytes_with_nul(),
+                    ],
+                ),
+                RootStep::Copy { src, dst } => record(
+                    &mut out,
+                    tag::COPY,
+                    &[src.as_bytes_with_nul(), dst.as_bytes_with_nul()],
+                ),
+                RootStep::Write { dst, bytes } => {
+                    record(&mut out, tag::WRITE, &[dst.as_bytes_with_nul(), bytes])
                 }
             }
         }
-        fd
+        record(&mut out, tag::PIVOT, &[]);
     }
+    for &(resource, limit) in &late.rlimits {
+        record(
+            &mut out,
+            tag::RLIMIT,
+            &[&resource.to_ne_bytes(), &limit.to_ne_bytes()],
+        );
+    }
+    if late.no_new_privs {
+        record(&mut out, tag::NNP, &[]);
+    }
+    record(&mut out, tag::PROGRAM, &[late.program.as_bytes_with_nul()]);
+    for arg in &late.argv {
+        record(&mut out, tag::ARG, &[arg.as_bytes_with_nul()]);
+    }
+    out
 }
 
-/// Carries out one root step; false on failure (errno set).
-///
-/// # Safety
-/// Only in the child, inside its own mount namespace.
-unsafe fn root_step(step: &RootStep, owner: Option<Identity>) -> bool {
-    // SAFETY: every pointer is a NUL-terminated CString or a slice the
-    // parent prepared; the calls have no other memory effects.
-    unsafe {
-        match step {
-            RootStep::Dir(path) => libc::mkdir(path.as_ptr(), 0o755) == 0,
-            RootStep::File(path) => {
-                let fd = libc::open(
-                    path.as_ptr(),
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
-                    0o444,
-                );
-                fd >= 0 && libc::close(fd) == 0
-            }
-            RootStep::Bind { src, dst, flags } => {
-                libc::mount(
-                    src.as_ptr(),
-                    dst.as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_BIND,
-                    std::ptr::null(),
-                ) == 0
-                    && libc::mount(
-                        std::ptr::null(),
-                        dst.as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | flags,
-                        std::ptr::null(),
-                    ) == 0
-            }
-            RootStep::Copy { src, dst } => {
-                let from = libc::open(src.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
-                if from < 0 {
-                    return false;
-                }
-                let to = create_private(dst, owner);
-                if to < 0 {
-                    libc::close(from);
-                    return false;
-                }
-                let ok = loop {
-                    let n = libc::sendfile(to, from, std::ptr::null_mut(), 1 << 30);
-                    if n <= 0 {
-                        break n == 0;
-                    }
-                };
-                libc::close(from);
-                libc::close(to);
-                ok
-            }
-            RootStep::Write { dst, bytes } => {
-                let fd = create_private(dst, owner);
-                if fd < 0 {
-                    return false;
-                }
-                let ok =
-                    libc::write(fd, bytes.as_ptr().cast(), bytes.len()) == bytes.len() as isize;
-                libc::close(fd);
-                ok
-            }
-        }
-    }
+/// A child cloned ahead of its use: in its namespaces and cgroup already,
+/// waiting for [`Stub::go`]. Dropped unused, it is killed and reaped.
+#[derive(Debug)]
+pub struct Stub {
+    pid: libc::pid_t,
+    pidfd: Option<OwnedFd>,
+    control: Option<OwnedFd>,
 }
 
-/// The child, from `clone` to `execve`. Never returns.
-fn child_main(
-    spec: &ChildSpec,
-    argv: &[*const libc::c_char],
-    envp: &[*const libc::c_char],
-    report: RawFd,
-    parent_pidfd: RawFd,
-) -> ! {
-    let step = step_name;
-    // SAFETY: this is the cloned child (see `spawn`): one thread, its own
-    // copy of memory; every call below is a raw system call on memory the
-    // parent prepared, and the function ends in execve or _exit.
-    unsafe {
-        if let Some((uid_map, gid_map)) = &spec.user_map {
-            let ok = write_file(c"/proc/self/setgroups", b"deny")
-                && write_file(c"/proc/self/uid_map", uid_map.as_bytes())
-                && write_file(c"/proc/self/gid_map", gid_map.as_bytes());
-            if !ok {
-                fail(report, step("write its user namespace's maps"));
-            }
+impl Stub {
+    /// Clones a stub and waits until it has carried out `early`.
+    pub fn new(early: &EarlySpec) -> Result<Stub, SpawnFailure> {
+        let parent = |step: &'static str| move |error| SpawnFailure { step, error };
+        let parent_pidfd = own_pidfd().map_err(parent("open the supervisor's pidfd"))?;
+        let (control, child_end) =
+            super::seqpacket_pair().map_err(parent("make the stub's socket"))?;
+        // Allocated here: the stub reads its message into its copy.
+        let mut buffer = vec![0u8; MESSAGE_MAX];
+        let flags = early.namespaces as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+        // SAFETY: clone without CLONE_VM and a null stack is fork(2) with
+        // namespace flags: the child gets a copy of this address space and
+        // continues on its copy of this stack. It runs only `stub_main`,
+        // which never returns and makes only raw system calls on memory
+        // prepared here (see the module's comment).
+        let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+        if pid < 0 {
+            return Err(SpawnFailure {
+                step: "clone",
+                error: io::Error::last_os_error(),
+            });
         }
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-            fail(report, step("set its parent-death signal"));
+        if pid == 0 {
+            inside::stub_main(early, child_end.as_raw_fd(), parent_pidfd, &mut buffer);
         }
-        let mut poll = libc::pollfd {
-            fd: parent_pidfd,
-            events: libc::POLLIN,
-            revents: 0,
+        drop(child_end);
+        let mut stub = Stub {
+            pid: pid as libc::pid_t,
+            pidfd: None,
+            control: Some(control),
         };
-        if libc::poll(&mut poll, 1, 0) != 0 {
-            *libc::__errno_location() = libc::ESRCH;
-            fail(report, step("notice that the supervisor died"));
+        let mut answer = [0u8; 8];
+        let got = super::read(stub.control.as_ref().expect("set").as_fd(), &mut answer)
+            .map_err(parent("hear from the stub"))?;
+        let step = u32::from_ne_bytes(answer[..4].try_into().expect("4 bytes"));
+        if got != answer.len() || step != READY {
+            let errno = i32::from_ne_bytes(answer[4..].try_into().expect("4 bytes"));
+            return Err(SpawnFailure {
+                step: STEPS.get(step as usize).copied().unwrap_or("set itself up"),
+                error: io::Error::from_raw_os_error(if got == 8 { errno } else { libc::EPIPE }),
+            });
         }
-        for procs in &spec.cgroup_procs {
-            if !write_file(procs, b"0") {
-                fail(report, step("join its cgroup"));
-            }
-        }
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
-        if null < 0 {
-            fail(report, step("open /dev/null"));
-        }
-        if libc::dup2(null, 0) < 0 {
-            fail(report, step("set up its descriptors"));
-        }
-        for (i, fd) in spec.fds.iter().enumerate() {
-            let target = i as libc::c_int + 1;
-            let ok = match fd {
-                Some(fd) => libc::dup2(*fd, target) >= 0,
-                None => libc::close(target) == 0 || *libc::__errno_location() == libc::EBADF,
-            };
-            if !ok {
-                fail(report, step("set up its descriptors"));
-            }
-        }
-        if let Some(root) = &spec.root {
-            let none = std::ptr::null();
-            if libc::mount(
-                none,
-                c"/".as_ptr(),
-                none,
-                libc::MS_REC | libc::MS_PRIVATE,
-                none.cast(),
-            ) != 0
-            {
-                fail(report, step("make its mounts private"));
-            }
-            if libc::mount(
-                c"tmpfs".as_ptr(),
-                root.dir.as_ptr(),
-                c"tmpfs".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV,
-                root.tmpfs_options.as_ptr().cast(),
-            ) != 0
-            {
-                fail(report, step("mount its root tmpfs"));
-            }
-            for item in &root.steps {
-                if !root_step(item, spec.identity) {
-                    fail(report, step("populate its root"));
-                }
-            }
-            // pivot_root(".", ".") stacks the old root under the new one,
-            // where the detaching unmount removes it.
-            if libc::chdir(root.dir.as_ptr()) != 0
-                || libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0
-                || libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0
-                || libc::chdir(c"/".as_ptr()) != 0
-            {
-                fail(report, step("pivot into its root"));
-            }
-            if libc::mount(
-                none,
-                c"/".as_ptr(),
-                none,
-                libc::MS_BIND
-                    | libc::MS_REMOUNT
-                    | libc::MS_RDONLY
-                    | libc::MS_NOSUID
-                    | libc::MS_NODEV,
-                none.cast(),
-            ) != 0
-            {
-                fail(report, step("make its root read-only"));
-            }
-        }
-        for &(resource, limit) in &spec.rlimits {
-            let value = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            if libc::setrlimit(resource as _, &value) != 0 {
-                fail(report, step("set its resource limits"));
-            }
-        }
-        if let Some(id) = spec.identity {
-            let groups: [libc::gid_t; 1] = [id.group.unwrap_or(id.gid)];
-            let count = usize::from(id.group.is_some());
-            if libc::syscall(libc::SYS_setgroups, count, groups.as_ptr()) != 0
-                || libc::syscall(libc::SYS_setresgid, id.gid, id.gid, id.gid) != 0
-                || libc::syscall(libc::SYS_setresuid, id.uid, id.uid, id.uid) != 0
-            {
-                fail(report, step("change its uid and gid"));
-            }
-        }
-        if spec.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            fail(report, step("set no_new_privs"));
-        }
-        // Everything above the program's descriptors closes at exec; the
-        // report pipe stays usable until then.
-        let first = spec.fds.len() as libc::c_uint + 1;
-        if libc::syscall(
-            libc::SYS_close_range,
-            first,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        ) != 0
-        {
-            fail(report, step("close inherited descriptors"));
-        }
-        libc::execve(spec.program.as_ptr(), argv.as_ptr(), envp.as_ptr());
-        fail(report, step("execute QEMU"))
+        stub.pidfd = Some(pidfd_open(stub.pid).map_err(parent("open the child's pidfd"))?);
+        Ok(stub)
     }
+
+    /// The stub's pid.
+    pub fn pid(&self) -> libc::pid_t {
+        self.pid
+    }
+
+    /// Sends the stub `late` and `fds` (its descriptors 1, 2, 3, ... in
+    /// order) and returns once it has executed the program, or failed to.
+    pub fn go(mut self, late: &LateSpec, fds: &[BorrowedFd<'_>]) -> Result<Spawned, SpawnFailure> {
+        let parent = |step: &'static str| move |error| SpawnFailure { step, error };
+        let message = encode(late);
+        if message.len() > MESSAGE_MAX || fds.len() + 1 > FDS_MAX || late.argv.len() > MAX_ARGS {
+            return Err(SpawnFailure {
+                step: "describe the VM to its stub",
+                error: io::Error::from_raw_os_error(libc::E2BIG),
+            });
+        }
+        let (report_read, report_write) = super::pipe().map_err(parent("make the report pipe"))?;
+        let mut all: Vec<BorrowedFd<'_>> = vec![report_write.as_fd()];
+        all.extend_from_slice(fds);
+        let control = self.control.take().expect("a stub is used once");
+        super::send_with_fds(control.as_fd(), &message, &all)
+            .map_err(parent("send the VM to its stub"))?;
+        drop((control, report_write));
+        let mut report = [0u8; 8];
+        let mut got = 0;
+        while got < report.len() {
+            match super::read(report_read.as_fd(), &mut report[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        if got == report.len() {
+            let step = u32::from_ne_bytes(report[..4].try_into().expect("4 bytes")) as usize;
+            let errno = i32::from_ne_bytes(report[4..].try_into().expect("4 bytes"));
+            // Dropping the stub reaps it.
+            return Err(SpawnFailure {
+                step: STEPS.get(step).copied().unwrap_or("set itself up"),
+                error: io::Error::from_raw_os_error(errno),
+            });
+        }
+        let pidfd = self.pidfd.take().expect("set when ready");
+        let pid = self.pid;
+        // Now QEMU: reaped by whoever holds the Spawned.
+        self.pid = 0;
+        Ok(Spawned { pid, pidfd })
+    }
+}
+
+impl Drop for Stub {
+    fn drop(&mut self) {
+        if self.pid > 0 {
+            // SAFETY: kill(2) on our own unreaped child.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            let _ = reap_blocking(self.pid);
+        }
+    }
+}
+
+/// Clones a stub for `early` and uses it at once.
+pub fn spawn(
+    early: &EarlySpec,
+    late: &LateSpec,
+    fds: &[BorrowedFd<'_>],
+) -> Result<Spawned, SpawnFailure> {
+    Stub::new(early)?.go(late, fds)
 }
 
 /// Whether a child can be cloned into the namespaces `flags`: one is,
@@ -541,5 +447,92 @@ pub fn probe_namespaces(flags: libc::c_int) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::other("the probe child failed"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(message: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut rest = message;
+        while !rest.is_empty() {
+            let len = u32::from_ne_bytes(rest[1..5].try_into().unwrap()) as usize;
+            out.push((rest[0], rest[5..5 + len].to_vec()));
+            rest = &rest[5 + len..];
+        }
+        out
+    }
+
+    #[test]
+    fn the_identity_comes_first_and_the_program_last() {
+        let c = |s: &str| CString::new(s).unwrap();
+        let late = LateSpec {
+            program: c("/usr/bin/qemu"),
+            argv: vec![c("/usr/bin/qemu"), c("-m")],
+            root: Some(RootSpec {
+                dir: c("/j"),
+                tmpfs_options: c("size=1"),
+                steps: vec![
+                    RootStep::Dir(c("/j/d")),
+                    RootStep::Write {
+                        dst: c("/j/d/env"),
+                        bytes: b"env=A=1".to_vec(),
+                    },
+                ],
+            }),
+            rlimits: vec![(libc::RLIMIT_CORE as libc::c_int, 0)],
+            identity: Some(Identity {
+                uid: 7,
+                gid: 8,
+                group: None,
+            }),
+            no_new_privs: true,
+        };
+        let got = records(&encode(&late));
+        let tags: Vec<u8> = got.iter().map(|r| r.0).collect();
+        assert_eq!(
+            tags,
+            [
+                tag::ID,
+                tag::ROOT,
+                tag::DIR,
+                tag::WRITE,
+                tag::PIVOT,
+                tag::RLIMIT,
+                tag::NNP,
+                tag::PROGRAM,
+                tag::ARG,
+                tag::ARG
+            ]
+        );
+        assert_eq!(
+            &got[0].1[..8],
+            [7u32.to_ne_bytes(), 8u32.to_ne_bytes()].concat()
+        );
+        assert_eq!(got[1].1, b"/j\0size=1\0");
+        assert_eq!(got[3].1, b"/j/d/env\0env=A=1");
+        assert_eq!(got[9].1, b"-m\0");
+    }
+
+    #[test]
+    fn a_stub_runs_a_program_and_reports_a_missing_one() {
+        let c = |s: &str| CString::new(s).unwrap();
+        let late = |program: &str| LateSpec {
+            program: c(program),
+            argv: vec![c(program)],
+            root: None,
+            rlimits: Vec::new(),
+            identity: None,
+            no_new_privs: true,
+        };
+        let (_r, w) = super::super::pipe().unwrap();
+        let spawned = spawn(&EarlySpec::default(), &late("/bin/true"), &[w.as_fd()]).unwrap();
+        let status = reap_blocking(spawned.pid).unwrap();
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        let failed = spawn(&EarlySpec::default(), &late("/nonexistent"), &[w.as_fd()]).unwrap_err();
+        assert_eq!(failed.step, "execute QEMU");
+        assert_eq!(failed.error.kind(), io::ErrorKind::NotFound);
     }
 }
