@@ -187,6 +187,12 @@ impl Cgroups {
         for parent in hierarchy.parents() {
             std::fs::create_dir_all(parent)
                 .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            // The parent may exist (made by another user) without this
+            // user being allowed to make cgroups in it.
+            let probe = parent.join(format!("probe-{}", std::process::id()));
+            std::fs::create_dir(&probe)
+                .and_then(|()| std::fs::remove_dir(&probe))
+                .map_err(|e| format!("cannot create cgroups under {}: {e}", parent.display()))?;
         }
         if let Hierarchy::V2(dir) = &hierarchy {
             let own = dir.parent().unwrap_or(dir);
