@@ -17,6 +17,18 @@ pub unsafe fn outb(port: u16, value: u8) {
     };
 }
 
+/// Writes a 16-bit word to an I/O port.
+///
+/// # Safety
+/// As for [`outb`]: the port's device must not touch memory on this write
+/// (the `fw_cfg` selector).
+pub unsafe fn outw(port: u16, value: u16) {
+    // SAFETY: the caller vouches for the port; `out` touches no memory.
+    unsafe {
+        asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags))
+    };
+}
+
 /// Reads a byte from an I/O port.
 ///
 /// # Safety

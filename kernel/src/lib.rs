@@ -10,6 +10,7 @@
 //!    the heap over all the VM's RAM;
 //! 3. [`virtio`] finds the console and the network card, [`console`] takes
 //!    the console, [`clock`] calibrates the TSC;
+//!    [`fwcfg`] reads the function's environment from QEMU's `fw_cfg`;
 //! 4. [`net`] brings up smoltcp with the host-given addresses and
 //!    [`runtime`] asks the host's Lambda Runtime API for the event, runs
 //!    the function registered with [`entry!`], posts the result, powers off.
@@ -26,6 +27,7 @@ mod boot;
 mod clock;
 pub mod console;
 mod exceptions;
+mod fwcfg;
 mod global;
 mod heap;
 mod http;

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use mayfly_proto::boot::BootConfig;
+use mayfly_proto::boot::{BootConfig, ENV_FW_CFG_NAME};
 use mayfly_proto::exit;
 use mayfly_proto::runtime::{
     self as api, HEADER_DEADLINE_MS, HEADER_FUNCTION_ARN, HEADER_FUNCTION_ERROR_TYPE,
@@ -107,7 +107,13 @@ pub fn run(cmdline: &str) -> ! {
             Err(e) => console::kernel_line(format_args!("virtio console unusable: {e:?}")),
         }
     }
-    let config: &'static BootConfig = match BootConfig::decode(cmdline) {
+    // The environment is not on the command line, where anyone on the
+    // host could read it, but in a fw_cfg file.
+    let env = crate::fwcfg::read_file(ENV_FW_CFG_NAME).unwrap_or_default();
+    let Ok(env) = core::str::from_utf8(&env) else {
+        fatal("the environment file is not UTF-8")
+    };
+    let config: &'static BootConfig = match BootConfig::decode_with_env(cmdline, env) {
         Ok(config) => Box::leak(Box::new(config)),
         Err(e) => fatal(&format!("{e}")),
     };

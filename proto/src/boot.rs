@@ -1,5 +1,9 @@
 //! The boot configuration: everything a guest needs to know before it can
-//! ask for its event, carried on the kernel command line.
+//! ask for its event. The settings are carried on the kernel command line
+//! ([`BootConfig::command_line`]); the function's environment, which may
+//! hold secrets, never is: it is a `fw_cfg` file named [`ENV_FW_CFG_NAME`]
+//! ([`BootConfig::env_file`]), which QEMU reads from a file only the VM can
+//! read and the guest reads over the `fw_cfg` ports.
 //!
 //! The format is a sequence of `key=value` tokens separated by single spaces,
 //! the first being `mayfly=1` (the format's version). Values are
@@ -14,6 +18,10 @@
 //! let line = config.encode();
 //! assert!(line.starts_with("mayfly=1 "));
 //! assert_eq!(BootConfig::decode(&line).unwrap(), config);
+//! // As a VM gets it: the environment apart from the command line.
+//! let (cmdline, env) = (config.command_line(), config.env_file());
+//! assert!(!cmdline.contains("GREETING"));
+//! assert_eq!(BootConfig::decode_with_env(&cmdline, &env).unwrap(), config);
 //! ```
 
 use alloc::string::{String, ToString};
@@ -25,6 +33,10 @@ use crate::net;
 
 /// Version of the command-line format written by [`BootConfig::encode`].
 pub const FORMAT_VERSION: u32 = 1;
+
+/// The `fw_cfg` file that holds the environment (`opt/` is the prefix
+/// QEMU leaves to users).
+pub const ENV_FW_CFG_NAME: &str = "opt/mayfly/env";
 
 /// Network and function settings for one VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,8 +79,47 @@ impl BootConfig {
         }
     }
 
-    /// Writes the configuration as a kernel command line.
+    /// Writes the whole configuration, environment included, in the
+    /// command-line format.
     pub fn encode(&self) -> String {
+        let mut out = self.command_line();
+        if !self.env.is_empty() {
+            out.push(' ');
+            out.push_str(&self.env_file());
+        }
+        out
+    }
+
+    /// The environment as the `fw_cfg` file holds it: `env=` tokens.
+    pub fn env_file(&self) -> String {
+        let mut out = String::new();
+        for (key, value) in &self.env {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str("env=");
+            percent_encode(key, &mut out);
+            out.push('=');
+            percent_encode(value, &mut out);
+        }
+        out
+    }
+
+    /// Reads a command line and, apart, the environment file.
+    pub fn decode_with_env(line: &str, env_file: &str) -> Result<BootConfig, BootConfigError> {
+        let mut config = BootConfig::decode(line)?;
+        for token in env_file.split_ascii_whitespace() {
+            match token.strip_prefix("env=") {
+                Some(value) => config.env.push(decode_env_token(value)?),
+                None => return Err(BootConfigError::Invalid("env")),
+            }
+        }
+        Ok(config)
+    }
+
+    /// The settings as a kernel command line: everything but the
+    /// environment.
+    pub fn command_line(&self) -> String {
         let mut out = String::new();
         let _ = write!(out, "mayfly={FORMAT_VERSION}");
         let m = self.guest_mac;
@@ -85,12 +136,6 @@ impl BootConfig {
         percent_encode(&self.function_name, &mut out);
         out.push_str(" ver=");
         percent_encode(&self.function_version, &mut out);
-        for (key, value) in &self.env {
-            out.push_str(" env=");
-            percent_encode(key, &mut out);
-            out.push('=');
-            percent_encode(value, &mut out);
-        }
         out
     }
 
@@ -129,12 +174,7 @@ impl BootConfig {
                 "mem" => mem = Some(parse_num::<u32>("mem", value)?),
                 "fn" => name = Some(percent_decode("fn", value)?),
                 "ver" => ver = Some(percent_decode("ver", value)?),
-                "env" => {
-                    let (k, v) = value
-                        .split_once('=')
-                        .ok_or(BootConfigError::Invalid("env"))?;
-                    env.push((percent_decode("env", k)?, percent_decode("env", v)?));
-                }
+                "env" => env.push(decode_env_token(value)?),
                 _ => {}
             }
         }
@@ -164,6 +204,14 @@ impl BootConfig {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// `KEY=VALUE`, both halves percent-encoded.
+fn decode_env_token(value: &str) -> Result<(String, String), BootConfigError> {
+    let (k, v) = value
+        .split_once('=')
+        .ok_or(BootConfigError::Invalid("env"))?;
+    Ok((percent_decode("env", k)?, percent_decode("env", v)?))
 }
 
 /// Why a command line is not a valid [`BootConfig`].
@@ -347,6 +395,28 @@ mod tests {
         assert_eq!(line.split(' ').count(), 8 + 3);
         assert_eq!(BootConfig::decode(&line).unwrap(), config);
         assert_eq!(config.env_var("SPACES"), Some("a b=c%d\te"));
+    }
+
+    #[test]
+    fn the_environment_is_never_on_the_command_line() {
+        let mut config = BootConfig::new("f", 128);
+        config
+            .env
+            .push(("DB_PASSWORD".into(), "s3cret value=1".into()));
+        config.env.push(("B".into(), String::new()));
+        let line = config.command_line();
+        assert!(
+            !line.contains("DB_PASSWORD") && !line.contains("s3cret"),
+            "{line}"
+        );
+        let env = config.env_file();
+        assert_eq!(env, "env=DB_PASSWORD=s3cret%20value%3D1 env=B=");
+        assert_eq!(BootConfig::decode_with_env(&line, &env).unwrap(), config);
+        assert_eq!(BootConfig::decode_with_env(&line, "").unwrap().env, []);
+        assert_eq!(
+            BootConfig::decode_with_env(&line, "mac=00:00:00:00:00:00"),
+            Err(BootConfigError::Invalid("env"))
+        );
     }
 
     #[test]

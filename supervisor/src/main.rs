@@ -16,6 +16,7 @@ macro_rules! say {
 }
 
 mod front_args;
+mod jail_arg;
 mod run_cmd;
 mod serve_cmd;
 

@@ -15,6 +15,7 @@ use mayfly_runner::report::{self, Report};
 use mayfly_runner::{package, InvocationOutcome, InvocationResult, RunError, RunRequest};
 use mayfly_vm::{accel, run};
 
+use crate::jail_arg::JailArg;
 use crate::{usage_error, AccelArg};
 
 /// Exit status after Ctrl-C (128 + SIGINT).
@@ -43,6 +44,9 @@ pub struct RunArgs {
     /// Accelerator.
     #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
     accel: AccelArg,
+    /// The jail around QEMU.
+    #[arg(long, value_enum, default_value_t = JailArg::Auto)]
+    jail: JailArg,
 }
 
 /// `mayfly run`'s input, checked.
@@ -104,6 +108,10 @@ pub async fn run(args: RunArgs) -> ExitCode {
         Err(e) => return usage_error(e),
     };
     tracing::debug!(accel = %choice.accel, reason = %choice.reason, "accelerator");
+    let jail = match crate::jail_arg::detect(args.jail, choice.accel) {
+        Ok(jail) => jail,
+        Err(e) => return usage_error(e),
+    };
 
     let name = function_name(&args.image);
     let request = RunRequest {
@@ -124,14 +132,14 @@ pub async fn run(args: RunArgs) -> ExitCode {
             std::future::pending::<()>().await;
         }
     };
-    let outcome = match run::run_until(&request, choice.accel, interrupted).await {
+    let outcome = match run::run_in(&request, choice.accel, &jail, interrupted).await {
         Ok(outcome) => outcome,
         Err(RunError::Cancelled) => {
-            eprintln!("mayfly: interrupted; the VM was killed");
+            say!("mayfly: interrupted; the VM was killed");
             return ExitCode::from(EXIT_INTERRUPTED);
         }
         Err(e) => {
-            eprintln!("mayfly: error: {e}");
+            say!("mayfly: error: {e}");
             return ExitCode::FAILURE;
         }
     };

@@ -20,6 +20,7 @@ use mayfly_vm::QemuRunner;
 use thiserror::Error;
 
 use crate::front_args::FrontArgs;
+use crate::jail_arg::JailArg;
 use crate::AccelArg;
 
 /// `mayfly serve`'s arguments.
@@ -66,6 +67,9 @@ pub struct ServeArgs {
     /// Limits on clients.
     #[command(flatten)]
     front: FrontArgs,
+    /// The jail around each QEMU.
+    #[arg(long, value_enum, default_value_t = JailArg::Auto)]
+    jail: JailArg,
 }
 
 /// Runs the service until Ctrl-C or SIGTERM.
@@ -113,9 +117,17 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => return crate::usage_error(e),
     };
     say!("mayfly: accelerator {}: {}", choice.accel, choice.reason);
+    let jail = match crate::jail_arg::detect(args.jail, choice.accel) {
+        Ok(jail) => jail,
+        Err(e) => return crate::usage_error(e),
+    };
+    say!("mayfly: {}", crate::jail_arg::summary(&jail));
+    // A cold invocation should not wait for its VM's namespaces and
+    // cgroup: two are kept cloned ahead.
+    jail.keep_ready(2);
     let config = HostConfig {
         data_dir: args.data_dir,
-        runner: Arc::new(QemuRunner::new(choice.accel)),
+        runner: Arc::new(QemuRunner::jailed(choice.accel, jail)),
         max_concurrency: args
             .max_concurrency
             .unwrap_or_else(mayfly_host::default_max_concurrency),

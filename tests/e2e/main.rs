@@ -22,6 +22,7 @@ mod errors;
 mod functions;
 mod hostile;
 mod invoke;
+mod jail;
 mod limits;
 mod metrics;
 mod restart;

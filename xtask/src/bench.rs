@@ -107,7 +107,7 @@ async fn boot_floor(accel: Accel, floor: &Path) -> Result<Duration> {
     );
     let started = Instant::now();
     let (_host_end, guest_end) = net::socket_pair()?;
-    let mut vm = qemu::spawn(&binary, &config, guest_end)?;
+    let mut vm = qemu::spawn(&binary, &config, guest_end, mayfly_vm::jail::Jail::none())?;
     let status = vm.wait().await?;
     let elapsed = started.elapsed();
     if status.code() != Some(exit::STATUS_OK) {

@@ -11,6 +11,8 @@
 //!
 //! - [`accel`]: KVM or TCG, decided by probing the host.
 //! - [`qemu`]: the QEMU command line and the child process.
+//! - [`jail`]: the jail QEMU runs in (identity, namespaces, root,
+//!   seccomp, cgroups, rlimits), as far as the host allows.
 //! - [`console`]: the guest console, captured with a hard cap.
 //! - [`net`]: the host side of the VM's network (smoltcp on a socket pair).
 //! - [`runtime_api`]: the Lambda Runtime API server, as a state machine.
@@ -26,6 +28,7 @@
 
 pub mod accel;
 pub mod console;
+pub mod jail;
 pub mod net;
 pub mod qemu;
 mod qemu_runner;

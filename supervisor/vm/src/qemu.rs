@@ -9,21 +9,22 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 
-use mayfly_proto::boot::BootConfig;
+use mayfly_proto::boot::{BootConfig, ENV_FW_CFG_NAME};
 use mayfly_proto::exit;
 use thiserror::Error;
+use tokio::io::unix::AsyncFd;
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
-use tokio::process::{Child, ChildStderr, Command};
 use tokio::task::JoinHandle;
 
 use crate::accel::Accel;
-use crate::sys;
+use crate::jail::{Jail, JailError, UidLease, VmCgroup, VmNeeds};
+use crate::sys::{self, child};
 
 /// Environment variable naming the QEMU binary to use instead of the default.
 pub const QEMU_ENV: &str = "MAYFLY_QEMU";
@@ -73,8 +74,25 @@ pub struct VmConfig<'a> {
     pub boot: &'a BootConfig,
 }
 
-/// QEMU's arguments (without the binary).
+/// What the jail adds to the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// `-sandbox` (see [`crate::jail::SANDBOX`]).
+    pub sandbox: bool,
+    /// Where QEMU reads the environment file for `fw_cfg`, if there is one.
+    pub env_file: Option<&'static str>,
+}
+
+/// QEMU's arguments (without the binary), unjailed and without an
+/// environment file.
 pub fn argv(config: &VmConfig<'_>) -> Vec<OsString> {
+    argv_with(config, &Extras::default())
+}
+
+/// QEMU's arguments (without the binary). The function's environment is
+/// never among them: the guest reads it from the `fw_cfg` file
+/// [`ENV_FW_CFG_NAME`], whose content QEMU reads from `extras.env_file`.
+pub fn argv_with(config: &VmConfig<'_>, extras: &Extras) -> Vec<OsString> {
     let m = config.boot.guest_mac;
     let mac = format!(
         "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
@@ -95,7 +113,13 @@ pub fn argv(config: &VmConfig<'_>) -> Vec<OsString> {
     args.push("-kernel".into());
     args.push(config.kernel.as_os_str().to_owned());
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
-    push(&["-append", &config.boot.encode()]);
+    push(&["-append", &config.boot.command_line()]);
+    if let Some(file) = extras.env_file {
+        push(&["-fw_cfg", &format!("name={ENV_FW_CFG_NAME},file={file}")]);
+    }
+    if extras.sandbox {
+        push(&["-sandbox", crate::jail::SANDBOX]);
+    }
     // COM1 and the virtio console share stdout; signal=off keeps QEMU from
     // treating a ^C byte as a reason to quit.
     push(&["-chardev", "stdio,id=con,mux=on,signal=off"]);
@@ -149,10 +173,7 @@ pub fn describe_status(status: ExitStatus) -> String {
 /// Why a VM could not be started.
 #[derive(Debug, Error)]
 pub enum SpawnError {
-    /// The NIC's descriptor could not be prepared for the child.
-    #[error("cannot prepare the VM's network descriptor: {0}")]
-    NetFd(io::Error),
-    /// The console pipe could not be made.
+    /// The console or stderr pipe could not be made.
     #[error("cannot make the VM's console pipe: {0}")]
     Console(io::Error),
     /// The QEMU binary is not installed.
@@ -161,27 +182,71 @@ pub enum SpawnError {
         /// The binary looked for.
         binary: PathBuf,
     },
+    /// The VM's jail could not be prepared.
+    #[error(transparent)]
+    Jail(#[from] JailError),
     /// Starting the process failed for another reason.
-    #[error("cannot start {binary}: {source}")]
+    #[error("cannot start {binary}: the child could not {step}: {source}")]
     Spawn {
         /// The binary.
         binary: PathBuf,
+        /// What the child was doing.
+        step: &'static str,
         /// The OS error.
         source: io::Error,
     },
 }
 
+/// What a VM holds from its jail until QEMU is reaped.
+#[derive(Debug, Default)]
+struct Held {
+    cgroup: Option<VmCgroup>,
+    uid: Option<UidLease>,
+}
+
+impl Held {
+    /// QEMU is reaped: its cgroup can go, and its uid be given again.
+    fn release(&mut self) {
+        if let Some(cgroup) = self.cgroup.take() {
+            cgroup.remove();
+        }
+        self.uid = None;
+    }
+}
+
+/// QEMU's process: our child, watched through a pidfd.
+#[derive(Debug)]
+struct Process {
+    pid: libc::pid_t,
+    pidfd: AsyncFd<OwnedFd>,
+    held: Held,
+}
+
+impl Process {
+    /// Reaps the child once it exited. Cancel-safe.
+    async fn wait(&mut self) -> io::Result<ExitStatus> {
+        loop {
+            if let Some(raw) = child::try_reap(self.pid)? {
+                self.held.release();
+                return Ok(ExitStatus::from_raw(raw));
+            }
+            let mut ready = self.pidfd.readable().await?;
+            ready.clear_ready();
+        }
+    }
+}
+
 /// A running (or exited but not yet reaped) QEMU.
 #[derive(Debug)]
 pub struct Vm {
-    child: Option<Child>,
+    process: Option<Process>,
     console: Option<pipe::Receiver>,
     console_writer: Option<OwnedFd>,
     stderr: Option<JoinHandle<Vec<u8>>>,
     exit: Option<ExitStatus>,
 }
 
-async fn keep_tail(mut stderr: ChildStderr) -> Vec<u8> {
+async fn keep_tail(mut stderr: pipe::Receiver) -> Vec<u8> {
     let mut kept = Vec::new();
     let mut buf = [0u8; 4096];
     while let Ok(n) = stderr.read(&mut buf).await {
@@ -199,11 +264,6 @@ async fn keep_tail(mut stderr: ChildStderr) -> Vec<u8> {
     kept
 }
 
-/// A pipe for the console, both ends close-on-exec.
-fn console_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    sys::pipe()
-}
-
 /// Makes writes to the console pipe blocking again, for QEMU too.
 ///
 /// QEMU opens its stdio chardev non-blocking, and its virtio console drops
@@ -219,55 +279,91 @@ pub fn make_writes_blocking(writer: &OwnedFd) {
     }
 }
 
-/// Starts QEMU with `nic` (the VM's end of the frame socket pair) as its
-/// NIC backend, descriptor [`NET_FD`].
-pub fn spawn(binary: &Path, config: &VmConfig<'_>, nic: OwnedFd) -> Result<Vm, SpawnError> {
-    // Move the descriptor to 10 or above: not 0..=2, which the child's
-    // stdio replaces before it could be moved, and not NET_FD itself, as
-    // dup2 onto itself would leave close-on-exec set.
-    let guest_end = sys::duplicate_at_or_above(nic.as_fd(), 10).map_err(SpawnError::NetFd)?;
-    drop(nic);
-    let (console_read, console_write) = console_pipe().map_err(SpawnError::Console)?;
+/// `binary` as an absolute path: as given when it names a directory,
+/// else found in `PATH` (the child executes it without a search).
+pub fn resolve_binary(binary: &Path, path: Option<&OsStr>) -> Result<PathBuf, SpawnError> {
+    if binary.components().count() > 1 {
+        return Ok(std::path::absolute(binary).unwrap_or_else(|_| binary.to_path_buf()));
+    }
+    std::env::split_paths(path.unwrap_or_default())
+        .map(|dir| dir.join(binary))
+        .find(|candidate| candidate.is_file())
+        .and_then(|found| std::path::absolute(found).ok())
+        .ok_or_else(|| SpawnError::NotFound {
+            binary: binary.to_path_buf(),
+        })
+}
+
+/// Starts QEMU in `jail` with `nic` (the VM's end of the frame socket
+/// pair) as its NIC backend, descriptor [`NET_FD`].
+pub fn spawn(
+    binary: &Path,
+    config: &VmConfig<'_>,
+    nic: OwnedFd,
+    jail: &Jail,
+) -> Result<Vm, SpawnError> {
+    let binary = resolve_binary(binary, std::env::var_os("PATH").as_deref())?;
+    let (console_read, console_write) = sys::pipe().map_err(SpawnError::Console)?;
+    let (stderr_read, stderr_write) = sys::pipe().map_err(SpawnError::Console)?;
     // Kept so that the write side's flags can be changed once QEMU has
     // opened its chardevs (see `make_writes_blocking`).
     let console_writer = console_write.try_clone().map_err(SpawnError::Console)?;
-    let mut command = Command::new(binary);
-    command
-        .args(argv(config))
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(console_write))
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .process_group(0);
-    sys::inherit_fd_and_die_with_parent(&mut command, guest_end.as_raw_fd(), NET_FD);
-    let mut child = command.spawn().map_err(|source| {
-        if source.kind() == io::ErrorKind::NotFound {
+    let env = (!config.boot.env.is_empty()).then(|| config.boot.env_file());
+    let extras = Extras {
+        sandbox: jail.seccomp(),
+        env_file: env.as_ref().map(|_| jail.env_path()),
+    };
+    let args = argv_with(config, &extras);
+    let prepared = jail.prepare(&VmNeeds {
+        binary: &binary,
+        args: &args,
+        image: config.kernel,
+        memory_mb: config.memory_mb,
+        kvm: config.accel == Accel::Kvm,
+        env: env.as_ref().map(|e| e.as_bytes()),
+    })?;
+    let mut fds = vec![console_write.as_fd(), stderr_write.as_fd(), nic.as_fd()];
+    fds.extend(prepared.fds.iter().map(|fd| fd.as_fd()));
+    let spawned = prepared.stub.go(&prepared.late, &fds).map_err(|failure| {
+        if failure.step == "execute QEMU" && failure.error.kind() == io::ErrorKind::NotFound {
             SpawnError::NotFound {
-                binary: binary.to_path_buf(),
+                binary: binary.clone(),
             }
         } else {
             SpawnError::Spawn {
-                binary: binary.to_path_buf(),
-                source,
+                binary: binary.clone(),
+                step: failure.step,
+                source: failure.error,
             }
         }
     })?;
-    drop(guest_end);
-    tracing::debug!(pid = child.id(), binary = %binary.display(), "QEMU started");
-    // The parent's copy of the write side goes with the command, so that
-    // the pipe ends when QEMU does (and the console's reader sees it).
-    drop(command);
+    // The parent's copies of QEMU's descriptors go, so that the pipes end
+    // when QEMU does (and their readers see it).
+    drop(fds);
+    drop(prepared.fds);
+    drop((nic, console_write, stderr_write));
+    let pidfd = sys::register(spawned.pidfd, tokio::io::Interest::READABLE)
+        .map_err(|e| SpawnError::Console(e.into_parts().1))?;
+    tracing::debug!(pid = spawned.pid, binary = %binary.display(), "QEMU started");
+    let process = Process {
+        pid: spawned.pid,
+        pidfd,
+        held: Held {
+            cgroup: prepared.cgroup,
+            uid: prepared.uid,
+        },
+    };
     // A bigger pipe absorbs console bursts while the reader is busy, so
     // QEMU (and with it the guest) waits less often.
     // Failure (over the system's pipe-max-size) leaves it as it was.
     let _ = sys::set_pipe_size(console_read.as_fd(), CONSOLE_PIPE_BYTES);
     let console = pipe::Receiver::from_owned_fd(console_read).map_err(SpawnError::Console)?;
-    let stderr = child.stderr.take().map(|s| tokio::spawn(keep_tail(s)));
+    let stderr = pipe::Receiver::from_owned_fd(stderr_read).map_err(SpawnError::Console)?;
     Ok(Vm {
-        child: Some(child),
+        process: Some(process),
         console: Some(console),
         console_writer: Some(console_writer),
-        stderr,
+        stderr: Some(tokio::spawn(keep_tail(stderr))),
         exit: None,
     })
 }
@@ -277,7 +373,7 @@ impl Vm {
     /// moved out to be torn down elsewhere.
     pub fn gone() -> Vm {
         Vm {
-            child: None,
+            process: None,
             console: None,
             console_writer: None,
             stderr: None,
@@ -285,9 +381,13 @@ impl Vm {
         }
     }
 
-    /// The process id, while the process exists.
+    /// The process id, while the process is not reaped (so the pid is
+    /// still ours).
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().and_then(|c| c.id())
+        match self.exit {
+            Some(_) => None,
+            None => self.process.as_ref().map(|p| p.pid as u32),
+        }
     }
 
     /// The console stream (QEMU's stdout). Whoever takes it must keep
@@ -308,8 +408,8 @@ impl Vm {
         if let Some(status) = self.exit {
             return Ok(status);
         }
-        let child = self.child.as_mut().expect("child present until reaped");
-        let status = child.wait().await?;
+        let process = self.process.as_mut().expect("process present until reaped");
+        let status = process.wait().await?;
         self.exit = Some(status);
         Ok(status)
     }
@@ -317,8 +417,8 @@ impl Vm {
     /// Kills QEMU (SIGKILL) unless it already exited, and reaps it.
     pub async fn kill(&mut self) -> io::Result<ExitStatus> {
         if self.exit.is_none() {
-            let child = self.child.as_mut().expect("child present until reaped");
-            if let Err(e) = child.start_kill() {
+            let process = self.process.as_ref().expect("process present until reaped");
+            if let Err(e) = sys::kill(process.pid, sys::Signal::Kill) {
                 // Already exited but not yet reaped: wait() below reaps it.
                 tracing::debug!(error = %e, "QEMU kill failed");
             }
@@ -340,17 +440,22 @@ impl Drop for Vm {
         if self.exit.is_some() {
             return;
         }
-        let Some(mut child) = self.child.take() else {
+        let Some(mut process) = self.process.take() else {
             return;
         };
-        let _ = child.start_kill();
-        // Reap it now rather than leave a zombie until tokio's background
-        // orphan reaping runs. Outside a runtime, kill_on_drop and tokio's
-        // orphan queue are the fallback.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let _ = child.wait().await;
-            });
+        let _ = sys::kill(process.pid, sys::Signal::Kill);
+        // Reap it now rather than leave a zombie (and its cgroup); outside
+        // a runtime, by blocking: SIGKILLed, it exits within milliseconds.
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    let _ = process.wait().await;
+                });
+            }
+            Err(_) => {
+                let _ = child::reap_blocking(process.pid);
+                process.held.release();
+            }
         }
     }
 }
@@ -373,7 +478,7 @@ mod tests {
             kernel,
             boot: &boot,
         });
-        let encoded = boot.encode();
+        let encoded = boot.command_line();
         let expected = vec![
             "-M",
             "microvm,x-option-roms=off,rtc=off,acpi=off",

@@ -1,6 +1,7 @@
 //! [`QemuRunner`]: the [`Runner`] the host is given, each invocation in a
 //! fresh QEMU VM under the chosen accelerator.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,18 +10,27 @@ use mayfly_runner::{
 };
 
 use crate::accel::Accel;
+use crate::jail::Jail;
 use crate::run::{self, BootedVm};
 
 /// Runs invocations in fresh QEMU VMs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct QemuRunner {
     accel: Accel,
+    jail: Arc<Jail>,
 }
 
 impl QemuRunner {
-    /// A runner whose VMs use `accel` (see [`crate::accel::detect`]).
+    /// A runner whose VMs use `accel` (see [`crate::accel::detect`]),
+    /// unjailed.
     pub fn new(accel: Accel) -> QemuRunner {
-        QemuRunner { accel }
+        QemuRunner::jailed(accel, Arc::new(Jail::off()))
+    }
+
+    /// A runner whose VMs use `accel`, each QEMU in `jail` (see
+    /// [`Jail::detect`]).
+    pub fn jailed(accel: Accel, jail: Arc<Jail>) -> QemuRunner {
+        QemuRunner { accel, jail }
     }
 }
 
@@ -30,14 +40,14 @@ impl Runner for QemuRunner {
         request: RunRequest,
         cancel: Cancel,
     ) -> BoxFuture<Result<InvocationOutcome, RunError>> {
-        let accel = self.accel;
-        Box::pin(async move { run::run_until(&request, accel, cancel).await })
+        let (accel, jail) = (self.accel, self.jail.clone());
+        Box::pin(async move { run::run_in(&request, accel, &jail, cancel).await })
     }
 
     fn boot(&self, template: VmTemplate) -> BoxFuture<Result<Box<dyn WarmVm>, RunError>> {
-        let accel = self.accel;
+        let (accel, jail) = (self.accel, self.jail.clone());
         Box::pin(async move {
-            let vm = run::boot(&template, accel).await?;
+            let vm = run::boot_in(&template, accel, &jail).await?;
             Ok(Box::new(vm) as Box<dyn WarmVm>)
         })
     }

@@ -26,6 +26,7 @@ use mayfly_runner::report;
 
 use crate::accel::Accel;
 use crate::console::{self, CappedLog};
+use crate::jail::Jail;
 use crate::net::{self, HostAddress, HostStack, NetError};
 use crate::qemu::{self, SpawnError, VmConfig};
 use crate::runtime_api::{self, ApiEvent, GuestResult, Invocation, RuntimeApi, Violation};
@@ -48,7 +49,7 @@ impl From<SpawnError> for RunError {
 }
 
 mod warm;
-pub use warm::{boot, BootedVm};
+pub use warm::{boot, boot_in, BootedVm};
 
 enum Ending {
     /// A warm VM's guest asked for its event; nothing was delivered.
@@ -62,16 +63,27 @@ enum Ending {
     Cancelled,
 }
 
-/// Runs one invocation to its end.
+/// Runs one invocation to its end, unjailed.
 pub async fn run(request: &RunRequest, accel: Accel) -> Result<InvocationOutcome, RunError> {
     run_until(request, accel, std::future::pending()).await
 }
 
-/// Runs one invocation, or kills its VM and returns
+/// Runs one invocation unjailed, or kills its VM and returns
 /// [`RunError::Cancelled`] as soon as `cancel` completes.
 pub async fn run_until(
     request: &RunRequest,
     accel: Accel,
+    cancel: impl Future<Output = ()>,
+) -> Result<InvocationOutcome, RunError> {
+    run_in(request, accel, Jail::none(), cancel).await
+}
+
+/// Runs one invocation with its QEMU in `jail`, or kills its VM and
+/// returns [`RunError::Cancelled`] as soon as `cancel` completes.
+pub async fn run_in(
+    request: &RunRequest,
+    accel: Accel,
+    jail: &Jail,
     cancel: impl Future<Output = ()>,
 ) -> Result<InvocationOutcome, RunError> {
     // The event is known before boot: the first `next` is answered at once.
@@ -82,7 +94,7 @@ pub async fn run_until(
         invoked_arn: request.invoked_arn.clone(),
         trace_id: new_trace_id(),
     });
-    let mut running = Running::start(&request.template(), accel, api, request.timeout)?;
+    let mut running = Running::start(&request.template(), accel, jail, api, request.timeout)?;
     let deadline = running.spawned_at + INIT_TIMEOUT;
     let ending = running.drive(deadline, INIT_TIMEOUT, cancel).await?;
     running.finish(ending, &request.request_id, false).await
@@ -125,6 +137,7 @@ impl Running {
     fn start(
         template: &VmTemplate,
         accel: Accel,
+        jail: &Jail,
         mut api: RuntimeApi,
         timeout: Duration,
     ) -> Result<Running, RunError> {
@@ -154,7 +167,7 @@ impl Running {
             boot: &boot,
         };
         let spawned_at = Instant::now();
-        let mut vm = qemu::spawn(&binary, &config, guest_end)?;
+        let mut vm = qemu::spawn(&binary, &config, guest_end, jail)?;
         let (console_cut, cut) = oneshot::channel();
         let console = vm
             .take_console()

@@ -5,8 +5,13 @@
 //! child's set-up between fork and exec) is here, where each call's
 //! soundness is argued once.
 
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+pub mod child;
 
 /// A signal the VM layer sends to QEMU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +89,65 @@ pub fn datagram_socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     // SAFETY: socketpair succeeded: both descriptors are open and owned by
     // nobody else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Two connected `AF_UNIX` sequenced-packet sockets, close-on-exec.
+pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` is a valid array of two descriptors for the kernel to
+    // fill.
+    check(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: socketpair succeeded: both descriptors are open and owned by
+    // nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Sends `bytes` as one message with `fds` attached (`SCM_RIGHTS`).
+pub fn send_with_fds(
+    socket: BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
+    let raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+    let payload = std::mem::size_of_val(raw.as_slice()) as u32;
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(payload) } as usize;
+    let mut control = vec![0u64; space.div_ceil(8)];
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    // SAFETY: the msghdr points at the live iovec (read only by sendmsg)
+    // and at `control`, which is CMSG_SPACE bytes for the one header the
+    // CMSG_* macros fill within it; the descriptors are borrowed, so open.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(payload) as _;
+        std::ptr::copy_nonoverlapping(
+            raw.as_ptr(),
+            libc::CMSG_DATA(cmsg).cast::<RawFd>(),
+            raw.len(),
+        );
+        let sent = check_size(libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL))?;
+        if sent != bytes.len() {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "a short message"));
+        }
+    }
+    Ok(())
 }
 
 /// Sets a socket's send and receive buffers to `bytes` each.
@@ -177,6 +241,74 @@ pub fn duplicate_at_or_above(fd: BorrowedFd<'_>, lowest: RawFd) -> io::Result<Ow
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
+/// This process's effective uid.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    unsafe { libc::geteuid() }
+}
+
+/// This process's effective gid.
+pub fn egid() -> u32 {
+    // SAFETY: getegid cannot fail and touches no memory.
+    unsafe { libc::getegid() }
+}
+
+/// Whether a process `pid` exists (signal 0 probes without sending).
+pub fn is_alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 sends nothing.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// A close-on-exec memfd holding `bytes`, at offset 0 when reopened
+/// through `/dev/fd`.
+pub fn memfd_with(bytes: &[u8]) -> io::Result<OwnedFd> {
+    // SAFETY: the name is a NUL-terminated literal; memfd_create returns a
+    // new descriptor.
+    let fd = check(unsafe { libc::memfd_create(c"mayfly-env".as_ptr(), libc::MFD_CLOEXEC) })?;
+    // SAFETY: fresh descriptor, owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut file = std::fs::File::from(fd);
+    std::io::Write::write_all(&mut file, bytes)?;
+    Ok(OwnedFd::from(file))
+}
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in a path"))
+}
+
+/// The `MS_NOSUID`, `MS_NODEV` and `MS_NOEXEC` flags of the mount that
+/// holds `path`: a read-only remount of a bind of it in a user namespace
+/// must keep them.
+pub fn mount_flags(path: &Path) -> io::Result<libc::c_ulong> {
+    let path = c_path(path)?;
+    // SAFETY: statvfs fills a zeroed struct from a NUL-terminated path.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    check(unsafe { libc::statvfs(path.as_ptr(), &mut stat) })?;
+    let mut flags = 0;
+    for (st, ms) in [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+    ] {
+        if stat.f_flag & st != 0 {
+            flags |= ms;
+        }
+    }
+    Ok(flags)
+}
+
+/// The group a process needs for read-write access to `device`, when the
+/// device is not read-write for everyone (`/dev/kvm` is usually
+/// `root:kvm 0660`).
+pub fn group_needed(device: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(device).ok()?;
+    (meta.mode() & 0o006 != 0o006).then_some(meta.gid())
+}
+
 /// Registers `fd` with the tokio reactor for `interest`. Must be called
 /// inside a tokio runtime.
 pub fn register(
@@ -186,45 +318,6 @@ pub fn register(
     // SAFETY: the AsyncFd owns the OwnedFd, so the descriptor stays open
     // and names the same file for the AsyncFd's whole life.
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }
-}
-
-/// Sets up the child of `command` between fork and exec: `inherit`
-/// becomes its descriptor `as_fd` (without close-on-exec, so the program
-/// inherits it), and the child is killed when the thread that spawned it
-/// dies; if this process died before that took effect, the child fails
-/// to start.
-///
-/// `inherit` must stay open until the command has been spawned.
-pub fn inherit_fd_and_die_with_parent(
-    command: &mut tokio::process::Command,
-    inherit: RawFd,
-    as_fd: RawFd,
-) {
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: the closure runs in the forked child before exec and makes
-    // only async-signal-safe system calls (dup2, prctl, getppid) on values
-    // captured by copy; it allocates nothing.
-    unsafe {
-        command.pre_exec(move || {
-            // dup2 clears CLOEXEC on the new descriptor: the program
-            // inherits it.
-            if libc::dup2(inherit, as_fd) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The kernel kills the child if the thread that spawned it
-            // dies. Runtime worker threads live as long as the runtime, so
-            // in practice this means "if the supervisor dies".
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The supervisor may have died before prctl took effect.
-            if libc::getppid() != parent {
-                // No allocation after fork: a plain errno.
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use mayfly_vm::accel;
 
 use super::report::{Goal, Machine, Report, Row};
 use super::stats::{fmt_kib, fmt_ms, Summary};
-use super::{procs, COLD, FLOOR, LINUX, WARM};
+use super::{procs, COLD, FLOOR, FLOOR_JAILED, LINUX, WARM};
 
 /// Host memory per VM, as sentences.
 pub fn memory_lines(m: &Machine, echo: Option<Summary>, floor: Option<Summary>) -> Vec<String> {
@@ -53,6 +53,18 @@ pub fn goals(r: &Report) -> Vec<Goal> {
         },
         _ => Goal {
             what: "API cold invoke p50 ≤ 1.5× the QEMU floor".into(),
+            measured: "a row is missing".into(),
+            met: None,
+        },
+    });
+    goals.push(match (p50(FLOOR_JAILED), floor) {
+        (Some(j), Some(f)) => Goal {
+            what: "the jail adds < 5 ms to a cold start (jailed floor p50 − floor p50)".into(),
+            measured: format!("{:+.1} ms ({} vs {})", j - f, fmt_ms(j), fmt_ms(f)),
+            met: Some(j - f < 5.0),
+        },
+        _ => Goal {
+            what: "the jail adds < 5 ms to a cold start (jailed floor p50 − floor p50)".into(),
             measured: "a row is missing".into(),
             met: None,
         },

@@ -9,6 +9,7 @@
 
 mod api;
 mod findings;
+mod jailed;
 mod linux;
 mod procs;
 mod report;
@@ -29,6 +30,8 @@ use stats::Summary;
 
 /// The floor row's label (the table's ratios are to it).
 pub const FLOOR: &str = "QEMU floor";
+/// The jailed floor row's label.
+pub const FLOOR_JAILED: &str = "QEMU floor, jailed";
 const STATIC: &str = "static process";
 const BWRAP: &str = "bubblewrap sandbox";
 const RUN: &str = "mayfly run echo";
@@ -195,8 +198,12 @@ pub fn run(args: &[String]) -> Result<()> {
     let choice = accel::detect(AccelRequest::Auto).context("choosing the accelerator")?;
     println!("accelerator: {} ({})", choice.accel, choice.reason);
     let qemu = procs::Qemu::new(choice.accel);
+    let jailed = jailed::JailedFloor::new(&qemu);
     let machine = findings::machine(&qemu, &choice);
     let mut notes = Vec::new();
+    if let Ok(j) = &jailed {
+        notes.push(format!("QEMU floor, jailed: {}.", j.parts()));
+    }
 
     // Everything the rows need, each of which may fail alone.
     let noop = procs::build_noop(&dir);
@@ -256,6 +263,17 @@ pub fn run(args: &[String]) -> Result<()> {
         plan.memory_runs,
         |p| qemu.boot_floor(&floor, p).map(|r| r.ms()),
     ));
+    let jailed_what = "same, started by Mayfly's spawn in the jail `--jail auto` gives (uid, namespaces, root, seccomp, cgroup, rlimits)";
+    match &jailed {
+        Ok(j) => series.push(Series::new(FLOOR_JAILED, jailed_what, plan.runs, 0, |_| {
+            j.boot(&floor).map(|r| r.ms())
+        })),
+        Err(e) => series.push(Series::unavailable(
+            FLOOR_JAILED,
+            jailed_what,
+            Outcome::Failed(format!("{e:#}")),
+        )),
+    }
     series.push(Series::new(
         RUN,
         "`mayfly run echo.elf --event …` (whole command)",
@@ -472,15 +490,19 @@ fn bwrap_usable(prog: &Path) -> std::result::Result<(), String> {
 /// With `probe`, its QEMU runs through the RSS wrapper.
 fn run_cli(mayfly: &Path, echo: &Path, probe: Option<(&RssProbe, &Path)>) -> Result<f64> {
     let mut cmd = Command::new(mayfly);
+    cmd.arg("run")
+        .arg(echo)
+        .arg("--event")
+        .arg(std::str::from_utf8(api::EVENT)?);
     if let Some((probe, qemu)) = probe {
         probe.wrap_qemu(&mut cmd, qemu);
+        // The wrapper finds QEMU through its environment, which the jail
+        // empties, and is not in the jail's root: QEMU's RSS is measured
+        // unjailed (the jail changes nothing in QEMU's own memory).
+        cmd.args(["--jail", "off"]);
     }
     let started = Instant::now();
     let out = cmd
-        .arg("run")
-        .arg(echo)
-        .arg("--event")
-        .arg(std::str::from_utf8(api::EVENT)?)
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("cannot run {}", mayfly.display()))?;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{new_trace_id, Ending, InvocationOutcome, RunError, Running, VmTemplate, INIT_TIMEOUT};
 use crate::accel::Accel;
+use crate::jail::Jail;
 use crate::runtime_api::{Invocation, RuntimeApi};
 use crate::sys::Signal;
 
@@ -21,7 +22,22 @@ use crate::sys::Signal;
 /// takes longer than [`INIT_TIMEOUT`] before asking; the VM is gone then.
 /// Dropping the future kills the VM.
 pub async fn boot(template: &VmTemplate, accel: Accel) -> Result<BootedVm, RunError> {
-    let mut running = Running::start(template, accel, RuntimeApi::without_event(), Duration::ZERO)?;
+    boot_in(template, accel, Jail::none()).await
+}
+
+/// [`boot`] with QEMU in `jail`.
+pub async fn boot_in(
+    template: &VmTemplate,
+    accel: Accel,
+    jail: &Jail,
+) -> Result<BootedVm, RunError> {
+    let mut running = Running::start(
+        template,
+        accel,
+        jail,
+        RuntimeApi::without_event(),
+        Duration::ZERO,
+    )?;
     let deadline = running.spawned_at + INIT_TIMEOUT;
     match running
         .drive(deadline, INIT_TIMEOUT, std::future::pending())
