@@ -495,9 +495,8 @@ fn run_cli(mayfly: &Path, echo: &Path, probe: Option<(&RssProbe, &Path)>) -> Res
         .arg("--event")
         .arg(std::str::from_utf8(api::EVENT)?);
     if let Some((probe, qemu)) = probe {
-        probe.wrap_qemu(&mut cmd, qemu);
-        // The wrapper finds QEMU through its environment, which the jail
-        // empties, and is not in the jail's root: QEMU's RSS is measured
+        probe.wrap_qemu(&mut cmd, qemu)?;
+        // The wrapper is not in the jail's root: QEMU's RSS is measured
         // unjailed (the jail changes nothing in QEMU's own memory).
         cmd.args(["--jail", "off"]);
     }

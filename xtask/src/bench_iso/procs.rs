@@ -53,7 +53,9 @@ pub fn timed(cmd: &mut Command) -> Result<Run> {
 /// A tiny static program that exits 0: the no-isolation row's workload.
 const NOOP_C: &str = "int main(void) { return 0; }\n";
 
-/// The peak-RSS wrapper: runs `$BENCH_EXEC` with its own arguments (so it
+/// The peak-RSS wrapper: runs `$BENCH_EXEC` (or the program it was
+/// compiled for, where its environment is emptied, as Mayfly does for
+/// QEMU) with its own arguments (so it
 /// can stand in for any program, QEMU included via `MAYFLY_QEMU`, the NIC
 /// descriptor passing through), appends `pid P` to `$BENCH_RSS_OUT` at
 /// once and `rss P KIB` (from `wait4`) when the program exits, and passes
@@ -73,9 +75,15 @@ static void note(const char *out, const char *fmt, long a, long b) {
     FILE *f = fopen(out, "a");
     if (f) { fprintf(f, fmt, a, b); fclose(f); }
 }
+#ifndef DEFAULT_EXEC
+#define DEFAULT_EXEC 0
+#define DEFAULT_OUT 0
+#endif
 int main(int argc, char **argv) {
     const char *prog = getenv("BENCH_EXEC");
     const char *out = getenv("BENCH_RSS_OUT");
+    if (!prog) prog = DEFAULT_EXEC;
+    if (!out) out = DEFAULT_OUT;
     if (!prog || !out) return 125;
     (void)argc;
     pid_t pid = fork();
@@ -127,6 +135,7 @@ pub fn build_noop(dir: &Path) -> Result<PathBuf> {
 
 /// Peak RSS of commands run through the wrapper.
 pub struct RssProbe {
+    dir: PathBuf,
     wrapper: PathBuf,
     out: PathBuf,
 }
@@ -139,7 +148,11 @@ impl RssProbe {
         crate::sys::become_subreaper().context("PR_SET_CHILD_SUBREAPER")?;
         let out = dir.join("rss.txt");
         let _ = std::fs::remove_file(&out);
-        Ok(RssProbe { wrapper, out })
+        Ok(RssProbe {
+            dir: dir.to_path_buf(),
+            wrapper,
+            out,
+        })
     }
 
     /// A command that runs `program` through the wrapper.
@@ -150,11 +163,18 @@ impl RssProbe {
         cmd
     }
 
-    /// Makes `mayfly` (`cmd`) run `qemu` through the wrapper.
-    pub fn wrap_qemu(&self, cmd: &mut Command, qemu: &Path) {
-        cmd.env(qemu::QEMU_ENV, &self.wrapper)
-            .env("BENCH_EXEC", qemu)
-            .env("BENCH_RSS_OUT", &self.out);
+    /// Makes `mayfly` (`cmd`) run `qemu` through a wrapper compiled for it:
+    /// Mayfly starts QEMU with an empty environment, so the wrapper cannot
+    /// be told through its own.
+    pub fn wrap_qemu(&self, cmd: &mut Command, qemu: &Path) -> Result<()> {
+        let source = format!(
+            "#define DEFAULT_EXEC {:?}\n#define DEFAULT_OUT {:?}\n{RSSWRAP_C}",
+            qemu.to_str().context("QEMU's path is not UTF-8")?,
+            self.out.to_str().context("the probe's path is not UTF-8")?,
+        );
+        let wrapper = compile(&self.dir, "rsswrap-qemu", &source)?;
+        cmd.env(qemu::QEMU_ENV, wrapper);
+        Ok(())
     }
 
     /// The peak RSS (KiB) of every program run since the last call.
