@@ -283,3 +283,21 @@ fn a_vm_that_dies_without_answering_is_an_exit_error() {
     let floor = image("floor.elf");
     failed_with(&run(&floor, &[]), "Runtime.ExitError");
 }
+
+/// A relative image path (as the README writes `mayfly run
+/// target/images/echo.elf`) boots in the jail like an absolute one.
+#[test]
+fn a_relative_image_path_runs() {
+    let echo = image("echo.elf");
+    let started = std::time::Instant::now();
+    let output = crate::support::command::mayfly()
+        .current_dir(echo.dir())
+        .args(["run", "echo.elf", "--event", r#"{"a":1}"#])
+        .output()
+        .expect("run mayfly");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "stderr:\n{stderr}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "{\"a\":1}\n");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    crate::support::process::assert_no_qemu_for(echo.dir());
+}

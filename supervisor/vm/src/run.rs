@@ -160,10 +160,14 @@ impl Running {
             std::env::var_os(qemu::QEMU_ENV),
             std::env::var_os("PATH").as_deref(),
         );
+        // The jail copies the image to the same path inside its root, and
+        // the sweep recognises a VM by it: both need it absolute (`mayfly
+        // run target/images/echo.elf` gives a relative one).
+        let image = std::path::absolute(&template.image).unwrap_or_else(|_| template.image.clone());
         let config = VmConfig {
             accel,
             memory_mb: template.memory_mb,
-            kernel: &template.image,
+            kernel: &image,
             boot: &boot,
         };
         let spawned_at = Instant::now();

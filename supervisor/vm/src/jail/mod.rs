@@ -206,7 +206,18 @@ impl Jail {
             (Ok(Identity::PerVm), Err(why)) => Err(format!("needs the jail's root ({why})")),
             _ => identity,
         };
-        let seccomp = probe_sandbox(binary);
+        // The two slow probes (QEMU's `-version`, and `ldd` on QEMU and its
+        // module) run at once: a one-shot `mayfly run` waits for both.
+        let (seccomp, found) = std::thread::scope(|scope| {
+            let sandbox = scope.spawn(|| probe_sandbox(binary));
+            let found = root_dir
+                .is_ok()
+                .then(|| root::QemuFiles::find(binary).map(Arc::new));
+            let seccomp = sandbox
+                .join()
+                .unwrap_or_else(|_| Err("the -sandbox probe panicked".to_string()));
+            (seccomp, found)
+        });
         let cgroups = Cgroups::detect().map(Arc::new);
         if let Ok(cgroups) = &cgroups {
             cgroups.sweep();
@@ -237,15 +248,23 @@ impl Jail {
             uids: plan::UidPool::new(),
             stubs: stubs::StubPool::new(recipe, 0),
         };
-        if jail.root_dir.is_ok() {
-            // Without QEMU's files there is no root, and no VM uid (which
-            // reads the image only from it).
-            if let Err(e) = jail.files_for(binary) {
+        // Without QEMU's files there is no root, and no VM uid (which reads
+        // the image only from it).
+        match found {
+            Some(Ok(files)) => {
+                jail.files
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .insert(binary.to_path_buf(), files);
+            }
+            Some(Err(e)) => {
+                let e = JailError::Root(e);
                 jail.root_dir = Err(e.to_string());
                 if let Ok(Identity::PerVm) = jail.identity {
                     jail.identity = Err(format!("needs the jail's root ({e})"));
                 }
             }
+            None => {}
         }
         if mode == JailMode::Require {
             let missing: Vec<String> = jail

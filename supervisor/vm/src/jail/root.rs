@@ -197,7 +197,9 @@ pub fn steps(
         .chain(env.map(|_| env_path));
     for path in everything {
         let mut parent = path.parent();
-        while let Some(dir) = parent.filter(|d| *d != Path::new("/")) {
+        // A relative path's last parent is "", which would be the root
+        // itself.
+        while let Some(dir) = parent.filter(|d| *d != Path::new("/") && !d.as_os_str().is_empty()) {
             dirs.insert(dir.to_path_buf());
             parent = dir.parent();
         }
@@ -367,5 +369,24 @@ mod tests {
             .map(|d| d.join(name))
             .find(|p| p.is_file())
             .ok_or(())
+    }
+
+    #[test]
+    fn a_relative_image_never_makes_the_root_itself() {
+        let steps = steps(
+            Path::new("/run/j"),
+            &[],
+            &[],
+            Path::new("target/images/a.elf"),
+            None,
+        );
+        let root = CString::new("/run/j").unwrap();
+        let root_slash = CString::new("/run/j/").unwrap();
+        assert!(
+            !steps
+                .iter()
+                .any(|s| matches!(s, RootStep::Dir(d) if *d == root || *d == root_slash)),
+            "{steps:?}"
+        );
     }
 }
