@@ -184,9 +184,9 @@ fn headers_are_checked_without_the_body() {
     );
 }
 
-#[test]
-fn a_declared_payload_hash_is_checked_against_the_body() {
-    let strict = VerifyOptions::strict("lambda");
+/// The headers of a request signed now that declares its payload hash
+/// (`x-amz-content-sha256`), as S3 clients do.
+fn signed_with_payload_hash(body: &[u8]) -> (HeaderMap, SystemTime) {
     let creds = creds();
     let now = SystemTime::now();
     let uri: Uri = format!("http://127.0.0.1:9000{TARGET}").parse().unwrap();
@@ -195,8 +195,17 @@ fn a_declared_payload_hash_is_checked_against_the_body() {
         content_sha256_header: true,
         ..SigningParams::new(&creds, "us-east-1", "lambda")
     };
+    (
+        sign(&Method::POST, &uri, &HeaderMap::new(), body, &params).unwrap(),
+        now,
+    )
+}
+
+#[test]
+fn a_declared_payload_hash_is_checked_against_the_body() {
+    let strict = VerifyOptions::strict("lambda");
     let body = b"{}";
-    let headers = sign(&Method::POST, &uri, &HeaderMap::new(), body, &params).unwrap();
+    let (headers, now) = signed_with_payload_hash(body);
     verify(&headers, body, now, &strict).unwrap();
     assert_eq!(
         verify(&headers, b"[]", now, &strict),
@@ -207,15 +216,7 @@ fn a_declared_payload_hash_is_checked_against_the_body() {
 #[test]
 fn a_declared_payload_hash_lets_the_signature_be_checked_before_the_body() {
     let strict = VerifyOptions::strict("lambda");
-    let creds = creds();
-    let now = SystemTime::now();
-    let uri: Uri = format!("http://127.0.0.1:9000{TARGET}").parse().unwrap();
-    let params = SigningParams {
-        time: now,
-        content_sha256_header: true,
-        ..SigningParams::new(&creds, "us-east-1", "lambda")
-    };
-    let headers = sign(&Method::POST, &uri, &HeaderMap::new(), b"{}", &params).unwrap();
+    let (headers, now) = signed_with_payload_hash(b"{}");
     let target: Uri = TARGET.parse().unwrap();
     let forged = Credentials::new("AKIAEXAMPLE000000000", "not the secret");
     let req = RequestParts {
@@ -228,7 +229,7 @@ fn a_declared_payload_hash_lets_the_signature_be_checked_before_the_body() {
         check_headers(req, &forged, now, &strict),
         Err(VerifyError::SignatureMismatch { .. })
     ));
-    check_headers(req, &creds, now, &strict).unwrap();
+    check_headers(req, &creds(), now, &strict).unwrap();
     // Without the header the forgery can only be found with the body.
     let (headers, _) = signed(&[], b"{}");
     let req = RequestParts {
