@@ -48,10 +48,15 @@ fn cli_rejects_bad_requests_with_aws_errors() {
         &text,
         &[("bootstrap", b"#!/bin/sh\necho hello\n".as_slice())],
     );
+    // A dynamically linked Linux program: the system's own shell.
+    let dynamic = s.tmp().join("dynamic.zip");
+    let shell = std::fs::read("/bin/sh").expect("/bin/sh");
+    write_zip(&dynamic, &[("bootstrap", shell.as_slice())]);
     for (name, zip, says) in [
         ("pkg-nobootstrap", &no_bootstrap, "bootstrap"),
         ("pkg-nopvh", &no_pvh, "PVH"),
-        ("pkg-text", &text, ""),
+        ("pkg-text", &text, "a script (`#!/bin/sh`)"),
+        ("pkg-dynamic", &dynamic, "-C target-feature=+crt-static"),
     ] {
         let msg = s
             .create_raw(name, zip, &[])

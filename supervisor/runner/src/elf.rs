@@ -12,6 +12,8 @@ pub const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
 const ELFCLASS64: u8 = 2;
 const ELFDATA2LSB: u8 = 1;
 const ET_EXEC: u16 = 2;
+const ET_DYN: u16 = 3;
+const PT_INTERP: u32 = 3;
 const EM_X86_64: u16 = 62;
 const PT_NOTE: u32 = 4;
 /// `XEN_ELFNOTE_PHYS32_ENTRY`: the 32-bit PVH entry point.
@@ -23,14 +25,20 @@ pub enum ElfError {
     /// Too short, or no ELF magic.
     #[error("not an ELF file")]
     NotElf,
+    /// A `#!` script.
+    #[error("a script (`{0}`), not an executable: Mayfly boots no shell or interpreter; a function's bootstrap is a Mayfly unikernel image")]
+    Script(String),
+    /// A Linux program that needs the dynamic loader.
+    #[error("a dynamically linked x86_64 Linux executable (it asks for {0}): Mayfly loads no shared libraries, so link it statically (Rust: -C target-feature=+crt-static; C: musl-gcc -static; Go: CGO_ENABLED=0); this host runs only Mayfly unikernel images so far")]
+    DynamicLinux(String),
     /// ELF32 or another class.
-    #[error("not a 64-bit ELF (class {0}, expected 2)")]
+    #[error("not a 64-bit ELF (class {0}, expected 2): build for x86_64")]
     WrongClass(u8),
     /// Big-endian.
     #[error("not a little-endian ELF (data encoding {0})")]
     WrongEndianness(u8),
     /// Not for x86_64.
-    #[error("ELF is for machine {0}, not x86_64 (62)")]
+    #[error("ELF is for {name} (machine {number}), not x86_64 (62): build for x86_64", name = machine_name(*.0), number = .0)]
     WrongMachine(u16),
     /// A relocatable object, shared object or core dump.
     #[error("ELF type is {0}, not an executable (2)")]
@@ -39,8 +47,23 @@ pub enum ElfError {
     #[error("ELF program headers are malformed: {0}")]
     Malformed(&'static str),
     /// No Xen `PHYS32_ENTRY` note: QEMU cannot boot it through PVH.
-    #[error("ELF has no PVH entry note (Xen note type 18 in a PT_NOTE segment); is it a Mayfly unikernel image?")]
+    #[error("a static x86_64 executable without a PVH entry note (Xen note type 18 in a PT_NOTE segment), such as a Linux program, not a Mayfly unikernel image; this host runs only unikernel images so far")]
     NoPvhNote,
+}
+
+/// The usual name of an ELF machine number, for the refusal's message.
+fn machine_name(machine: u16) -> &'static str {
+    match machine {
+        3 => "32-bit x86",
+        8 => "MIPS",
+        20 => "PowerPC",
+        21 => "64-bit PowerPC",
+        22 => "s390",
+        40 => "32-bit ARM",
+        183 => "aarch64 (64-bit ARM)",
+        243 => "RISC-V",
+        _ => "another machine",
+    }
 }
 
 /// What validation learned about an image.
@@ -115,6 +138,16 @@ pub fn validate_elf_reader<R: Read + Seek>(reader: R, len: u64) -> Result<ElfInf
 }
 
 fn validate(elf: &mut impl Source) -> Result<ElfInfo, ElfError> {
+    let start = elf
+        .bytes(0, elf.len().min(128) as usize)
+        .unwrap_or_default();
+    if let Some(script) = start.strip_prefix(b"#!") {
+        let line = script.split(|&b| b == b'\n').next().unwrap_or_default();
+        return Err(ElfError::Script(format!(
+            "#!{}",
+            String::from_utf8_lossy(line).trim_end()
+        )));
+    }
     let header = elf.bytes(0, 64).ok_or(ElfError::NotElf)?;
     if &header[..4] != ELF_MAGIC {
         return Err(ElfError::NotElf);
@@ -130,7 +163,7 @@ fn validate(elf: &mut impl Source) -> Result<ElfInfo, ElfError> {
         return Err(ElfError::WrongMachine(machine));
     }
     let kind = u16_at(&header, 16).ok_or(ElfError::NotElf)?;
-    if kind != ET_EXEC {
+    if kind != ET_EXEC && kind != ET_DYN {
         return Err(ElfError::NotExecutable(kind));
     }
     let phoff = u64_at(&header, 32).ok_or(ElfError::NotElf)?;
@@ -145,9 +178,19 @@ fn validate(elf: &mut impl Source) -> Result<ElfInfo, ElfError> {
         return Err(outside);
     }
     let table = elf.bytes(phoff, table_len).ok_or(outside)?;
+    let mut pvh_entry = None;
+    let mut interpreter = None;
     for i in 0..phnum {
         let at = i * phentsize;
-        if u32_at(&table, at) != Some(PT_NOTE) {
+        if u32_at(&table, at) == Some(PT_INTERP) {
+            let offset = u64_at(&table, at + 8).unwrap_or(u64::MAX);
+            let size = u64_at(&table, at + 32).unwrap_or(u64::MAX).min(256);
+            let path = elf.bytes(offset, size as usize).unwrap_or_default();
+            let path = path.split(|&b| b == 0).next().unwrap_or_default();
+            interpreter = Some(String::from_utf8_lossy(path).into_owned());
+            continue;
+        }
+        if u32_at(&table, at) != Some(PT_NOTE) || pvh_entry.is_some() {
             continue;
         }
         let offset = u64_at(&table, at + 8).unwrap_or(u64::MAX);
@@ -158,11 +201,16 @@ fn validate(elf: &mut impl Source) -> Result<ElfInfo, ElfError> {
             return Err(outside);
         }
         let notes = elf.bytes(offset, size as usize).ok_or(outside)?;
-        if let Some(entry) = find_pvh_note(&notes, if align == 8 { 8 } else { 4 }) {
-            return Ok(ElfInfo { pvh_entry: entry });
-        }
+        pvh_entry = find_pvh_note(&notes, if align == 8 { 8 } else { 4 });
     }
-    Err(ElfError::NoPvhNote)
+    match (pvh_entry, interpreter) {
+        (Some(entry), _) if kind == ET_EXEC => Ok(ElfInfo { pvh_entry: entry }),
+        (_, Some(interpreter)) => Err(ElfError::DynamicLinux(interpreter)),
+        // A PVH image must be loaded at its addresses.
+        (Some(_), None) => Err(ElfError::NotExecutable(kind)),
+        // ET_EXEC, or a static-pie ET_DYN.
+        (None, None) => Err(ElfError::NoPvhNote),
+    }
 }
 
 /// Walks one PT_NOTE segment looking for `Xen` note 18.
@@ -203,12 +251,19 @@ mod tests {
             elf[at..at + bytes.len()].copy_from_slice(bytes);
             validate_elf(&elf)
         };
-        assert_eq!(validate_elf(b"#!/bin/sh\n"), Err(ElfError::NotElf));
+        assert_eq!(
+            validate_elf(b"#!/usr/bin/env python3\nprint(1)\n"),
+            Err(ElfError::Script("#!/usr/bin/env python3".into()))
+        );
+        assert_eq!(validate_elf(b"\x7fELF"), Err(ElfError::NotElf));
         assert_eq!(validate_elf(&good[..40]), Err(ElfError::NotElf));
         assert_eq!(with(4, &[1]), Err(ElfError::WrongClass(1)));
         assert_eq!(with(5, &[2]), Err(ElfError::WrongEndianness(2)));
         assert_eq!(with(18, &[3, 0]), Err(ElfError::WrongMachine(3)));
         assert_eq!(with(16, &[3, 0]), Err(ElfError::NotExecutable(3)));
+        assert_eq!(with(16, &[1, 0]), Err(ElfError::NotExecutable(1)));
+        assert_eq!(with(18, &[183, 0]), Err(ElfError::WrongMachine(183)));
+        assert!(ElfError::WrongMachine(183).to_string().contains("aarch64"));
         assert!(matches!(with(32, &[0xff; 8]), Err(ElfError::Malformed(_))));
         // The note's type is no longer 18.
         let note = crate::testing::NOTE_OFFSET;
@@ -217,6 +272,37 @@ mod tests {
         assert_eq!(with(note + 12, b"Gen"), Err(ElfError::NoPvhNote));
         // The PT_NOTE header becomes a PT_NULL.
         assert_eq!(with(64 + 56, &[0, 0, 0, 0]), Err(ElfError::NoPvhNote));
+    }
+
+    /// A Linux program is told apart from a unikernel image, and a
+    /// dynamically linked one is told how to link statically.
+    #[test]
+    fn linux_programs_are_named_for_what_they_are() {
+        let good = pvh_elf(EXIT_OK);
+        // The PT_NOTE header (the second) becomes a PT_INTERP whose path
+        // is the note's bytes up to their first NUL.
+        let mut dynamic = good.clone();
+        dynamic[64 + 56..64 + 60].copy_from_slice(&PT_INTERP.to_le_bytes());
+        let err = validate_elf(&dynamic).unwrap_err();
+        assert!(matches!(err, ElfError::DynamicLinux(_)), "{err:?}");
+        assert!(err.to_string().contains("-C target-feature=+crt-static"));
+        assert!(err.to_string().contains("musl-gcc -static"));
+        assert!(err.to_string().contains("CGO_ENABLED=0"));
+        // Static-pie: ET_DYN without PT_INTERP or PVH note.
+        let mut static_pie = good.clone();
+        static_pie[16] = 3;
+        static_pie[64 + 56..64 + 60].copy_from_slice(&0u32.to_le_bytes());
+        assert_eq!(validate_elf(&static_pie), Err(ElfError::NoPvhNote));
+        // The system's own shell is a dynamically linked Linux program.
+        if let Ok(sh) = std::fs::read("/bin/sh") {
+            if sh.starts_with(ELF_MAGIC) {
+                assert!(
+                    matches!(validate_elf(&sh), Err(ElfError::DynamicLinux(ref i)) if i.contains("ld-linux")),
+                    "{:?}",
+                    validate_elf(&sh)
+                );
+            }
+        }
     }
 
     #[test]

@@ -289,6 +289,15 @@ mod tests {
         let zip = zip_with(&[("bootstrap", b"#!/bin/sh\necho hi\n")]);
         let err = load(zip.path()).unwrap_err();
         assert!(matches!(
+            &err,
+            PackageError::Invalid {
+                source: ElfError::Script(line),
+                ..
+            } if line == "#!/bin/sh"
+        ));
+        let zip = zip_with(&[("bootstrap", b"\x7fELF too short")]);
+        let err = load(zip.path()).unwrap_err();
+        assert!(matches!(
             err,
             PackageError::Invalid {
                 source: ElfError::NotElf,
