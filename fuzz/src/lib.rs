@@ -17,6 +17,8 @@ mod api_json;
 #[cfg(test)]
 mod boot;
 #[cfg(test)]
+mod guest;
+#[cfg(test)]
 mod package;
 #[cfg(test)]
 mod runtime_api;

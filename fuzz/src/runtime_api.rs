@@ -2,12 +2,10 @@
 //! whichever of its connections, in whatever order it reads the answers,
 //! the host holds a bounded amount and never panics.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::Bytes;
-use mayfly_vm::runtime_api::{Connection, Invocation, Now, RuntimeApi, MAX_BODY_BYTES_IN_FLIGHT};
+use mayfly_vm::runtime_api::{Connection, Now, MAX_BODY_BYTES_IN_FLIGHT};
 
-const ID: &str = "8476a536-e9f4-11e8-9739-2dfe598c3fcd";
 const EVENT: &[u8] = br#"{"key":"value"}"#;
 /// Connections the guest juggles (the network allows a few at once).
 const CONNECTIONS: usize = 3;
@@ -20,17 +18,6 @@ fn now() -> Now {
         instant: Instant::now(),
         epoch_ms: 1_700_000_000_000,
     }
-}
-
-fn api() -> RuntimeApi {
-    RuntimeApi::new(Invocation {
-        request_id: ID.into(),
-        event: Bytes::from_static(EVENT),
-        timeout: Duration::from_secs(3),
-        invoked_arn: "arn:aws:lambda:us-east-1:000000000000:function:f".into(),
-        trace_id: "Root=1-00000001-000000000000000000000000;Parent=0000000000000000;Sampled=0"
-            .into(),
-    })
 }
 
 /// Sends everything a connection has to send; returns how many bytes.
@@ -53,7 +40,7 @@ fn drain(conn: &mut Connection) -> usize {
 #[test]
 fn runtime_api_script() {
     bolero::check!().for_each(|input: &[u8]| {
-        let mut api = api();
+        let mut api = crate::guest::runtime_api(EVENT);
         let mut conns: Vec<Connection> = (0..CONNECTIONS).map(|_| Connection::new()).collect();
         let mut rest = input;
         while let [op, lo, hi, tail @ ..] = rest {

@@ -8,10 +8,9 @@ use std::io::ErrorKind;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use mayfly_proto::net::{API_PORT, GUEST_IP, GUEST_MAC, HOST_IP, HOST_MAC, PREFIX_LEN};
 use mayfly_vm::net::{socket_pair, HostAddress, HostStack, NetLimits};
-use mayfly_vm::runtime_api::{ApiEvent, Invocation, RuntimeApi};
+use mayfly_vm::runtime_api::ApiEvent;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
@@ -164,17 +163,6 @@ fn read_replies(guest: &UnixDatagram, flows: &mut HashMap<u16, Flow>, answers: &
     }
 }
 
-fn api() -> RuntimeApi {
-    RuntimeApi::new(Invocation {
-        request_id: "8476a536-e9f4-11e8-9739-2dfe598c3fcd".into(),
-        event: Bytes::from_static(b"{}"),
-        timeout: Duration::from_secs(3),
-        invoked_arn: "arn:aws:lambda:us-east-1:000000000000:function:f".into(),
-        trace_id: "Root=1-00000001-000000000000000000000000;Parent=0000000000000000;Sampled=0"
-            .into(),
-    })
-}
-
 /// Runs a script of frames (see [`vm_network_frames`]) against a fresh
 /// stack; returns the bytes the runtime API sent back.
 fn run_script(input: &[u8]) -> Vec<u8> {
@@ -192,7 +180,7 @@ fn run_script(input: &[u8]) -> Vec<u8> {
     };
     let mut stack = HostStack::with_limits(host, address, limits).expect("stack");
     let (events, mut events_rx) = tokio::sync::mpsc::unbounded_channel::<ApiEvent>();
-    let mut api = api();
+    let mut api = crate::guest::runtime_api(b"{}");
     let mut flows: HashMap<u16, Flow> = HashMap::new();
     let mut answers = Vec::new();
     // The first turn opens the listeners, as a VM's boot gives it time to.
