@@ -57,9 +57,23 @@ pub struct BootConfig {
     pub function_version: String,
     /// Memory given to the VM, in MB.
     pub memory_mb: u32,
-    /// Environment variables, in the order they were given.
+    /// Environment variables, in the order they were given. For a Linux
+    /// program this is its whole environment (the host puts Lambda's
+    /// reserved variables first).
     pub env: Vec<(String, String)>,
+    /// The Linux program to run, as an absolute path in the guest's file
+    /// system (`/var/task/bootstrap` for a function); `None` for a native
+    /// image, which ignores it.
+    pub program: Option<String>,
+    /// The Linux program's arguments, `argv[0]` first.
+    pub args: Vec<String>,
+    /// Size of the Linux program's writable `/tmp`, in MB (the function's
+    /// `EphemeralStorage.Size`).
+    pub tmp_mb: u32,
 }
+
+/// `/tmp`'s size when none is given: Lambda's default ephemeral storage.
+pub const DEFAULT_TMP_MB: u32 = 512;
 
 impl BootConfig {
     /// A configuration with Mayfly's default private network (see
@@ -76,6 +90,9 @@ impl BootConfig {
             function_version: "$LATEST".to_string(),
             memory_mb,
             env: Vec::new(),
+            program: None,
+            args: Vec::new(),
+            tmp_mb: DEFAULT_TMP_MB,
         }
     }
 
@@ -136,6 +153,17 @@ impl BootConfig {
         percent_encode(&self.function_name, &mut out);
         out.push_str(" ver=");
         percent_encode(&self.function_version, &mut out);
+        if let Some(program) = &self.program {
+            out.push_str(" exec=");
+            percent_encode(program, &mut out);
+            for arg in &self.args {
+                out.push_str(" arg=");
+                percent_encode(arg, &mut out);
+            }
+        }
+        if self.tmp_mb != DEFAULT_TMP_MB {
+            let _ = write!(out, " tmp={}", self.tmp_mb);
+        }
         out
     }
 
@@ -152,6 +180,9 @@ impl BootConfig {
         let mut name = None;
         let mut ver = None;
         let mut env = Vec::new();
+        let mut program = None;
+        let mut args = Vec::new();
+        let mut tmp_mb = DEFAULT_TMP_MB;
         for token in line.split_ascii_whitespace() {
             let Some((key, value)) = token.split_once('=') else {
                 continue;
@@ -175,6 +206,9 @@ impl BootConfig {
                 "fn" => name = Some(percent_decode("fn", value)?),
                 "ver" => ver = Some(percent_decode("ver", value)?),
                 "env" => env.push(decode_env_token(value)?),
+                "exec" => program = Some(percent_decode("exec", value)?),
+                "arg" => args.push(percent_decode("arg", value)?),
+                "tmp" => tmp_mb = parse_num::<u32>("tmp", value)?,
                 _ => {}
             }
         }
@@ -194,6 +228,9 @@ impl BootConfig {
             function_version: ver.ok_or(BootConfigError::Missing("ver"))?,
             memory_mb: mem.ok_or(BootConfigError::Missing("mem"))?,
             env,
+            program,
+            args,
+            tmp_mb,
         })
     }
 
@@ -395,6 +432,26 @@ mod tests {
         assert_eq!(line.split(' ').count(), 8 + 3);
         assert_eq!(BootConfig::decode(&line).unwrap(), config);
         assert_eq!(config.env_var("SPACES"), Some("a b=c%d\te"));
+    }
+
+    #[test]
+    fn a_linux_program_round_trips_with_its_arguments() {
+        let mut config = BootConfig::new("f", 256);
+        assert_eq!(config.tmp_mb, DEFAULT_TMP_MB);
+        config.program = Some("/var/runtime/my test".into());
+        config.args = vec!["my test".into(), "--flag=1".into(), "".into()];
+        config.tmp_mb = 10240;
+        let line = config.command_line();
+        assert!(
+            line.contains(
+                " exec=/var/runtime/my%20test arg=my%20test arg=--flag%3D1 arg= tmp=10240"
+            ),
+            "{line}"
+        );
+        assert_eq!(BootConfig::decode(&line).unwrap(), config);
+        let native = BootConfig::new("f", 128);
+        assert!(!native.command_line().contains("exec="));
+        assert!(!native.command_line().contains("tmp="));
     }
 
     #[test]

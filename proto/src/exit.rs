@@ -31,6 +31,14 @@ pub const FATAL: u8 = 2;
 pub const PANIC: u8 = 3;
 /// Exit code: the CPU raised an exception (a stack overflow, a bad pointer).
 pub const EXCEPTION: u8 = 4;
+/// Exit code: a Linux program ended by itself (exit or exit_group); the
+/// kernel's last console line says its status ([`ProcessEnd`]).
+pub const PROCESS_EXITED: u8 = 5;
+/// Exit code: a Linux program was ended by a signal (a fault with no
+/// handler); the kernel's last console line names it ([`ProcessEnd`]).
+pub const PROCESS_KILLED: u8 = 6;
+/// Exit code: a Linux program touched more memory than the VM has.
+pub const OUT_OF_MEMORY: u8 = 7;
 
 /// QEMU's exit status when the VM reset or triple-faulted: with
 /// `-no-reboot`, QEMU exits cleanly instead of rebooting.
@@ -82,7 +90,119 @@ pub const fn describe(code: u8) -> Option<&'static str> {
         FATAL => Some("the guest kernel hit a fatal error"),
         PANIC => Some("the guest panicked and could not post the panic"),
         EXCEPTION => Some("the guest took a CPU exception"),
+        PROCESS_EXITED => Some("the guest's Linux program exited"),
+        PROCESS_KILLED => Some("the guest's Linux program was killed by a signal"),
+        OUT_OF_MEMORY => Some("the guest ran out of memory"),
         _ => None,
+    }
+}
+
+/// How a Linux program ended, as the kernel's last console line (after
+/// [`KERNEL_PREFIX`](crate::console::KERNEL_PREFIX)) states it before the
+/// VM powers off with [`PROCESS_EXITED`] or [`PROCESS_KILLED`].
+///
+/// ```
+/// use mayfly_proto::exit::ProcessEnd;
+/// let end = ProcessEnd::Killed(11);
+/// assert_eq!(end.to_string(), "process killed by signal 11 (segmentation fault)");
+/// assert_eq!(ProcessEnd::parse(&end.to_string()), Some(end));
+/// assert_eq!(ProcessEnd::parse("process exited with status 3"), Some(ProcessEnd::Exited(3)));
+/// // What Lambda says, and what a shell would report:
+/// assert_eq!(end.lambda_message(), "Runtime exited with error: signal: segmentation fault");
+/// assert_eq!(end.shell_status(), 139);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessEnd {
+    /// exit or exit_group with this status (its low 8 bits, as on Linux).
+    Exited(u8),
+    /// Ended by this signal.
+    Killed(u8),
+}
+
+impl ProcessEnd {
+    /// Reads a kernel message written by `Display`.
+    pub fn parse(message: &str) -> Option<ProcessEnd> {
+        if let Some(status) = message.strip_prefix("process exited with status ") {
+            return status.parse().ok().map(ProcessEnd::Exited);
+        }
+        let rest = message.strip_prefix("process killed by signal ")?;
+        let number = rest.split(' ').next()?;
+        number.parse().ok().map(ProcessEnd::Killed)
+    }
+
+    /// Lambda's wording for a runtime that ended before answering.
+    pub fn lambda_message(&self) -> alloc::string::String {
+        match self {
+            ProcessEnd::Exited(status) => {
+                alloc::format!("Runtime exited with error: exit status {status}")
+            }
+            ProcessEnd::Killed(signal) => alloc::format!(
+                "Runtime exited with error: signal: {}",
+                signal_name(*signal)
+            ),
+        }
+    }
+
+    /// The status a shell gives a program that ended so: the status, or
+    /// 128 plus the signal.
+    pub fn shell_status(&self) -> i32 {
+        match self {
+            ProcessEnd::Exited(status) => i32::from(*status),
+            ProcessEnd::Killed(signal) => 128 + i32::from(*signal),
+        }
+    }
+}
+
+impl core::fmt::Display for ProcessEnd {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ProcessEnd::Exited(status) => write!(f, "process exited with status {status}"),
+            ProcessEnd::Killed(signal) => write!(
+                f,
+                "process killed by signal {signal} ({})",
+                signal_name(*signal)
+            ),
+        }
+    }
+}
+
+/// Signal numbers (x86_64 Linux) the kernel raises by itself.
+pub mod signal {
+    /// Illegal instruction.
+    pub const SIGILL: u8 = 4;
+    /// Abort (a program's own `abort()` through tgkill).
+    pub const SIGABRT: u8 = 6;
+    /// Bus error: a misaligned or impossible access.
+    pub const SIGBUS: u8 = 7;
+    /// Arithmetic error: division by zero.
+    pub const SIGFPE: u8 = 8;
+    /// Killed.
+    pub const SIGKILL: u8 = 9;
+    /// Segmentation fault: an access to unmapped or protected memory.
+    pub const SIGSEGV: u8 = 11;
+    /// Trace/breakpoint trap (int3).
+    pub const SIGTRAP: u8 = 5;
+}
+
+/// A signal's description as Go's `os/exec` (and so Lambda's error
+/// message) words it.
+pub fn signal_name(signal: u8) -> &'static str {
+    match signal {
+        1 => "hangup",
+        2 => "interrupt",
+        3 => "quit",
+        signal::SIGILL => "illegal instruction",
+        signal::SIGTRAP => "trace/breakpoint trap",
+        signal::SIGABRT => "aborted",
+        signal::SIGBUS => "bus error",
+        signal::SIGFPE => "floating point exception",
+        signal::SIGKILL => "killed",
+        signal::SIGSEGV => "segmentation fault",
+        13 => "broken pipe",
+        14 => "alarm clock",
+        15 => "terminated",
+        31 => "bad system call",
+        _ => "unknown signal",
     }
 }
 
@@ -90,8 +210,43 @@ pub const fn describe(code: u8) -> Option<&'static str> {
 mod tests {
     use super::*;
     use alloc::format;
+    use alloc::string::ToString;
 
-    const CODES: [u8; 4] = [OK, FATAL, PANIC, EXCEPTION];
+    const CODES: [u8; 7] = [
+        OK,
+        FATAL,
+        PANIC,
+        EXCEPTION,
+        PROCESS_EXITED,
+        PROCESS_KILLED,
+        OUT_OF_MEMORY,
+    ];
+
+    #[test]
+    fn process_ends_round_trip_through_their_line() {
+        for end in [
+            ProcessEnd::Exited(0),
+            ProcessEnd::Exited(255),
+            ProcessEnd::Killed(4),
+            ProcessEnd::Killed(11),
+            ProcessEnd::Killed(60),
+        ] {
+            assert_eq!(ProcessEnd::parse(&end.to_string()), Some(end));
+        }
+        assert_eq!(ProcessEnd::parse("process exited with status 256"), None);
+        assert_eq!(ProcessEnd::parse("process exited with status"), None);
+        assert_eq!(ProcessEnd::parse("a line of the program"), None);
+        assert_eq!(ProcessEnd::Exited(2).shell_status(), 2);
+        assert_eq!(ProcessEnd::Killed(4).shell_status(), 132);
+        assert_eq!(
+            ProcessEnd::Exited(2).lambda_message(),
+            "Runtime exited with error: exit status 2"
+        );
+        assert_eq!(
+            ProcessEnd::Killed(4).lambda_message(),
+            "Runtime exited with error: signal: illegal instruction"
+        );
+    }
 
     #[test]
     fn status_is_code_shifted_with_the_low_bit_set() {
@@ -129,7 +284,7 @@ mod tests {
             assert_eq!(guest_code(qemu_status(code)), Some(code));
         }
         assert_eq!(describe(1), None);
-        assert_eq!(describe(5), None);
+        assert_eq!(describe(8), None);
     }
 
     #[test]

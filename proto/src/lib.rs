@@ -13,6 +13,8 @@
 //! - [`console`]: COM1 and the prefix of the kernel's own console lines.
 //! - [`limits`]: Lambda's limits (payloads, memory, timeout, environment,
 //!   package sizes).
+//! - [`pack`]: the flat archive a Linux function's package becomes for its
+//!   VM (the initrd), written by the host and read in place by the guest.
 //!
 //! The crate is `no_std` with `alloc`, so the guest can use it as is.
 #![no_std]
@@ -26,4 +28,5 @@ pub mod console;
 pub mod exit;
 pub mod limits;
 pub mod net;
+pub mod pack;
 pub mod runtime;
