@@ -21,4 +21,8 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod elf;
 pub mod errno;
+pub mod names;
+pub mod stack;
+pub mod vma;
