@@ -208,9 +208,10 @@ static int run_mode(const char *mode, int argc, char **argv)
     } else if (strcmp(mode, "segv") == 0) {
         out("segv: writing through NULL\n");
         fflush(stdout);
-        /* Read through a volatile so that the compiler cannot see the NULL
-         * and turn the store into a trap of its own. */
-        int *volatile p = NULL;
+        /* The pointer is read from a volatile, so the compiler cannot see
+         * the NULL (and turn the store into a trap of its own), and it
+         * points to volatile, so the store cannot be dropped either. */
+        volatile int *volatile p = NULL;
         *p = 1;
         fprintf(stderr, "c-probe: still alive after writing through NULL\n");
         exit(1);
