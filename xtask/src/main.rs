@@ -22,7 +22,9 @@ usage: cargo xtask <task>
 tasks:
   bootstrap   install QEMU (qemu-system-x86) and musl-gcc (musl-tools) if
               they are missing
-  images      build every function image into target/images/<name>.{elf,zip}
+  images      build every function image into target/images/<name>.{elf,zip},
+              the kernel for Linux functions (linux.elf) and the example Linux
+              functions (examples/linux/) into target/images/<name>{,.zip}
   lint-guest  cargo fmt --check and clippy -D warnings on the kernel and the
               images, with the guest's target and flags
   demo        build everything, start `mayfly serve` with the example functions,
