@@ -4,8 +4,10 @@
 //! QEMU finds the entry point through the `XEN_ELFNOTE_PHYS32_ENTRY` note
 //! and jumps there with `ebx` pointing at an `hvm_start_info`. The boot code
 //! identity-maps the first 16 GiB with 2 MiB pages (Lambda's 10 GiB maximum
-//! plus the MMIO hole below 4 GiB), then calls [`kernel_main`], which
-//! unmaps the guard page below the stack and hands RAM to the heap.
+//! plus the MMIO hole below 4 GiB), and maps them again at [`PHYS_OFFSET`],
+//! then calls [`kernel_main`], which unmaps the guard page below the stack,
+//! hands RAM to the heap and starts what the image asked for (a native
+//! function or the Linux personality).
 
 use core::arch::global_asm;
 use core::ptr::{addr_of, addr_of_mut};
@@ -16,6 +18,11 @@ use crate::{arch, heap};
 
 /// Number of 2 MiB page directories the boot code fills: 16 GiB.
 pub const MAPPED_GIB: usize = 16;
+/// Where the boot code maps all physical memory a second time, in the
+/// upper half (PML4 slot 256): the heap, DMA buffers, MMIO and the initrd
+/// are reached there, so that the lower half can be given to a Linux
+/// program, which may ask for any address from 4 MiB up.
+pub const PHYS_OFFSET: u64 = 0xffff_8000_0000_0000;
 // Lambda's largest memory size must be mapped even if all of it lies above
 // 4 GiB (RAM that does not fit below the MMIO hole is placed there).
 const _: () = assert!(limits::MAX_MEMORY_MB as usize <= (MAPPED_GIB - 4) * 1024);
@@ -71,6 +78,7 @@ pvh_start32:
     mov eax, offset BOOT_PDPT
     or eax, 3
     mov dword ptr [BOOT_PML4], eax
+    mov dword ptr [BOOT_PML4 + 256 * 8], eax
 
     xor ecx, ecx
 2:
@@ -171,6 +179,16 @@ const CMDLINE_MAX: usize = 32 * 1024;
 /// The most memory-map entries kept.
 const MEMMAP_MAX: usize = 32;
 
+/// `hvm_modlist_entry`: a module (the initrd) the loader placed in RAM.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ModlistEntry {
+    paddr: u64,
+    size: u64,
+    cmdline_paddr: u64,
+    reserved: u64,
+}
+
 /// What the loader told us, copied out of loader memory before the heap
 /// may reuse it.
 pub struct BootInfo {
@@ -178,9 +196,16 @@ pub struct BootInfo {
     cmdline_len: usize,
     ram: [(u64, u64); MEMMAP_MAX],
     ram_len: usize,
+    initrd: Option<(u64, u64)>,
 }
 
 impl BootInfo {
+    /// The initrd QEMU loaded (`-initrd`), as `(start, end)` physical
+    /// addresses: a Linux function's package.
+    pub fn initrd(&self) -> Option<(u64, u64)> {
+        self.initrd
+    }
+
     /// The kernel command line (empty if the loader gave none or it was not
     /// UTF-8).
     pub fn cmdline(&self) -> &str {
@@ -198,6 +223,7 @@ static mut BOOT_INFO: BootInfo = BootInfo {
     cmdline_len: 0,
     ram: [(0, 0); MEMMAP_MAX],
     ram_len: 0,
+    initrd: None,
 };
 
 /// Copies the start info into kernel memory.
@@ -228,6 +254,14 @@ unsafe fn read_start_info(info: *const StartInfo) -> &'static BootInfo {
             }
         }
     }
+    if info.nr_modules > 0 && info.modlist_paddr != 0 {
+        // SAFETY: the loader promises `nr_modules` entries there; only the
+        // first (the initrd) is read.
+        let module = unsafe { *(info.modlist_paddr as *const ModlistEntry) };
+        if module.size > 0 {
+            boot.initrd = Some((module.paddr, module.paddr + module.size));
+        }
+    }
     if info.version >= 1 && info.memmap_paddr != 0 {
         let entries = info.memmap_paddr as *const MemmapEntry;
         for i in 0..info.memmap_entries as usize {
@@ -250,8 +284,15 @@ extern "C" fn kernel_main(start_info: u32) -> ! {
     // the one call.
     let boot = unsafe { read_start_info(start_info as usize as *const StartInfo) };
     protect_stack();
-    heap::init_heap(boot.ram());
-    crate::runtime::run(boot.cmdline())
+    heap::init_heap(boot.ram(), boot.initrd());
+    extern "Rust" {
+        /// Defined by the image: [`entry!`](crate::entry) for a native
+        /// function, [`linux_entry!`](crate::linux_entry) for the Linux
+        /// personality.
+        fn __mayfly_start(boot: &'static BootInfo) -> !;
+    }
+    // SAFETY: both macros define the symbol with exactly this signature.
+    unsafe { __mayfly_start(boot) }
 }
 
 extern "C" {

@@ -32,13 +32,34 @@ mod global;
 mod heap;
 mod http;
 mod libc_mem;
+pub mod linux;
 mod net;
 pub mod raw;
 mod runtime;
 pub mod sdk;
 mod virtio;
 
+pub use boot::BootInfo;
 pub use sdk::{Context, Error};
+
+/// Runs a native function (what [`entry!`] starts).
+#[doc(hidden)]
+pub fn start_native(boot: &'static BootInfo) -> ! {
+    runtime::run(boot.cmdline())
+}
+
+/// Makes the image the generic kernel for Linux functions: it boots, reads
+/// the package from the initrd and runs the program the boot configuration
+/// names (see [`linux`]).
+#[macro_export]
+macro_rules! linux_entry {
+    () => {
+        #[no_mangle]
+        fn __mayfly_start(boot: &'static $crate::BootInfo) -> ! {
+            $crate::linux::run(boot)
+        }
+    };
+}
 
 /// Milliseconds since the VM booted, from the calibrated TSC.
 pub fn uptime_ms() -> u64 {

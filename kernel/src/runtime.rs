@@ -98,7 +98,7 @@ fn fatal(message: &str) -> ! {
     arch::power_off(exit::FATAL)
 }
 
-/// From boot to power-off.
+/// From boot to power-off, for a native function.
 pub fn run(cmdline: &str) -> ! {
     let devices = virtio::scan();
     if let Some(transport) = devices.console {

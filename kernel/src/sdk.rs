@@ -194,5 +194,10 @@ macro_rules! entry {
         ) -> ::core::result::Result<$crate::alloc::vec::Vec<u8>, $crate::Error> {
             $crate::sdk::dispatch(event, ctx, $handler)
         }
+
+        #[no_mangle]
+        fn __mayfly_start(boot: &'static $crate::BootInfo) -> ! {
+            $crate::start_native(boot)
+        }
     };
 }

@@ -1,5 +1,5 @@
 //! virtio-mmio discovery on QEMU's `microvm`, and the DMA glue
-//! (`virtio_drivers::Hal`) for an identity-mapped kernel.
+//! (`virtio_drivers::Hal`) for a kernel whose RAM is reached through an alias.
 
 use alloc::alloc::{alloc_zeroed, dealloc};
 use core::alloc::Layout;
@@ -9,6 +9,8 @@ use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::{DeviceType, Transport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
 
+use crate::heap;
+
 /// Where `microvm` places its virtio-mmio transports, and their stride.
 const MMIO_BASE: usize = 0xfeb0_0000;
 const MMIO_STRIDE: usize = 0x200;
@@ -17,12 +19,15 @@ const MMIO_STRIDE: usize = 0x200;
 const MMIO_SLOTS: usize = 32;
 const VIRTIO_MAGIC: u32 = 0x7472_6976;
 
-/// DMA for virtio-drivers: physical and virtual addresses are the same,
-/// and the device may read any RAM, so sharing is the identity.
+/// DMA for virtio-drivers: the heap lives in the upper-half alias of
+/// physical memory and the kernel image is identity-mapped, so a buffer's
+/// physical address is a subtraction away (see [`heap::virt_to_phys`]),
+/// and the device may read any RAM, so sharing needs nothing else.
 pub struct KernelHal;
 
-// SAFETY: memory is identity-mapped, so the address returned is both the
-// physical address the device uses and a valid pointer; allocations are
+// SAFETY: every kernel address is either an alias address or an
+// identity-mapped one, so `virt_to_phys` gives the physical address the
+// device uses and `phys_to_virt` a valid pointer; allocations are
 // page-aligned, zeroed and exclusively owned until `dma_dealloc`.
 unsafe impl Hal for KernelHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
@@ -30,7 +35,7 @@ unsafe impl Hal for KernelHal {
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { alloc_zeroed(layout) };
         let ptr = NonNull::new(ptr).unwrap_or_else(|| alloc::alloc::handle_alloc_error(layout));
-        (ptr.as_ptr() as PhysAddr, ptr)
+        (heap::virt_to_phys(ptr.as_ptr() as u64) as PhysAddr, ptr)
     }
 
     unsafe fn dma_dealloc(_paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
@@ -41,11 +46,11 @@ unsafe impl Hal for KernelHal {
     }
 
     unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
-        NonNull::new(paddr as *mut u8).expect("MMIO address is not null")
+        NonNull::new(heap::phys_to_virt(paddr as u64) as *mut u8).expect("MMIO address is not null")
     }
 
     unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
-        buffer.as_ptr() as *mut u8 as PhysAddr
+        heap::virt_to_phys(buffer.as_ptr() as *mut u8 as u64) as PhysAddr
     }
 
     unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
@@ -65,8 +70,8 @@ pub struct Devices {
 pub fn scan() -> Devices {
     let mut found = Devices::default();
     for slot in 0..MMIO_SLOTS {
-        let addr = MMIO_BASE + slot * MMIO_STRIDE;
-        // SAFETY: the slot is in microvm's virtio-mmio window, identity
+        let addr = heap::phys_to_virt((MMIO_BASE + slot * MMIO_STRIDE) as u64) as usize;
+        // SAFETY: the slot is in microvm's virtio-mmio window, alias
         // mapped; reading the magic register has no side effects.
         let magic = unsafe { core::ptr::read_volatile(addr as *const u32) };
         if magic != VIRTIO_MAGIC {

@@ -1,7 +1,10 @@
-//! Makes sure QEMU is installed: installs Debian's `qemu-system-x86` when
-//! it is missing and we are root, otherwise says exactly what to install.
+//! Makes sure the host tools are installed: Debian's `qemu-system-x86`
+//! (QEMU) and `musl-tools` (`musl-gcc`, which builds the C example Linux
+//! functions) are installed when missing and we are root; otherwise the
+//! error says exactly what to install.
 
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
 
@@ -46,6 +49,17 @@ fn apt_get(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// `apt-get install -y PACKAGE`, after one `apt-get update` per run of
+/// xtask (however many packages are installed).
+fn apt_install(package: &str) -> Result<()> {
+    static UPDATED: AtomicBool = AtomicBool::new(false);
+    if !UPDATED.load(Ordering::Relaxed) {
+        apt_get(&["update", "-q"])?;
+        UPDATED.store(true, Ordering::Relaxed);
+    }
+    apt_get(&["install", "-y", "-q", package])
+}
+
 /// Installs QEMU if needed; fails with instructions if it cannot.
 pub fn ensure_qemu() -> Result<()> {
     if qemu_version().is_none() {
@@ -56,8 +70,7 @@ pub fn ensure_qemu() -> Result<()> {
             );
         }
         eprintln!("xtask: QEMU is missing; installing qemu-system-x86 with apt-get");
-        apt_get(&["update", "-q"])?;
-        apt_get(&["install", "-y", "-q", "qemu-system-x86"])?;
+        apt_install("qemu-system-x86")?;
     }
     let line = qemu_version().context("QEMU still does not run after installing it")?;
     match parse_version(&line) {
@@ -67,6 +80,49 @@ pub fn ensure_qemu() -> Result<()> {
         ),
         None => bail!("cannot read QEMU's version from `{line}`"),
     }
+}
+
+/// The C compiler the example Linux functions in `examples/linux/` are
+/// built with (overridable like QEMU's binary).
+pub fn musl_gcc() -> String {
+    std::env::var("MAYFLY_MUSL_GCC").unwrap_or_else(|_| "musl-gcc".into())
+}
+
+/// Whether `musl-gcc` runs. It is a wrapper script around gcc that takes
+/// gcc's options, so `-dumpversion` answers with gcc's version.
+pub fn has_musl_gcc() -> bool {
+    Command::new(musl_gcc())
+        .arg("-dumpversion")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Installs Debian's `musl-tools` (which provides `musl-gcc`) if needed;
+/// fails with instructions if it cannot.
+pub fn ensure_musl() -> Result<()> {
+    if has_musl_gcc() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "musl-gcc is not installed (the C example Linux functions are built with it). As root, run:\n  \
+             apt-get update && apt-get install -y musl-tools\n\
+             (or set MAYFLY_MUSL_GCC to a musl-gcc)"
+        );
+    }
+    eprintln!("xtask: musl-gcc is missing; installing musl-tools with apt-get");
+    apt_install("musl-tools")?;
+    if !has_musl_gcc() {
+        bail!("musl-gcc still does not run after installing musl-tools");
+    }
+    Ok(())
+}
+
+/// Everything `cargo xtask bootstrap` installs: QEMU and musl-gcc. The
+/// package index is updated at most once, before the first install.
+pub fn ensure_host_tools() -> Result<()> {
+    ensure_qemu()?;
+    ensure_musl()
 }
 
 /// The real AWS clients the end-to-end tests drive: the AWS CLI (`aws`)

@@ -20,13 +20,16 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  bootstrap   install QEMU (qemu-system-x86) if it is missing
-  images      build every function image into target/images/<name>.{elf,zip}
+  bootstrap   install QEMU (qemu-system-x86) and musl-gcc (musl-tools) if
+              they are missing
+  images      build every function image into target/images/<name>.{elf,zip},
+              the kernel for Linux functions (linux.elf) and the example Linux
+              functions (examples/linux/) into target/images/<name>{,.zip}
   lint-guest  cargo fmt --check and clippy -D warnings on the kernel and the
               images, with the guest's target and flags
   demo        build everything, start `mayfly serve` with the example functions,
               invoke each once, keep serving until Ctrl-C (`--once`: stop after)
-  test        bootstrap (QEMU, and the AWS CLI and boto3 the tests drive),
+  test        bootstrap (QEMU, musl-gcc, and the AWS CLI and boto3 the tests drive),
               build the images, run every test
   bench-run   time `mayfly run` echo against the QEMU floor (20 runs each)
   bench       the isolation-overhead benchmark: every row, report in target/bench/
@@ -51,7 +54,7 @@ fn run() -> Result<()> {
     };
     let rest = &args[1..];
     match task.as_str() {
-        "bootstrap" => bootstrap::ensure_qemu(),
+        "bootstrap" => bootstrap::ensure_host_tools(),
         "images" => images::build().map(|_| ()),
         "lint-guest" => images::lint(),
         "demo" => demo::run(rest),
@@ -70,7 +73,7 @@ fn run() -> Result<()> {
 /// Everything the test suite needs, then the suite itself: extra arguments
 /// go to `cargo test`.
 fn test(extra: &[String]) -> Result<()> {
-    bootstrap::ensure_qemu()?;
+    bootstrap::ensure_host_tools()?;
     bootstrap::ensure_aws_clients()?;
     images::build()?;
     let mut args = vec!["test", "--workspace"];
