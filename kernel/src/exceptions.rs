@@ -5,7 +5,10 @@
 //! triple fault.
 //!
 //! Every exception runs on its own stack (IST 1), so a stack overflow can
-//! still be reported. The handler never returns.
+//! still be reported. An exception in the kernel never returns; one raised
+//! by a Linux program in ring 3 goes to [`crate::linux::user_exception`],
+//! which may resolve it (a page touched for the first time) and resume the
+//! program, with its registers and FPU state as they were.
 
 use core::arch::{asm, global_asm};
 use core::fmt::{self, Write};
@@ -22,7 +25,13 @@ const VECTORS: usize = 32;
 /// Code segment selector (the boot GDT's, kept in the new one).
 const CODE_SELECTOR: u16 = 0x08;
 /// TSS selector in the new GDT.
-const TSS_SELECTOR: u16 = 0x18;
+const TSS_SELECTOR: u16 = 0x28;
+/// Kernel data selector (also SYSCALL's stack selector).
+pub const KERNEL_DATA_SELECTOR: u16 = 0x10;
+/// User data selector, with RPL 3.
+pub const USER_DATA_SELECTOR: u16 = 0x18 | 3;
+/// User 64-bit code selector, with RPL 3.
+pub const USER_CODE_SELECTOR: u16 = 0x20 | 3;
 
 #[repr(C, packed)]
 struct Tss {
@@ -66,8 +75,23 @@ static mut TSS: Tss = Tss {
     iomap_base: core::mem::size_of::<Tss>() as u16,
 };
 static mut EXCEPTION_STACK: ExceptionStack = ExceptionStack([0; STACK_BYTES]);
-/// Null, 64-bit code, data, and the two halves of the TSS descriptor.
-static mut GDT: [u64; 5] = [0, 0x00af_9a00_0000_ffff, 0x00cf_9200_0000_ffff, 0, 0];
+/// Null, kernel 64-bit code, kernel data, user data, user 64-bit code (the
+/// order SYSRET requires: user data at STAR's selector + 8, user code at
+/// + 16), and the two halves of the TSS descriptor.
+static mut GDT: [u64; 7] = [
+    0,
+    0x00af_9a00_0000_ffff,
+    0x00cf_9200_0000_ffff,
+    0x00cf_f200_0000_ffff,
+    0x00af_fa00_0000_ffff,
+    0,
+    0,
+];
+/// Where an exception saves the interrupted FPU and SSE state (a Linux
+/// program's, which the kernel's own SSE code would otherwise clobber).
+#[repr(C, align(16))]
+struct FxArea([u8; 512]);
+static mut EXCEPTION_FX: FxArea = FxArea([0; 512]);
 static mut IDT: [IdtEntry; VECTORS] = [IdtEntry {
     offset_low: 0,
     selector: 0,
@@ -130,12 +154,45 @@ global_asm!(
     EXC_ERR 30
     EXC_NOERR 31
     mayfly_exception_common:
+        push rax
+        push rbx
+        push rcx
+        push rdx
+        push rsi
+        push rdi
+        push rbp
+        push r8
+        push r9
+        push r10
+        push r11
+        push r12
+        push r13
+        push r14
+        push r15
+        fxsave [rip + {fx}]
         mov rdi, rsp
+        mov rbp, rsp
         and rsp, -16
         call {handler}
-    2:
-        hlt
-        jmp 2b
+        mov rsp, rbp
+        fxrstor [rip + {fx}]
+        pop r15
+        pop r14
+        pop r13
+        pop r12
+        pop r11
+        pop r10
+        pop r9
+        pop r8
+        pop rbp
+        pop rdi
+        pop rsi
+        pop rdx
+        pop rcx
+        pop rbx
+        pop rax
+        add rsp, 16
+        iretq
 
     .section .rodata.exceptions, "a"
     .balign 8
@@ -145,22 +202,69 @@ global_asm!(
     .endr
     "#,
     handler = sym exception,
+    fx = sym EXCEPTION_FX,
 );
 
 extern "C" {
     static mayfly_exception_table: [u64; VECTORS];
 }
 
-/// What the stubs leave on the exception stack.
+/// What the stubs leave on the exception stack: the general registers,
+/// then the vector, the error code and the CPU's interrupt frame.
 #[repr(C)]
-struct Frame {
-    vector: u64,
-    error_code: u64,
-    rip: u64,
-    cs: u64,
-    rflags: u64,
-    rsp: u64,
-    ss: u64,
+pub struct Frame {
+    /// General registers, as pushed by the stub.
+    pub r15: u64,
+    #[allow(missing_docs)]
+    pub r14: u64,
+    #[allow(missing_docs)]
+    pub r13: u64,
+    #[allow(missing_docs)]
+    pub r12: u64,
+    #[allow(missing_docs)]
+    pub r11: u64,
+    #[allow(missing_docs)]
+    pub r10: u64,
+    #[allow(missing_docs)]
+    pub r9: u64,
+    #[allow(missing_docs)]
+    pub r8: u64,
+    #[allow(missing_docs)]
+    pub rbp: u64,
+    #[allow(missing_docs)]
+    pub rdi: u64,
+    #[allow(missing_docs)]
+    pub rsi: u64,
+    #[allow(missing_docs)]
+    pub rdx: u64,
+    #[allow(missing_docs)]
+    pub rcx: u64,
+    #[allow(missing_docs)]
+    pub rbx: u64,
+    #[allow(missing_docs)]
+    pub rax: u64,
+    /// The exception's vector.
+    pub vector: u64,
+    /// The CPU's error code, or 0 for vectors without one.
+    pub error_code: u64,
+    /// Where the exception happened.
+    pub rip: u64,
+    /// The interrupted code segment (RPL 3 for a Linux program).
+    pub cs: u64,
+    #[allow(missing_docs)]
+    pub rflags: u64,
+    #[allow(missing_docs)]
+    pub rsp: u64,
+    #[allow(missing_docs)]
+    pub ss: u64,
+}
+
+/// The address a page fault was for.
+pub fn fault_address() -> u64 {
+    let cr2: u64;
+    // SAFETY: reading CR2 has no side effects.
+    unsafe { asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack, preserves_flags)) };
+    cr2
 }
 
 const NAMES: [&str; 20] = [
@@ -202,12 +306,25 @@ impl Write for Line {
     }
 }
 
-extern "C" fn exception(frame: *const Frame) -> ! {
-    // SAFETY: the stub passes the frame it built on the exception stack.
-    let frame = unsafe { &*frame };
-    let cr2: u64;
-    // SAFETY: reading CR2 has no side effects.
-    unsafe { asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack, preserves_flags)) };
+extern "C" fn exception(frame: *mut Frame) {
+    // SAFETY: the stub passes the frame it built on the exception stack,
+    // which nothing else uses while the handler runs.
+    let frame = unsafe { &mut *frame };
+    if frame.cs & 3 == 3 {
+        // A Linux program's: resolved and resumed, or the program ends.
+        crate::linux::user_exception(frame);
+        return;
+    }
+    kernel_exception(frame)
+}
+
+/// The name of an exception vector.
+pub fn vector_name(vector: u64) -> &'static str {
+    NAMES.get(vector as usize).copied().unwrap_or("exception")
+}
+
+fn kernel_exception(frame: &Frame) -> ! {
+    let cr2 = fault_address();
     let name = NAMES
         .get(frame.vector as usize)
         .copied()
@@ -256,14 +373,14 @@ pub fn init() {
         let base = addr_of!(TSS) as u64;
         let limit = (core::mem::size_of::<Tss>() - 1) as u64;
         let gdt = &mut *addr_of_mut!(GDT);
-        gdt[3] = (limit & 0xffff)
+        gdt[5] = (limit & 0xffff)
             | ((base & 0xff_ffff) << 16)
             | (0x89 << 40)
             | (((limit >> 16) & 0xf) << 48)
             | (((base >> 24) & 0xff) << 56);
-        gdt[4] = base >> 32;
+        gdt[6] = base >> 32;
         let gdt_pointer = TablePointer {
-            limit: (core::mem::size_of::<[u64; 5]>() - 1) as u16,
+            limit: (core::mem::size_of::<[u64; 7]>() - 1) as u16,
             base: gdt.as_ptr() as u64,
         };
         asm!("lgdt [{}]", in(reg) &gdt_pointer, options(readonly, nostack, preserves_flags));

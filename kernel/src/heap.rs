@@ -298,8 +298,3 @@ pub unsafe fn free_frame(frame: u64) {
     FREE_FRAMES.store(frame, Ordering::Relaxed);
     FRAMES_IN_USE.fetch_sub(1, Ordering::Relaxed);
 }
-
-/// Frames in use now.
-pub fn frames_in_use() -> u64 {
-    FRAMES_IN_USE.load(Ordering::Relaxed)
-}

@@ -24,7 +24,7 @@ const RX_BUFFER_BYTES: usize = 2048;
 /// TCP buffers: a 64 KiB window keeps a 6 MB payload streaming on a link
 /// whose round trip is well under a millisecond, and costs little to zero
 /// at boot.
-const TCP_BUFFER_BYTES: usize = 64 * 1024;
+pub(crate) const TCP_BUFFER_BYTES: usize = 64 * 1024;
 /// First local port; varied by the clock so a restarted guest never reuses
 /// the previous connection's 4-tuple.
 const LOCAL_PORT_BASE: u16 = 49152;
@@ -53,16 +53,16 @@ impl core::fmt::Display for NetError {
 }
 
 /// smoltcp's view of the virtio-net card.
-struct VirtioPhy {
+pub(crate) struct VirtioPhy {
     nic: RefCell<Nic>,
 }
 
-struct RxToken<'a> {
+pub(crate) struct RxToken<'a> {
     nic: &'a RefCell<Nic>,
     buffer: RxBuffer,
 }
 
-struct TxToken<'a> {
+pub(crate) struct TxToken<'a> {
     nic: &'a RefCell<Nic>,
 }
 
@@ -125,8 +125,32 @@ impl Device for VirtioPhy {
     }
 }
 
-fn now() -> Instant {
+/// smoltcp's clock: the TSC.
+pub(crate) fn now() -> Instant {
     Instant::from_micros(clock::micros() as i64)
+}
+
+/// Brings the card up under smoltcp with the host-given address.
+pub(crate) fn bring_up(
+    transport: MmioTransport<'static>,
+    mac: [u8; 6],
+    ip: [u8; 4],
+    prefix_len: u8,
+) -> Result<(VirtioPhy, Interface), NetError> {
+    let nic = Nic::new(transport, RX_BUFFER_BYTES).map_err(|_| NetError::Device)?;
+    let mut phy = VirtioPhy {
+        nic: RefCell::new(nic),
+    };
+    let mut config = Config::new(EthernetAddress(mac).into());
+    config.random_seed = arch::rdtsc();
+    let mut iface = Interface::new(config, &mut phy, now());
+    iface.update_ip_addrs(|addrs| {
+        let _ = addrs.push(IpCidr::new(
+            IpAddress::Ipv4(Ipv4Address::from(ip)),
+            prefix_len,
+        ));
+    });
+    Ok((phy, iface))
 }
 
 /// A TCP connection to the runtime API over the VM's only network card.
@@ -150,19 +174,7 @@ impl Connection {
         host: [u8; 4],
         port: u16,
     ) -> Result<Connection, NetError> {
-        let nic = Nic::new(transport, RX_BUFFER_BYTES).map_err(|_| NetError::Device)?;
-        let mut phy = VirtioPhy {
-            nic: RefCell::new(nic),
-        };
-        let mut config = Config::new(EthernetAddress(mac).into());
-        config.random_seed = arch::rdtsc();
-        let mut iface = Interface::new(config, &mut phy, now());
-        iface.update_ip_addrs(|addrs| {
-            let _ = addrs.push(IpCidr::new(
-                IpAddress::Ipv4(Ipv4Address::from(ip)),
-                prefix_len,
-            ));
-        });
+        let (phy, mut iface) = bring_up(transport, mac, ip, prefix_len)?;
         let mut socket = tcp::Socket::new(
             tcp::SocketBuffer::new(vec![0; TCP_BUFFER_BYTES]),
             tcp::SocketBuffer::new(vec![0; TCP_BUFFER_BYTES]),

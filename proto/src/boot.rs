@@ -70,6 +70,10 @@ pub struct BootConfig {
     /// Size of the Linux program's writable `/tmp`, in MB (the function's
     /// `EphemeralStorage.Size`).
     pub tmp_mb: u32,
+    /// The host's clock when the VM was started, in milliseconds since the
+    /// Unix epoch (0 if unknown): a Linux program's wall clock starts here
+    /// (the VM has no RTC).
+    pub host_clock_ms: u64,
 }
 
 /// `/tmp`'s size when none is given: Lambda's default ephemeral storage.
@@ -93,6 +97,7 @@ impl BootConfig {
             program: None,
             args: Vec::new(),
             tmp_mb: DEFAULT_TMP_MB,
+            host_clock_ms: 0,
         }
     }
 
@@ -164,6 +169,9 @@ impl BootConfig {
         if self.tmp_mb != DEFAULT_TMP_MB {
             let _ = write!(out, " tmp={}", self.tmp_mb);
         }
+        if self.host_clock_ms != 0 {
+            let _ = write!(out, " clock={}", self.host_clock_ms);
+        }
         out
     }
 
@@ -183,6 +191,7 @@ impl BootConfig {
         let mut program = None;
         let mut args = Vec::new();
         let mut tmp_mb = DEFAULT_TMP_MB;
+        let mut host_clock_ms = 0;
         for token in line.split_ascii_whitespace() {
             let Some((key, value)) = token.split_once('=') else {
                 continue;
@@ -209,6 +218,7 @@ impl BootConfig {
                 "exec" => program = Some(percent_decode("exec", value)?),
                 "arg" => args.push(percent_decode("arg", value)?),
                 "tmp" => tmp_mb = parse_num::<u32>("tmp", value)?,
+                "clock" => host_clock_ms = parse_num::<u64>("clock", value)?,
                 _ => {}
             }
         }
@@ -231,6 +241,7 @@ impl BootConfig {
             program,
             args,
             tmp_mb,
+            host_clock_ms,
         })
     }
 

@@ -1,0 +1,220 @@
+//! Ring 3 and back: the first entry into the program (`iretq`), and the
+//! `syscall` entry, which saves the program's registers and FPU state,
+//! switches to the kernel's stack, calls [`crate::linux::syscall::dispatch`]
+//! and returns with `sysretq`.
+//!
+//! One CPU and one thread: the kernel stack is the boot stack (nothing
+//! below `run` is ever returned to), and the saved state lives in statics.
+
+use core::arch::{asm, global_asm};
+
+use crate::exceptions::{KERNEL_DATA_SELECTOR, USER_CODE_SELECTOR, USER_DATA_SELECTOR};
+
+const MSR_EFER: u32 = 0xC000_0080;
+const MSR_STAR: u32 = 0xC000_0081;
+const MSR_LSTAR: u32 = 0xC000_0082;
+const MSR_FMASK: u32 = 0xC000_0084;
+/// FS's base: the program's thread pointer (arch_prctl(ARCH_SET_FS)).
+pub const MSR_FS_BASE: u32 = 0xC000_0100;
+/// Cleared on `syscall`: TF, IF, DF, IOPL, NT, AC.
+const FMASK: u64 = 0x0004_7700;
+/// The program's RFLAGS at its start: only the reserved bit. Interrupts
+/// stay off in ring 3 too: this kernel takes none (and the legacy PIC's
+/// vectors would collide with the CPU's exceptions).
+const USER_RFLAGS: u64 = 0x2;
+
+/// The program's registers at a `syscall`, as the entry saves them.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyscallFrame {
+    /// The syscall number in, the result out.
+    pub rax: u64,
+    /// Argument 1.
+    pub rdi: u64,
+    /// Argument 2.
+    pub rsi: u64,
+    /// Argument 3.
+    pub rdx: u64,
+    /// Argument 4.
+    pub r10: u64,
+    /// Argument 5.
+    pub r8: u64,
+    /// Argument 6.
+    pub r9: u64,
+    #[allow(missing_docs)]
+    pub rbx: u64,
+    #[allow(missing_docs)]
+    pub rbp: u64,
+    #[allow(missing_docs)]
+    pub r12: u64,
+    #[allow(missing_docs)]
+    pub r13: u64,
+    #[allow(missing_docs)]
+    pub r14: u64,
+    #[allow(missing_docs)]
+    pub r15: u64,
+    /// The program's instruction pointer after the `syscall`.
+    pub rcx: u64,
+    /// The program's RFLAGS.
+    pub r11: u64,
+    /// The program's stack pointer.
+    pub rsp: u64,
+}
+
+#[repr(C, align(16))]
+struct FxArea([u8; 512]);
+
+static mut SYSCALL_FX: FxArea = FxArea([0; 512]);
+static mut USER_RSP: u64 = 0;
+
+extern "C" {
+    static __stack_top: u8;
+    fn mayfly_syscall_entry();
+}
+
+// The frame is built by pushes in the reverse order of `SyscallFrame`'s
+// fields. A non-canonical return address would make `sysretq` fault in
+// ring 0 (with the program's stack): the dispatcher never changes rcx, and
+// the CPU only saves canonical ones.
+global_asm!(
+    r#"
+    .section .text.syscall, "ax"
+    .global mayfly_syscall_entry
+mayfly_syscall_entry:
+    mov [rip + {user_rsp}], rsp
+    lea rsp, [rip + {stack_top}]
+    push qword ptr [rip + {user_rsp}]
+    push r11
+    push rcx
+    push r15
+    push r14
+    push r13
+    push r12
+    push rbp
+    push rbx
+    push r9
+    push r8
+    push r10
+    push rdx
+    push rsi
+    push rdi
+    push rax
+    fxsave [rip + {fx}]
+    mov rdi, rsp
+    call {dispatch}
+    fxrstor [rip + {fx}]
+    pop rax
+    pop rdi
+    pop rsi
+    pop rdx
+    pop r10
+    pop r8
+    pop r9
+    pop rbx
+    pop rbp
+    pop r12
+    pop r13
+    pop r14
+    pop r15
+    pop rcx
+    pop r11
+    pop rsp
+    sysretq
+    "#,
+    user_rsp = sym USER_RSP,
+    stack_top = sym __stack_top,
+    fx = sym SYSCALL_FX,
+    dispatch = sym syscall_entry_rust,
+);
+
+extern "C" fn syscall_entry_rust(frame: *mut SyscallFrame) {
+    // SAFETY: the entry passes the frame it just built on the kernel stack;
+    // nothing else refers to it until the entry pops it.
+    let frame = unsafe { &mut *frame };
+    crate::linux::syscall::dispatch(frame);
+}
+
+fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: only the MSRs named in this module are written, each with a
+    // value that keeps the kernel running (see `init`).
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+            options(nomem, nostack, preserves_flags));
+    }
+}
+
+fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: reading an architectural MSR has no side effects.
+    unsafe {
+        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi,
+            options(nomem, nostack, preserves_flags));
+    }
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Sets FS's base (the program's thread pointer).
+pub fn set_fs_base(value: u64) {
+    wrmsr(MSR_FS_BASE, value);
+}
+
+/// FS's base.
+pub fn fs_base() -> u64 {
+    rdmsr(MSR_FS_BASE)
+}
+
+/// Enables `syscall`: its entry point, the selectors it and `sysret` load,
+/// and the flags it clears.
+pub fn init() {
+    wrmsr(MSR_EFER, rdmsr(MSR_EFER) | 1);
+    // SYSCALL loads CS = 0x08, SS = 0x10; SYSRET loads SS = 0x10 + 8 and
+    // CS = 0x10 + 16, with RPL 3.
+    let star = (u64::from(KERNEL_DATA_SELECTOR) << 48) | (0x08u64 << 32);
+    wrmsr(MSR_STAR, star);
+    wrmsr(MSR_LSTAR, mayfly_syscall_entry as *const () as usize as u64);
+    wrmsr(MSR_FMASK, FMASK);
+    debug_assert_eq!(USER_DATA_SELECTOR, (KERNEL_DATA_SELECTOR + 8) | 3);
+    debug_assert_eq!(USER_CODE_SELECTOR, (KERNEL_DATA_SELECTOR + 16) | 3);
+}
+
+/// Enters the program at `entry` with its stack at `sp`, every general
+/// register zero (rdx too: no exit function for the program to register)
+/// and the FPU in its initial state. Never returns: the kernel comes back
+/// only through `syscall` and exceptions.
+pub fn enter_user(entry: u64, sp: u64) -> ! {
+    // SAFETY: `entry` and `sp` lie in the program's mapped half (checked by
+    // the loader); the selectors are the GDT's user ones. iretq switches to
+    // ring 3 atomically; the kernel's state is not needed again.
+    unsafe {
+        asm!(
+            "fninit",
+            "push {ss}",
+            "push {sp}",
+            "push {rflags}",
+            "push {cs}",
+            "push {entry}",
+            "xor eax, eax",
+            "xor ebx, ebx",
+            "xor ecx, ecx",
+            "xor edx, edx",
+            "xor esi, esi",
+            "xor edi, edi",
+            "xor ebp, ebp",
+            "xor r8d, r8d",
+            "xor r9d, r9d",
+            "xor r10d, r10d",
+            "xor r11d, r11d",
+            "xor r12d, r12d",
+            "xor r13d, r13d",
+            "xor r14d, r14d",
+            "xor r15d, r15d",
+            "iretq",
+            ss = in(reg) u64::from(USER_DATA_SELECTOR),
+            sp = in(reg) sp,
+            rflags = in(reg) USER_RFLAGS,
+            cs = in(reg) u64::from(USER_CODE_SELECTOR),
+            entry = in(reg) entry,
+            options(noreturn)
+        )
+    }
+}

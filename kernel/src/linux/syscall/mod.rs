@@ -1,0 +1,168 @@
+//! The syscall layer: one dispatch table ([`handler`]) and one file per
+//! family. A syscall is added by writing its function in its family's file
+//! and one line in the table.
+//!
+//! A number without an entry answers `ENOSYS`, and is named once in the
+//! function's log (`mayfly: unsupported syscall io_uring_setup (425)`), so
+//! that what a program missed is visible without stopping it.
+
+use mayfly_linux::errno::{to_return, Errno, SysResult};
+use mayfly_linux::names::syscall_name;
+
+use super::entry::SyscallFrame;
+use super::process::{self, Process};
+use crate::console;
+
+pub mod fs;
+pub mod mem;
+pub mod net;
+pub mod poll;
+pub mod proc;
+pub mod random;
+pub mod time;
+
+/// A syscall's six arguments (rdi, rsi, rdx, r10, r8, r9).
+pub type Args = [u64; 6];
+
+/// A syscall's implementation.
+pub type Handler = fn(&mut Process, &Args) -> SysResult;
+
+/// The dispatch table: syscall number to implementation.
+fn handler(nr: u64) -> Option<Handler> {
+    Some(match nr {
+        0 => fs::read,
+        1 => fs::write,
+        2 => fs::open,
+        3 => fs::close,
+        4 => fs::stat,
+        5 => fs::fstat,
+        6 => fs::lstat,
+        7 => poll::poll,
+        8 => fs::lseek,
+        9 => mem::mmap,
+        10 => mem::mprotect,
+        11 => mem::munmap,
+        12 => mem::brk,
+        13 => proc::rt_sigaction,
+        14 => proc::rt_sigprocmask,
+        16 => fs::ioctl,
+        17 => fs::pread64,
+        18 => fs::pwrite64,
+        19 => fs::readv,
+        20 => fs::writev,
+        21 => fs::access,
+        24 => proc::sched_yield,
+        28 => mem::madvise,
+        32 => fs::dup,
+        33 => fs::dup2,
+        35 => time::nanosleep,
+        39 => proc::getpid,
+        41 => net::socket,
+        42 => net::connect,
+        44 => net::sendto,
+        45 => net::recvfrom,
+        46 => net::sendmsg,
+        47 => net::recvmsg,
+        48 => net::shutdown,
+        49 => net::bind,
+        51 => net::getsockname,
+        52 => net::getpeername,
+        54 => net::setsockopt,
+        55 => net::getsockopt,
+        60 => proc::exit,
+        62 => proc::kill,
+        63 => proc::uname,
+        72 => fs::fcntl,
+        74 | 75 => fs::fsync,
+        77 => fs::ftruncate,
+        79 => fs::getcwd,
+        80 => fs::chdir,
+        82 => fs::rename,
+        83 => fs::mkdir,
+        84 => fs::rmdir,
+        87 => fs::unlink,
+        89 => fs::readlink,
+        95 => proc::umask,
+        96 => time::gettimeofday,
+        97 => proc::getrlimit,
+        102 | 107 => proc::getuid,
+        104 | 108 => proc::getgid,
+        110 => proc::getppid,
+        131 => proc::sigaltstack,
+        157 => proc::prctl,
+        158 => proc::arch_prctl,
+        186 => proc::gettid,
+        200 => proc::tkill,
+        201 => time::time,
+        202 => proc::futex,
+        204 => proc::sched_getaffinity,
+        213 => poll::epoll_create,
+        217 => fs::getdents64,
+        218 => proc::set_tid_address,
+        228 => time::clock_gettime,
+        229 => time::clock_getres,
+        230 => time::clock_nanosleep,
+        231 => proc::exit_group,
+        232 => poll::epoll_wait,
+        233 => poll::epoll_ctl,
+        234 => proc::tgkill,
+        257 => fs::openat,
+        258 => fs::mkdirat,
+        262 => fs::newfstatat,
+        263 => fs::unlinkat,
+        264 => fs::renameat,
+        267 => fs::readlinkat,
+        269 => fs::faccessat,
+        270 => poll::pselect6,
+        271 => poll::ppoll,
+        273 => proc::set_robust_list,
+        281 => poll::epoll_pwait,
+        284 => poll::eventfd,
+        290 => poll::eventfd2,
+        291 => poll::epoll_create1,
+        292 => fs::dup3,
+        302 => proc::prlimit64,
+        316 => fs::renameat2,
+        318 => random::getrandom,
+        332 => fs::statx,
+        439 => fs::faccessat2,
+        _ => return None,
+    })
+}
+
+/// Syscalls answered `ENOSYS` on purpose and without a line in the log:
+/// programs probe for them and fall back (LINUX-ABI.md).
+fn quietly_unsupported(nr: u64) -> bool {
+    matches!(
+        nr,
+        334 /* rseq */ | 435 /* clone3 */ | 25 /* mremap */ | 324 /* membarrier */
+    )
+}
+
+/// Runs the syscall the program made; its result goes back in `rax`.
+pub fn dispatch(frame: &mut SyscallFrame) {
+    let nr = frame.rax;
+    let args = [
+        frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
+    ];
+    let result = process::with(|p| match handler(nr) {
+        Some(f) => f(p, &args),
+        None => {
+            if !quietly_unsupported(nr) && p.reported.insert(nr) {
+                console::flush();
+                console::kernel_line(format_args!(
+                    "unsupported syscall {} ({nr})",
+                    syscall_name(nr).unwrap_or("unknown")
+                ));
+            }
+            Err(Errno::ENOSYS)
+        }
+    })
+    .unwrap_or(Err(Errno::EFAULT));
+    frame.rax = to_return(result);
+}
+
+/// A pointer argument that may be null.
+pub fn nonnull(addr: u64) -> Option<u64> {
+    (addr != 0).then_some(addr)
+}

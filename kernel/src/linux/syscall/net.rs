@@ -1,0 +1,333 @@
+//! Sockets: TCP clients over the kernel's smoltcp ([`crate::linux::net`]).
+//! Other families and types answer as a kernel without them would.
+
+use alloc::rc::Rc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+use mayfly_linux::errno::{Errno, SysResult};
+
+use super::Args;
+use crate::arch;
+use crate::linux::net::{parse_sockaddr, sockaddr, Network, Socket};
+use crate::linux::process::{File, FileRef, Process};
+
+const AF_INET: u64 = 2;
+const SOCK_STREAM: u64 = 1;
+const SOCK_NONBLOCK: u64 = 0o4000;
+const SOCK_CLOEXEC: u64 = 0o2000000;
+const IPPROTO_TCP: u64 = 6;
+const SOL_SOCKET: u64 = 1;
+const SO_TYPE: u64 = 3;
+const SO_ERROR: u64 = 4;
+const SO_SNDBUF: u64 = 7;
+const SO_RCVBUF: u64 = 8;
+const TCP_NODELAY: u64 = 1;
+const MSG_DONTWAIT: u64 = 0x40;
+const MSG_PEEK: u64 = 0x2;
+/// Bytes moved per step between the program and a socket.
+const CHUNK: usize = 64 * 1024;
+
+fn socket_file(p: &Process, fd: i32) -> SysResult<FileRef> {
+    let file = p.fds.get(fd)?.clone();
+    if !matches!(&*file.borrow(), File::Socket(_)) {
+        return Err(Errno::ENOTSOCK);
+    }
+    Ok(file)
+}
+
+/// Runs `f` on the socket behind `file` with the network.
+fn with_socket<R>(
+    p: &mut Process,
+    file: &FileRef,
+    f: impl FnOnce(&mut Network, &mut Socket) -> R,
+) -> R {
+    let mut borrowed = file.borrow_mut();
+    let File::Socket(socket) = &mut *borrowed else {
+        unreachable!("checked by socket_file")
+    };
+    f(&mut p.net, socket)
+}
+
+fn nonblocking(file: &FileRef) -> bool {
+    match &*file.borrow() {
+        File::Socket(s) => s.nonblocking,
+        File::EventFd(e) => e.nonblocking,
+        _ => false,
+    }
+}
+
+/// Repeats `attempt` until it does not answer EAGAIN (turning the stack
+/// in between), or answers EAGAIN at once for a non-blocking descriptor.
+fn blocking<T>(
+    p: &mut Process,
+    file: &FileRef,
+    dontwait: bool,
+    mut attempt: impl FnMut(&mut Process) -> SysResult<T>,
+) -> SysResult<T> {
+    let nonblocking = dontwait || nonblocking(file);
+    loop {
+        match attempt(p) {
+            Err(Errno::EAGAIN) if !nonblocking => {
+                p.net.poll();
+                arch::pause();
+            }
+            other => return other,
+        }
+    }
+}
+
+/// socket: AF_INET stream sockets.
+pub fn socket(p: &mut Process, a: &Args) -> SysResult {
+    let kind = a[1] & !(SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if a[0] != AF_INET {
+        return Err(Errno::EAFNOSUPPORT);
+    }
+    if kind != SOCK_STREAM || (a[2] != 0 && a[2] != IPPROTO_TCP) {
+        return Err(Errno::EPROTONOSUPPORT);
+    }
+    let socket = Socket::new(a[1] & SOCK_NONBLOCK != 0);
+    let fd = p.fds.insert(
+        Rc::new(RefCell::new(File::Socket(socket))),
+        a[1] & SOCK_CLOEXEC != 0,
+    )?;
+    Ok(fd as u64)
+}
+
+/// connect: blocking waits until established or refused; non-blocking
+/// answers EINPROGRESS.
+pub fn connect(p: &mut Process, a: &Args) -> SysResult {
+    let file = socket_file(p, a[0] as i32)?;
+    let addr = p.read_vec(a[1], (a[2] as usize).min(128))?;
+    let remote = parse_sockaddr(&addr)?;
+    with_socket(p, &file, |net, s| net.connect(s, remote))?;
+    if nonblocking(&file) {
+        return Err(Errno::EINPROGRESS);
+    }
+    blocking(p, &file, false, |p| {
+        match with_socket(p, &file, |net, s| net.connect_done(s)) {
+            Ok(true) => Ok(0),
+            Ok(false) => Err(Errno::EAGAIN),
+            Err(e) => Err(e),
+        }
+    })
+}
+
+/// bind: a local port (the address is the VM's only one).
+pub fn bind(p: &mut Process, a: &Args) -> SysResult {
+    let file = socket_file(p, a[0] as i32)?;
+    let addr = p.read_vec(a[1], (a[2] as usize).min(128))?;
+    let local = parse_sockaddr(&addr)?;
+    with_socket(p, &file, |net, s| net.bind(s, local.port))?;
+    Ok(0)
+}
+
+/// Receives into the program's buffer.
+fn recv_into(p: &mut Process, file: &FileRef, addr: u64, len: usize, flags: u64) -> SysResult {
+    if flags & MSG_PEEK != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    let mut buf = vec![0u8; len.min(CHUNK)];
+    let n = blocking(p, file, flags & MSG_DONTWAIT != 0, |p| {
+        with_socket(p, file, |net, s| net.recv(s, &mut buf))
+    })?;
+    p.write_user(addr, &buf[..n])?;
+    Ok(n as u64)
+}
+
+/// Sends the program's bytes, all of them for a blocking socket.
+fn send_from(p: &mut Process, file: &FileRef, data: &[u8], flags: u64) -> SysResult {
+    let dontwait = flags & MSG_DONTWAIT != 0;
+    let mut sent = 0usize;
+    while sent < data.len() {
+        let result = blocking(p, file, dontwait, |p| {
+            with_socket(p, file, |net, s| net.send(s, &data[sent..]))
+        });
+        match result {
+            Ok(n) => sent += n,
+            Err(e) if sent == 0 => return Err(e),
+            Err(_) => break,
+        }
+        if dontwait || nonblocking(file) {
+            break;
+        }
+    }
+    Ok(sent as u64)
+}
+
+/// read on a socket or an eventfd.
+pub fn read_stream(p: &mut Process, file: &FileRef, addr: u64, len: usize) -> SysResult {
+    if matches!(&*file.borrow(), File::EventFd(_)) {
+        return super::poll::eventfd_read(p, file, addr, len);
+    }
+    recv_into(p, file, addr, len, 0)
+}
+
+/// write on a socket or an eventfd.
+pub fn write_stream(p: &mut Process, file: &FileRef, addr: u64, len: usize) -> SysResult {
+    if matches!(&*file.borrow(), File::EventFd(_)) {
+        return super::poll::eventfd_write(p, file, addr, len);
+    }
+    let data = p.read_vec(addr, len.min(1 << 24))?;
+    send_from(p, file, &data, 0)
+}
+
+/// writev on a socket: the buffers are gathered and sent as one.
+pub fn write_vectored(p: &mut Process, fd: i32, vecs: &[(u64, usize)]) -> SysResult {
+    let file = socket_file(p, fd)?;
+    let data = gather(p, vecs)?;
+    send_from(p, &file, &data, 0)
+}
+
+fn gather(p: &mut Process, vecs: &[(u64, usize)]) -> SysResult<Vec<u8>> {
+    let total: usize = vecs.iter().map(|(_, len)| *len).sum();
+    if total > 1 << 24 {
+        return Err(Errno::EINVAL);
+    }
+    let mut data = Vec::new();
+    data.try_reserve_exact(total).map_err(|_| Errno::ENOMEM)?;
+    for &(base, len) in vecs {
+        let start = data.len();
+        data.resize(start + len, 0);
+        p.read_user(base, &mut data[start..])?;
+    }
+    Ok(data)
+}
+
+/// The program closed the last descriptor of `file`.
+pub fn closed(p: &mut Process, file: &FileRef) {
+    if let File::Socket(s) = &mut *file.borrow_mut() {
+        p.net.release(s);
+    }
+}
+
+/// sendto (the address is ignored on a connected stream, as on Linux).
+pub fn sendto(p: &mut Process, a: &Args) -> SysResult {
+    let file = socket_file(p, a[0] as i32)?;
+    let data = p.read_vec(a[1], (a[2] as usize).min(1 << 24))?;
+    send_from(p, &file, &data, a[3])
+}
+
+/// recvfrom.
+pub fn recvfrom(p: &mut Process, a: &Args) -> SysResult {
+    let file = socket_file(p, a[0] as i32)?;
+    let n = recv_into(p, &file, a[1], a[2] as usize, a[3])?;
+    if a[4] != 0 && a[5] != 0 {
+        write_address(p, &file, a[4], a[5], true)?;
+    }
+    Ok(n)
+}
+
+/// The msghdr's iovecs.
+fn message_vecs(p: &mut Process, msg: u64) -> SysResult<Vec<(u64, usize)>> {
+    let header = p.read_array::<56>(msg)?;
+    let word = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().unwrap_or([0; 8]));
+    super::fs::iovecs(p, word(16), word(24))
+}
+
+/// sendmsg: no ancillary data.
+pub fn sendmsg(p: &mut Process, a: &Args) -> SysResult {
+    let file = socket_file(p, a[0] as i32)?;
+    let vecs = message_vecs(p, a[1])?;
+    let data = gather(p, &vecs)?;
+    send_from(p, &file, &data, a[2])
+}
+
+/// recvmsg: into the first buffers, no ancillary data.
+pub fn recvmsg(p: &mut Process, a: &Args) -> SysResult {
+    let file = socket_file(p, a[0] as i32)?;
+    let vecs = message_vecs(p, a[1])?;
+    let mut total = 0u64;
+    for (i, (base, len)) in vecs.into_iter().enumerate() {
+        let flags = if i == 0 { a[2] } else { a[2] | MSG_DONTWAIT };
+        match recv_into(p, &file, base, len, flags) {
+            Ok(n) => {
+                total += n;
+                if (n as usize) < len {
+                    break;
+                }
+            }
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    // msg_controllen = 0, msg_flags = 0.
+    p.write_user(a[1] + 40, &[0u8; 8])?;
+    p.write_user(a[1] + 48, &[0u8; 4])?;
+    Ok(total)
+}
+
+/// shutdown: SHUT_WR and SHUT_RDWR send FIN; SHUT_RD is accepted.
+pub fn shutdown(p: &mut Process, a: &Args) -> SysResult {
+    let file = socket_file(p, a[0] as i32)?;
+    match a[1] {
+        0 => Ok(0),
+        1 | 2 => {
+            with_socket(p, &file, |net, s| net.shutdown_write(s))?;
+            Ok(0)
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+fn write_address(
+    p: &mut Process,
+    file: &FileRef,
+    addr: u64,
+    len_addr: u64,
+    peer: bool,
+) -> SysResult {
+    let (local, remote) = with_socket(p, file, |net, s| net.endpoints(s));
+    let endpoint = if peer {
+        remote.ok_or(Errno::ENOTCONN)?
+    } else {
+        local
+    };
+    let room = u32::from_le_bytes(p.read_array::<4>(len_addr)?) as usize;
+    let bytes = sockaddr(endpoint);
+    p.write_user(addr, &bytes[..room.min(bytes.len())])?;
+    p.write_user(len_addr, &(bytes.len() as u32).to_le_bytes())?;
+    Ok(0)
+}
+
+/// getsockname.
+pub fn getsockname(p: &mut Process, a: &Args) -> SysResult {
+    let file = socket_file(p, a[0] as i32)?;
+    write_address(p, &file, a[1], a[2], false)
+}
+
+/// getpeername.
+pub fn getpeername(p: &mut Process, a: &Args) -> SysResult {
+    let file = socket_file(p, a[0] as i32)?;
+    write_address(p, &file, a[1], a[2], true)
+}
+
+/// setsockopt: TCP_NODELAY is kept; the rest is accepted.
+pub fn setsockopt(p: &mut Process, a: &Args) -> SysResult {
+    let file = socket_file(p, a[0] as i32)?;
+    if a[1] == IPPROTO_TCP && a[2] == TCP_NODELAY {
+        let on = u32::from_le_bytes(p.read_array::<4>(a[3])?) != 0;
+        with_socket(p, &file, |net, s| net.set_nodelay(s, on));
+    }
+    Ok(0)
+}
+
+/// getsockopt: SO_ERROR (and clears it), SO_TYPE, buffer sizes,
+/// TCP_NODELAY; others read 0.
+pub fn getsockopt(p: &mut Process, a: &Args) -> SysResult {
+    let file = socket_file(p, a[0] as i32)?;
+    let value: u32 = match (a[1], a[2]) {
+        (SOL_SOCKET, SO_ERROR) => {
+            with_socket(p, &file, |net, s| net.take_error(s)).map_or(0, |e| e as i32 as u32)
+        }
+        (SOL_SOCKET, SO_TYPE) => SOCK_STREAM as u32,
+        (SOL_SOCKET, SO_SNDBUF | SO_RCVBUF) => crate::net::TCP_BUFFER_BYTES as u32,
+        (IPPROTO_TCP, TCP_NODELAY) => u32::from(with_socket(p, &file, |_, s| Network::nodelay(s))),
+        _ => 0,
+    };
+    let room = u32::from_le_bytes(p.read_array::<4>(a[4])?) as usize;
+    p.write_user(a[3], &value.to_le_bytes()[..room.min(4)])?;
+    p.write_user(a[4], &4u32.to_le_bytes())?;
+    Ok(0)
+}
