@@ -14,6 +14,7 @@
 
 pub mod elf;
 pub mod invocation;
+pub mod pack;
 pub mod package;
 pub mod report;
 pub mod upload;
