@@ -14,6 +14,7 @@
 
 pub mod elf;
 pub mod invocation;
+pub mod linux;
 pub mod pack;
 pub mod package;
 pub mod report;

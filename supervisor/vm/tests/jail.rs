@@ -23,6 +23,7 @@ fn qemu() -> Option<PathBuf> {
 fn request(image: PathBuf, timeout: Duration) -> RunRequest {
     RunRequest {
         image,
+        linux: None,
         event: b"{}".to_vec().into(),
         memory_mb: 128,
         timeout,
