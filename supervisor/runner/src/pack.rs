@@ -447,6 +447,13 @@ impl PackBuilder {
     }
 }
 
+impl PackBuilder {
+    /// [`write`](Self::write) for a pack of host files only (no zip).
+    pub fn write_host(&self, out: &mut File) -> Result<u64, PackWriteError> {
+        self.write(out, None::<&mut zip::ZipArchive<File>>)
+    }
+}
+
 /// Copies exactly `entry.size` bytes of `from` into `to`: fewer, or more,
 /// is [`PackWriteError::SizeMismatch`].
 fn copy_exact(

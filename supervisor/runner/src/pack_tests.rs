@@ -163,9 +163,7 @@ fn a_directory_and_a_program_become_a_pack() {
         .unwrap();
     builder.add_host_dir(&tree, TASK_DIR).unwrap();
     let mut out = tempfile::tempfile().unwrap();
-    let len = builder
-        .write(&mut out, None::<&mut zip::ZipArchive<File>>)
-        .unwrap();
+    let len = builder.write_host(&mut out).unwrap();
     let mut bytes = Vec::new();
     out.seek(SeekFrom::Start(0)).unwrap();
     out.read_to_end(&mut bytes).unwrap();
@@ -226,8 +224,6 @@ fn a_file_that_changes_while_copied_is_caught() {
         .unwrap();
     std::fs::write(&file, b"123").unwrap();
     let mut out = tempfile::tempfile().unwrap();
-    let err = builder
-        .write(&mut out, None::<&mut zip::ZipArchive<File>>)
-        .unwrap_err();
+    let err = builder.write_host(&mut out).unwrap_err();
     assert!(matches!(err, PackWriteError::SizeMismatch { .. }), "{err}");
 }

@@ -230,9 +230,8 @@ pub fn load(path: &Path) -> Result<Image, PackageError> {
             .map_err(pack_err)?;
         let pack_path = temp.path().join("package.pack");
         let mut out = File::create(&pack_path).map_err(extract_err)?;
-        builder
-            .write(&mut out, None::<&mut zip::ZipArchive<File>>)
-            .map_err(pack_err)?;
+        builder.write_host(&mut out).map_err(pack_err)?;
+        fs::set_permissions(&pack_path, fs::Permissions::from_mode(0o444)).map_err(extract_err)?;
         return Ok(Image {
             path: path.to_path_buf(),
             bootstrap,
@@ -286,6 +285,9 @@ pub fn load(path: &Path) -> Result<Image, PackageError> {
             packed
                 .persist(&pack_path)
                 .map_err(|e| extract_err(e.error))?;
+            // A jailed VM's uid reads it through a bind mount.
+            fs::set_permissions(&pack_path, fs::Permissions::from_mode(0o444))
+                .map_err(extract_err)?;
             Some(pack_path)
         }
     };
