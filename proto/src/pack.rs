@@ -341,7 +341,7 @@ impl<'a> Pack<'a> {
         let data: &'a [u8] = if size == 0 {
             &[]
         } else {
-            if kind == EntryKind::Dir || offset % DATA_ALIGN != 0 {
+            if kind == EntryKind::Dir || offset & (DATA_ALIGN - 1) != 0 {
                 return None;
             }
             let start = usize::try_from(offset).ok()?;

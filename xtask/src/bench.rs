@@ -98,6 +98,7 @@ async fn boot_floor(accel: Accel, floor: &Path) -> Result<Duration> {
         accel,
         memory_mb: 128,
         kernel: floor,
+        initrd: None,
         boot: &boot,
     };
     let binary = qemu::find_binary(

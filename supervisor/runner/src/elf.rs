@@ -55,8 +55,9 @@ pub enum ElfError {
     /// cannot boot it through PVH.
     #[error("a static x86_64 executable without a PVH entry note (Xen note type 18 in a PT_NOTE segment), such as a Linux program, not a Mayfly unikernel image")]
     NoPvhNote,
-    /// A static Linux ET_EXEC with a segment where the guest kernel lives.
-    #[error("a static Linux executable linked below {lowest:#x} (it loads at {0:#x}; ld.lld's default 0x200000?): link at {lowest:#x} (-Wl,--image-base=0x400000, or -Ttext-segment=0x400000 with GNU ld) or as static-pie", lowest = LINUX_LOWEST_ADDRESS)]
+    /// A static ET_EXEC with a segment where the guest kernel lives (and
+    /// no PVH note, so not a Mayfly image either).
+    #[error("a static x86_64 executable linked below {lowest:#x} (it loads at {0:#x}) without a PVH entry note: as a Linux program it is linked below 0x400000 (ld.lld's default 0x200000?): link at 0x400000 (-Wl,--image-base=0x400000, or -Wl,-Ttext-segment=0x400000 with GNU ld) or as static-pie; as a Mayfly unikernel image it lacks its PVH entry note (Xen note type 18)", lowest = LINUX_LOWEST_ADDRESS)]
     LinkedTooLow(u64),
     /// A static Linux program where a native image was needed, or the
     /// other way round (`mayfly exec` of a unikernel image).

@@ -289,6 +289,7 @@ async fn what_the_jail_costs() {
         accel: Accel::Tcg,
         memory_mb: 128,
         kernel: &floor,
+        initrd: None,
         boot: &boot,
     };
     let ready = Jail::detect(JailMode::Auto, &binary).unwrap();

@@ -33,7 +33,7 @@ pub enum PackageFileError {
     #[error("{} is larger than the limit of {MAX_IMAGE_BYTES} bytes", .0.display())]
     TooLarge(PathBuf),
     /// An ELF that cannot be a function's bootstrap.
-    #[error("{} cannot be a function's bootstrap: it is {source}", path.display())]
+    #[error("{} is not a bootable image (neither a Mayfly image nor a static Linux program): it is {source}", path.display())]
     Invalid {
         /// The file.
         path: PathBuf,
