@@ -46,6 +46,17 @@ pub const ZIPPED_PACKAGE_BYTES: u64 = 52_428_800;
 /// image (`bootstrap`) Mayfly runs.
 pub const UNZIPPED_PACKAGE_BYTES: u64 = 262_144_000;
 
+/// The lowest address an ET_EXEC Linux program may load at: the guest
+/// kernel keeps the low 4 MiB for itself (musl and Go link at exactly
+/// this; ld.lld's default of 0x200000 is below it).
+pub const LINUX_LOWEST_ADDRESS: u64 = 0x40_0000;
+
+/// Size of a Linux function's writable `/tmp` when none is given, in MB
+/// (Lambda's default `EphemeralStorage.Size`).
+pub const DEFAULT_EPHEMERAL_MB: u32 = 512;
+/// The `EphemeralStorage.Size` values Lambda accepts, in MB.
+pub const EPHEMERAL_MB: RangeInclusive<u32> = DEFAULT_EPHEMERAL_MB..=10_240;
+
 /// Most log returned with an invocation's `X-Amz-Log-Type: Tail`: the
 /// last 4 KB.
 pub const LOG_TAIL_BYTES: usize = 4096;
@@ -53,6 +64,7 @@ pub const LOG_TAIL_BYTES: usize = 4096;
 // Checked when the crate compiles: an edit that breaks one fails the build.
 const _: () = assert!(ASYNC_PAYLOAD_BYTES < SYNC_PAYLOAD_BYTES);
 const _: () = assert!(ZIPPED_PACKAGE_BYTES < UNZIPPED_PACKAGE_BYTES);
+const _: () = assert!(DEFAULT_EPHEMERAL_MB == crate::boot::DEFAULT_TMP_MB);
 
 #[cfg(test)]
 mod tests {

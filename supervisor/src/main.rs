@@ -1,6 +1,7 @@
 //! `mayfly`: the command line, and the wiring of Mayfly's crates.
 //!
-//! `mayfly run` boots one fresh VM for one event (`mayfly_vm`); `mayfly
+//! `mayfly run` boots one fresh VM for one event (`mayfly_vm`), `mayfly
+//! exec` one for a plain Linux program; `mayfly
 //! serve` runs the Lambda REST API (`mayfly_api`) over the engine
 //! (`mayfly_host`) over the VM layer; `deploy`, `invoke`, `ls`, `rm` and
 //! `logs` are clients of a host's API (`mayfly_client`).
@@ -15,6 +16,7 @@ macro_rules! say {
     }};
 }
 
+mod exec_cmd;
 mod front_args;
 mod jail_arg;
 mod run_cmd;
@@ -45,6 +47,9 @@ struct Cli {
 enum Command {
     /// Boot one fresh VM for one event and print the function's response.
     Run(run_cmd::RunArgs),
+    /// Run a static Linux program (not a function) in a fresh VM: its
+    /// output passed through, its exit status returned.
+    Exec(exec_cmd::ExecArgs),
     /// Serve the AWS Lambda REST API: each invocation in a fresh VM.
     Serve(serve_cmd::ServeArgs),
     #[command(flatten)]
@@ -109,6 +114,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(args) => runtime.block_on(run_cmd::run(args)),
+        Command::Exec(args) => runtime.block_on(exec_cmd::exec(args)),
         Command::Serve(_) => unreachable!("handled above"),
         Command::Client(command) => {
             let (mut out, mut err) = (std::io::stdout(), std::io::stderr());

@@ -11,6 +11,7 @@ use clap::Args;
 use mayfly_client::commands::{check_memory, check_timeout, parse_env, parse_event};
 use mayfly_host::names::{function_arn, DEFAULT_REGION};
 use mayfly_proto::limits;
+use mayfly_runner::linux::{self, InitializationType, LambdaEnv, LinuxBoot};
 use mayfly_runner::report::{self, Report};
 use mayfly_runner::{package, InvocationOutcome, InvocationResult, RunError, RunRequest};
 use mayfly_vm::{accel, run};
@@ -24,7 +25,8 @@ const EXIT_INTERRUPTED: u8 = 130;
 /// `mayfly run`'s arguments.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The function: an image.elf, or a package.zip whose `bootstrap` is one.
+    /// The function: an image.elf or a static Linux program, or a
+    /// package.zip whose `bootstrap` is one.
     image: PathBuf,
     /// The event, as JSON (default `{}`).
     #[arg(long, conflicts_with = "event_file")]
@@ -47,6 +49,11 @@ pub struct RunArgs {
     /// The jail around QEMU.
     #[arg(long, value_enum, default_value_t = JailArg::Auto)]
     jail: JailArg,
+    /// The Linux kernel image a Linux function boots (default:
+    /// target/images/linux.elf beside this binary, or
+    /// $MAYFLY_LINUX_KERNEL).
+    #[arg(long, value_name = "PATH")]
+    linux_kernel: Option<PathBuf>,
 }
 
 /// `mayfly run`'s input, checked.
@@ -114,8 +121,31 @@ pub async fn run(args: RunArgs) -> ExitCode {
     };
 
     let name = function_name(&args.image);
+    let (boot_image, linux) = match image.pack() {
+        None => (image.path().to_path_buf(), None),
+        Some(pack) => {
+            let kernel = match linux::find_kernel(args.linux_kernel.as_deref()) {
+                Ok(kernel) => kernel,
+                Err(e) => return usage_error(e),
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let lambda = LambdaEnv {
+                region: DEFAULT_REGION.to_string(),
+                handler: "bootstrap".to_string(),
+                runtime: "provided.al2023".to_string(),
+                initialization_type: InitializationType::OnDemand,
+                log_stream: linux::log_stream_name(now, "$LATEST", uuid::Uuid::new_v4().as_u128()),
+            };
+            let boot =
+                LinuxBoot::function(pack.to_path_buf(), limits::DEFAULT_EPHEMERAL_MB, lambda);
+            (kernel, Some(boot))
+        }
+    };
     let request = RunRequest {
-        image: image.path().to_path_buf(),
+        image: boot_image,
+        linux,
         event: Bytes::from(input.event),
         memory_mb: input.memory_mb,
         timeout: input.timeout,

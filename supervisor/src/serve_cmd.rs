@@ -70,6 +70,12 @@ pub struct ServeArgs {
     /// The jail around each QEMU.
     #[arg(long, value_enum, default_value_t = JailArg::Auto)]
     jail: JailArg,
+    /// The Linux kernel image Linux functions boot (default:
+    /// target/images/linux.elf beside this binary, or
+    /// $MAYFLY_LINUX_KERNEL). Without one, Linux functions can be deployed
+    /// but not invoked.
+    #[arg(long, value_name = "PATH")]
+    linux_kernel: Option<PathBuf>,
 }
 
 /// Runs the service until Ctrl-C or SIGTERM.
@@ -125,6 +131,12 @@ pub fn serve(args: ServeArgs) -> ExitCode {
     // A cold invocation should not wait for its VM's namespaces and
     // cgroup: two are kept cloned ahead.
     jail.keep_ready(2);
+    let linux_kernel = mayfly_runner::linux::find_kernel(args.linux_kernel.as_deref());
+    match &linux_kernel {
+        Ok(kernel) => say!("mayfly: Linux functions boot {}", kernel.display()),
+        Err(e) if args.linux_kernel.is_some() => return crate::usage_error(e),
+        Err(e) => say!("mayfly: Linux functions cannot run: {e}"),
+    }
     let config = HostConfig {
         data_dir: args.data_dir,
         runner: Arc::new(QemuRunner::jailed(choice.accel, jail)),
@@ -133,6 +145,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
             .unwrap_or_else(mayfly_host::default_max_concurrency),
         retry_base_delay: Duration::from_millis(args.retry_base_delay_ms),
         limits,
+        linux_kernel,
     };
     let runtime = match crate::runtime(true) {
         Ok(runtime) => runtime,

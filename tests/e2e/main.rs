@@ -8,7 +8,8 @@
 
 mod support;
 
-// `mayfly run`.
+// `mayfly run` and `mayfly exec`.
+mod linux;
 mod run;
 mod run_input;
 

@@ -15,6 +15,7 @@ use mayfly_vm::run;
 fn template(elf: &Path) -> VmTemplate {
     VmTemplate {
         image: elf.to_path_buf(),
+        linux: None,
         memory_mb: 128,
         env: Vec::new(),
         function_name: "echo".into(),

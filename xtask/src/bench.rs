@@ -98,6 +98,7 @@ async fn boot_floor(accel: Accel, floor: &Path) -> Result<Duration> {
         accel,
         memory_mb: 128,
         kernel: floor,
+        initrd: None,
         boot: &boot,
     };
     let binary = qemu::find_binary(
@@ -123,6 +124,7 @@ async fn boot_floor(accel: Accel, floor: &Path) -> Result<Duration> {
 async fn run_echo(accel: Accel, echo: &Path) -> Result<Duration> {
     let request = RunRequest {
         image: echo.to_path_buf(),
+        linux: None,
         event: br#"{"bench":true}"#.to_vec().into(),
         memory_mb: 128,
         timeout: Duration::from_secs(10),

@@ -237,6 +237,10 @@ impl From<HostError> for ApiError {
             }
             HostError::Package(e) => ApiError::invalid_parameter(e.to_string()),
             HostError::Refused(message) => ApiError::invalid_parameter(message),
+            HostError::Unavailable(message) => {
+                tracing::error!(%message, "cannot run the function on this host");
+                ApiError::service(message)
+            }
             e @ (HostError::Run(_)
             | HostError::Image { .. }
             | HostError::Io { .. }

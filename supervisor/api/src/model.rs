@@ -13,6 +13,7 @@ use std::ops::RangeInclusive;
 use base64::Engine;
 use mayfly_proto::boot::validate_env;
 use mayfly_proto::limits;
+use mayfly_runner::linux::reserved_keys_in;
 use mayfly_store::{BlobRef, FunctionVersion, LATEST};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -36,6 +37,14 @@ pub struct Environment {
     /// The variables.
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
+}
+
+/// `EphemeralStorage` in requests.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EphemeralStorage {
+    /// The size of `/tmp`, in MB (512 to 10240).
+    pub size: u32,
 }
 
 /// `Code` in CreateFunction.
@@ -78,6 +87,8 @@ pub struct CreateFunction {
     pub environment: Option<Environment>,
     /// `Zip` (the only one supported).
     pub package_type: Option<String>,
+    /// The size of `/tmp`.
+    pub ephemeral_storage: Option<EphemeralStorage>,
 }
 
 /// UpdateFunctionConfiguration's body.
@@ -100,6 +111,8 @@ pub struct UpdateConfiguration {
     pub environment: Option<Environment>,
     /// Only if `$LATEST` still has this revision.
     pub revision_id: Option<String>,
+    /// New size of `/tmp`.
+    pub ephemeral_storage: Option<EphemeralStorage>,
 }
 
 /// UpdateFunctionCode's body.
@@ -145,6 +158,11 @@ fn check_memory(mb: u32) -> ApiResult<()> {
 
 fn check_timeout(s: u32) -> ApiResult<()> {
     check_range(s, "timeout", limits::TIMEOUT_S)
+}
+
+fn check_ephemeral(storage: &EphemeralStorage) -> ApiResult<u32> {
+    check_range(storage.size, "ephemeralStorage.size", limits::EPHEMERAL_MB)?;
+    Ok(storage.size)
 }
 
 fn check_runtime(runtime: &str) -> ApiResult<()> {
@@ -197,6 +215,13 @@ fn check_environment(env: &Environment) -> ApiResult<Vec<(String, String)>> {
             "Lambda was unable to configure your environment variables: {e}"
         ))
     })?;
+    let reserved = reserved_keys_in(vars.iter().map(|(k, _)| k.as_str()));
+    if !reserved.is_empty() {
+        return Err(ApiError::invalid_parameter(format!(
+            "Lambda was unable to configure your environment variables because the environment              variables you have provided contains reserved keys that are currently not supported              for modification. Reserved keys used in this request: {}",
+            reserved.join(", ")
+        )));
+    }
     Ok(vars)
 }
 
@@ -268,6 +293,9 @@ pub fn settings_for_create(req: &CreateFunction) -> ApiResult<Value> {
         let vars = check_environment(env)?;
         settings["Environment"] = environment_json(vars);
     }
+    if let Some(storage) = &req.ephemeral_storage {
+        settings["EphemeralStorage"] = json!({ "Size": check_ephemeral(storage)? });
+    }
     Ok(settings)
 }
 
@@ -297,6 +325,9 @@ pub fn apply_update(settings: &Value, req: &UpdateConfiguration) -> ApiResult<Va
     if let Some(timeout) = req.timeout {
         check_timeout(timeout)?;
         next["Timeout"] = json!(timeout);
+    }
+    if let Some(storage) = &req.ephemeral_storage {
+        next["EphemeralStorage"] = json!({ "Size": check_ephemeral(storage)? });
     }
     if let Some(env) = &req.environment {
         let vars = check_environment(env)?;
@@ -332,11 +363,15 @@ pub fn configuration(version: &FunctionVersion, region: &str) -> Value {
         "PackageType": "Zip",
         "Architectures": ["x86_64"],
         "TracingConfig": { "Mode": "PassThrough" },
-        "EphemeralStorage": { "Size": 512 },
     });
     if let Value::Object(extra) = extra {
         config.extend(extra);
     }
+    // What the function chose (stored since EphemeralStorage is honoured),
+    // else Lambda's default.
+    config
+        .entry("EphemeralStorage")
+        .or_insert_with(|| json!({ "Size": limits::DEFAULT_EPHEMERAL_MB }));
     Value::Object(config)
 }
 
@@ -346,6 +381,19 @@ mod tests {
 
     fn create(body: Value) -> CreateFunction {
         serde_json::from_value(body).unwrap()
+    }
+
+    fn test_version() -> FunctionVersion {
+        FunctionVersion {
+            name: "f".into(),
+            version: LATEST.into(),
+            config: json!({}),
+            code_sha256: "00".repeat(32),
+            code_size: 1,
+            revision_id: "r".into(),
+            created: "c".into(),
+            last_modified: "m".into(),
+        }
     }
 
     #[test]
@@ -391,6 +439,87 @@ mod tests {
             bad(json!({"Environment": {"Variables": {"BIG": "x".repeat(4094)}}})).code,
             "InvalidParameterValueException"
         );
+    }
+
+    #[test]
+    fn ephemeral_storage_is_checked_kept_and_returned() {
+        let body = |extra: Value| {
+            let mut body = json!({
+                "FunctionName": "f", "Runtime": "provided.al2023",
+                "Role": "arn:aws:iam::123456789012:role/r", "Code": {"ZipFile": ""}
+            });
+            for (k, v) in extra.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            create(body)
+        };
+        let settings = settings_for_create(&body(json!({}))).unwrap();
+        assert!(settings.get("EphemeralStorage").is_none());
+        let settings =
+            settings_for_create(&body(json!({"EphemeralStorage": {"Size": 10240}}))).unwrap();
+        assert_eq!(settings["EphemeralStorage"], json!({"Size": 10240}));
+        for bad in [511, 10241, 0] {
+            let err =
+                settings_for_create(&body(json!({"EphemeralStorage": {"Size": bad}}))).unwrap_err();
+            assert_eq!(err.code, "ValidationException", "{bad}");
+            assert!(
+                err.message.contains("ephemeralStorage.size"),
+                "{}",
+                err.message
+            );
+        }
+        let next = apply_update(
+            &settings,
+            &UpdateConfiguration {
+                ephemeral_storage: Some(EphemeralStorage { size: 1024 }),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(next["EphemeralStorage"]["Size"], 1024);
+        assert!(apply_update(
+            &settings,
+            &UpdateConfiguration {
+                ephemeral_storage: Some(EphemeralStorage { size: 100 }),
+                ..Default::default()
+            },
+        )
+        .is_err());
+        // The configuration shows it, or Lambda's default.
+        let version = |config: Value| FunctionVersion {
+            config,
+            ..test_version()
+        };
+        assert_eq!(
+            configuration(&version(next), "us-east-1")["EphemeralStorage"],
+            json!({"Size": 1024})
+        );
+        assert_eq!(
+            configuration(&version(json!({})), "us-east-1")["EphemeralStorage"],
+            json!({"Size": 512})
+        );
+    }
+
+    #[test]
+    fn reserved_environment_keys_are_refused_as_lambda_refuses_them() {
+        let env = |vars: &[(&str, &str)]| Environment {
+            variables: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let err = check_environment(&env(&[("AWS_REGION", "x"), ("OK", "y")])).unwrap_err();
+        assert_eq!(err.code, "InvalidParameterValueException");
+        assert!(
+            err.message
+                .ends_with("Reserved keys used in this request: AWS_REGION"),
+            "{}",
+            err.message
+        );
+        assert!(check_environment(&env(&[("_HANDLER", "x")])).is_err());
+        assert!(check_environment(&env(&[("LAMBDA_TASK_ROOT", "x")])).is_err());
+        // Lambda lets a function change these.
+        assert!(check_environment(&env(&[("PATH", "/x"), ("LANG", "C"), ("TZ", "UTC")])).is_ok());
     }
 
     #[test]

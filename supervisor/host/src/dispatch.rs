@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use mayfly_runner::linux::{InitializationType, LinuxBoot};
 use mayfly_runner::{RunError, RunRequest, Runner, WarmVm};
 use mayfly_store::{now_ms, InvocationRecord, Store};
 use tokio::sync::oneshot;
@@ -16,6 +17,7 @@ use crate::admission::{Admission, Slot};
 use crate::error::{HostError, HostResult};
 use crate::images::ImageCache;
 use crate::job::{Completed, InvocationKind, Job};
+use crate::launch;
 use crate::metrics::{Metrics, Observation};
 use crate::records;
 use crate::warm::WarmPools;
@@ -98,15 +100,24 @@ impl Dispatcher {
         let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
         // Pinned before its image is looked up, until the VM is gone.
         let pin = self.images.pin(&job.version.code_sha256);
-        let image = match warm {
+        let (image, linux) = match warm {
             // A warm VM has its image loaded already.
-            Some(_) => PathBuf::new(),
-            None => self.images.image(&job.version.code_sha256).await?,
+            Some(_) => (PathBuf::new(), None),
+            None => {
+                let prepared = self.images.prepare(&job.version.code_sha256).await?;
+                launch::boot_target(
+                    prepared,
+                    &job.settings,
+                    &job.version.version,
+                    InitializationType::OnDemand,
+                )
+            }
         };
         let (store, metrics) = (self.store.clone(), self.metrics.clone());
         let runner = self.runner.clone();
         let task = tokio::spawn(async move {
-            let result = run_in_task(store, metrics, runner, image, job, cancel_rx, warm).await;
+            let result =
+                run_in_task(store, metrics, runner, (image, linux), job, cancel_rx, warm).await;
             drop(slot);
             drop(pin);
             result
@@ -122,7 +133,7 @@ async fn run_in_task(
     store: Store,
     metrics: Arc<Metrics>,
     runner: Arc<dyn Runner>,
-    image: PathBuf,
+    (image, linux): (PathBuf, Option<LinuxBoot>),
     job: Job,
     cancel: oneshot::Receiver<()>,
     warm: Option<Box<dyn WarmVm>>,
@@ -144,6 +155,7 @@ async fn run_in_task(
         None => {
             let request = RunRequest {
                 image,
+                linux,
                 event: job.payload.clone(),
                 memory_mb: job.settings.memory_mb,
                 timeout,

@@ -33,6 +33,11 @@ pub enum HostError {
     /// beyond what the limits leave.
     #[error("{0}")]
     Refused(String),
+    /// The host cannot do this at all as it is set up (a Linux function
+    /// on a host without the Linux kernel image); the message says what
+    /// the operator must do.
+    #[error("{0}")]
+    Unavailable(String),
     /// The VM layer could not run the invocation (the guest failing is not
     /// an error: it is the invocation's result).
     #[error("the invocation could not run: {0}")]

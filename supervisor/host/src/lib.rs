@@ -12,6 +12,8 @@
 //!   [`provisioned`] the budget a configuration must fit in.
 //! - [`images`]: stored packages unpacked once into bootable images;
 //!   [`gc`] deletes the packages and images nothing refers to any more.
+//! - [`launch`]: what a version's VM boots (its image, or the Linux
+//!   kernel with its pack).
 //! - [`job`]: what is dispatched ([`job::Job`]) and what comes back.
 //! - [`records`]: invocation records and Lambda's framed logs.
 //! - [`metrics`]: Prometheus series fed by every invocation.
@@ -32,6 +34,7 @@ pub mod error;
 pub mod gc;
 pub mod images;
 pub mod job;
+pub mod launch;
 pub mod memory;
 pub mod metrics;
 pub mod names;
@@ -77,6 +80,10 @@ pub struct HostConfig {
     pub retry_base_delay: Duration,
     /// The bounds on memory and storage.
     pub limits: HostLimits,
+    /// The generic kernel image Linux functions boot (see
+    /// `mayfly_runner::linux::find_kernel`), or why there is none: then
+    /// Linux functions can be deployed but not run.
+    pub linux_kernel: Result<PathBuf, mayfly_runner::linux::KernelNotFound>,
 }
 
 /// What the host bounds besides concurrency.
@@ -134,7 +141,8 @@ pub struct Host {
 impl Host {
     /// The host over `store`; nothing runs until [`start`](Self::start).
     pub fn new(store: Store, config: &HostConfig) -> std::io::Result<Arc<Host>> {
-        let images = ImageCache::new(&config.data_dir, store.clone())?;
+        let images = ImageCache::new(&config.data_dir, store.clone())?
+            .with_linux_kernel(config.linux_kernel.clone());
         store.set_records_per_function(u64::from(config.limits.records_per_function));
         let collector = Collector::new(store.clone(), images.clone());
         let admission = Admission::new(store.clone(), config.max_concurrency, config.limits.memory);
@@ -334,6 +342,13 @@ impl Host {
         if let Err(e) = self.images.adopt(&blob.sha256_hex, checked.bootstrap) {
             // Not fatal: the image is unpacked again at its first run.
             tracing::warn!(sha256 = %blob.sha256_hex, error = %e, "cannot keep the unpacked image");
+        }
+        if checked.kind == mayfly_runner::elf::PackageKind::Linux {
+            // Written now, so that the first invocation does not wait for
+            // it; not fatal either (written again at the first run).
+            if let Err(e) = self.images.adopt_pack(&blob.sha256_hex, zip) {
+                tracing::warn!(sha256 = %blob.sha256_hex, error = %e, "cannot write the pack");
+            }
         }
         Ok(StoredPackage { blob, _hold: hold })
     }

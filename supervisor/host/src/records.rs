@@ -16,7 +16,9 @@ pub fn status(result: &InvocationResult) -> &'static str {
     match result {
         InvocationResult::Success(_) => "success",
         InvocationResult::Timeout { .. } => "timeout",
-        InvocationResult::FunctionError { .. } | InvocationResult::ExitError(_) => "error",
+        InvocationResult::FunctionError { .. }
+        | InvocationResult::ExitError(_)
+        | InvocationResult::OutOfMemory(_) => "error",
     }
 }
 

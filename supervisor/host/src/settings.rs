@@ -9,6 +9,9 @@ pub const DEFAULT_MEMORY_MB: u32 = mayfly_proto::limits::DEFAULT_MEMORY_MB;
 /// Timeout of a function that names none, in seconds (Lambda's default).
 pub const DEFAULT_TIMEOUT_S: u32 = mayfly_proto::limits::DEFAULT_TIMEOUT_S;
 
+/// `/tmp` of a Linux function that names no `EphemeralStorage`, in MB.
+pub const DEFAULT_EPHEMERAL_MB: u32 = mayfly_proto::limits::DEFAULT_EPHEMERAL_MB;
+
 /// A whole number of the stored configuration, or `default`.
 fn number(config: &Value, key: &str, default: u32) -> u32 {
     config
@@ -27,6 +30,12 @@ pub struct RunSettings {
     pub timeout_s: u32,
     /// Environment variables.
     pub env: Vec<(String, String)>,
+    /// `EphemeralStorage.Size`: a Linux function's `/tmp`, in MB.
+    pub tmp_mb: u32,
+    /// `Handler` (`_HANDLER` for a Linux function).
+    pub handler: String,
+    /// `Runtime` (`AWS_EXECUTION_ENV` is `AWS_Lambda_` and it).
+    pub runtime: String,
 }
 
 impl RunSettings {
@@ -42,10 +51,23 @@ impl RunSettings {
                     .collect()
             })
             .unwrap_or_default();
+        let text = |key: &str, default: &str| {
+            settings
+                .get(key)
+                .and_then(Value::as_str)
+                .unwrap_or(default)
+                .to_string()
+        };
         RunSettings {
             memory_mb: number(settings, "MemorySize", DEFAULT_MEMORY_MB),
             timeout_s: number(settings, "Timeout", DEFAULT_TIMEOUT_S),
             env,
+            tmp_mb: settings
+                .pointer("/EphemeralStorage/Size")
+                .and_then(Value::as_u64)
+                .map_or(DEFAULT_EPHEMERAL_MB, |n| n as u32),
+            handler: text("Handler", "bootstrap"),
+            runtime: text("Runtime", "provided.al2023"),
         }
     }
 
@@ -115,13 +137,23 @@ mod tests {
             RunSettings {
                 memory_mb: 128,
                 timeout_s: 3,
-                env: vec![]
+                env: vec![],
+                tmp_mb: 512,
+                handler: "bootstrap".into(),
+                runtime: "provided.al2023".into(),
             }
         );
         let set = RunSettings::from_config(&json!({
             "MemorySize": 512, "Timeout": 30,
-            "Environment": {"Variables": {"GREETING": "Hi"}}
+            "Environment": {"Variables": {"GREETING": "Hi"}},
+            "EphemeralStorage": {"Size": 2048},
+            "Handler": "main", "Runtime": "provided.al2"
         }));
+        assert_eq!(set.tmp_mb, 2048);
+        assert_eq!(
+            (set.handler.as_str(), set.runtime.as_str()),
+            ("main", "provided.al2")
+        );
         assert_eq!(set.memory_mb, 512);
         assert_eq!(set.timeout(), std::time::Duration::from_secs(30));
         assert_eq!(set.env, vec![("GREETING".into(), "Hi".into())]);

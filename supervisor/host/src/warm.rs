@@ -328,13 +328,20 @@ async fn boot_one(
 ) -> Result<PooledVm, String> {
     // The boot needs the image until QEMU has loaded it.
     let _pin = images.pin(&version.code_sha256);
-    let image = images
-        .image(&version.code_sha256)
+    let prepared = images
+        .prepare(&version.code_sha256)
         .await
         .map_err(|e| e.to_string())?;
     let settings = RunSettings::from_config(&version.config);
+    let (image, linux) = crate::launch::boot_target(
+        prepared,
+        &settings,
+        &version.version,
+        mayfly_runner::linux::InitializationType::ProvisionedConcurrency,
+    );
     let template = VmTemplate {
         image,
+        linux,
         memory_mb: settings.memory_mb,
         env: settings.env,
         function_name: version.name.clone(),

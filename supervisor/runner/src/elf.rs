@@ -1,7 +1,11 @@
-//! The checks that make an ELF a bootable Mayfly image: ELF64, x86_64,
-//! executable, with a Xen `PHYS32_ENTRY` note (QEMU's own error for a
-//! kernel it cannot boot is terse, and a kernel without a PVH entry note may
-//! be loaded some other way and fail in the guest).
+//! What a `bootstrap` is: a native Mayfly image (ELF64, x86_64,
+//! executable, with a Xen `PHYS32_ENTRY` note that QEMU boots through PVH),
+//! or a static x86_64 Linux program (ET_EXEC, or a static-pie ET_DYN,
+//! without PT_INTERP) that the generic Linux kernel image runs
+//! ([`classify_elf`]); anything else is refused with what it is and what to
+//! do. QEMU's own error for a kernel it cannot boot is terse, and a kernel
+//! without a PVH entry note may be loaded some other way and fail in the
+//! guest, so nothing unchecked reaches it.
 
 use std::io::{Read, Seek, SeekFrom};
 
@@ -13,6 +17,7 @@ const ELFCLASS64: u8 = 2;
 const ELFDATA2LSB: u8 = 1;
 const ET_EXEC: u16 = 2;
 const ET_DYN: u16 = 3;
+const PT_LOAD: u32 = 1;
 const PT_INTERP: u32 = 3;
 const EM_X86_64: u16 = 62;
 const PT_NOTE: u32 = 4;
@@ -26,10 +31,10 @@ pub enum ElfError {
     #[error("not an ELF file")]
     NotElf,
     /// A `#!` script.
-    #[error("a script (`{0}`), not an executable: Mayfly boots no shell or interpreter; a function's bootstrap is a Mayfly unikernel image")]
+    #[error("a script (`{0}`), not an executable: Mayfly runs no shell or interpreter; a function's bootstrap is a static x86_64 Linux executable or a Mayfly unikernel image")]
     Script(String),
     /// A Linux program that needs the dynamic loader.
-    #[error("a dynamically linked x86_64 Linux executable (it asks for {0}): Mayfly loads no shared libraries, so link it statically (Rust: -C target-feature=+crt-static; C: musl-gcc -static; Go: CGO_ENABLED=0); this host runs only Mayfly unikernel images so far")]
+    #[error("a dynamically linked x86_64 Linux executable (it asks for {0}): Mayfly loads no shared libraries, so link it statically (Rust: -C target-feature=+crt-static; C: musl-gcc -static; Go: CGO_ENABLED=0)")]
     DynamicLinux(String),
     /// ELF32 or another class.
     #[error("not a 64-bit ELF (class {0}, expected 2): build for x86_64")]
@@ -46,9 +51,72 @@ pub enum ElfError {
     /// The program headers lie outside the file or are malformed.
     #[error("ELF program headers are malformed: {0}")]
     Malformed(&'static str),
-    /// No Xen `PHYS32_ENTRY` note: QEMU cannot boot it through PVH.
-    #[error("a static x86_64 executable without a PVH entry note (Xen note type 18 in a PT_NOTE segment), such as a Linux program, not a Mayfly unikernel image; this host runs only unikernel images so far")]
+    /// No Xen `PHYS32_ENTRY` note where a native image was needed: QEMU
+    /// cannot boot it through PVH.
+    #[error("a static x86_64 executable without a PVH entry note (Xen note type 18 in a PT_NOTE segment), such as a Linux program, not a Mayfly unikernel image")]
     NoPvhNote,
+    /// A static ET_EXEC with a segment where the guest kernel lives (and
+    /// no PVH note, so not a Mayfly image either).
+    #[error("a static x86_64 executable linked below {lowest:#x} (it loads at {0:#x}) without a PVH entry note: as a Linux program it is linked below 0x400000 (ld.lld's default 0x200000?): link at 0x400000 (-Wl,--image-base=0x400000, or -Wl,-Ttext-segment=0x400000 with GNU ld) or as static-pie; as a Mayfly unikernel image it lacks its PVH entry note (Xen note type 18)", lowest = LINUX_LOWEST_ADDRESS)]
+    LinkedTooLow(u64),
+    /// A static Linux program where a native image was needed, or the
+    /// other way round (`mayfly exec` of a unikernel image).
+    #[error("a Mayfly unikernel image, not a Linux program: run it with `mayfly run` or deploy it as a function")]
+    NotLinux,
+}
+
+/// The lowest address an ET_EXEC Linux program may load at.
+pub use mayfly_proto::limits::LINUX_LOWEST_ADDRESS;
+
+/// Which kind of function a package is, by its `bootstrap`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PackageKind {
+    /// A native Mayfly image, booted as QEMU's `-kernel`.
+    Native,
+    /// A static Linux program, run by the generic Linux kernel image from
+    /// the package's pack (the initrd).
+    Linux,
+}
+
+impl PackageKind {
+    /// Lower-case name, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PackageKind::Native => "native",
+            PackageKind::Linux => "linux",
+        }
+    }
+}
+
+/// What a static Linux program is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinuxInfo {
+    /// Position-independent (a static-pie ET_DYN, loaded at a base the
+    /// guest chooses) rather than ET_EXEC at its own addresses.
+    pub static_pie: bool,
+    /// The entry point (relative to the base for a static-pie).
+    pub entry: u64,
+    /// The lowest address a PT_LOAD segment asks for.
+    pub lowest_load: u64,
+}
+
+/// A `bootstrap` that can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// A native Mayfly image.
+    Native(ElfInfo),
+    /// A static x86_64 Linux program.
+    Linux(LinuxInfo),
+}
+
+impl Bootstrap {
+    /// Its kind.
+    pub fn kind(&self) -> PackageKind {
+        match self {
+            Bootstrap::Native(_) => PackageKind::Native,
+            Bootstrap::Linux(_) => PackageKind::Linux,
+        }
+    }
 }
 
 /// The usual name of an ELF machine number, for the refusal's message.
@@ -126,18 +194,50 @@ impl<R: Read + Seek> Source for Reader<R> {
 /// images have a few hundred; more is a malformed (or hostile) file.
 const MAX_TABLE_BYTES: u64 = 1 << 20;
 
-/// Checks that `elf` is an image QEMU can boot through PVH.
+/// Checks that `elf` is an image QEMU can boot through PVH (a native
+/// image; a Linux program is [`ElfError::NoPvhNote`]).
 pub fn validate_elf(elf: &[u8]) -> Result<ElfInfo, ElfError> {
-    validate(&mut { elf })
+    native(classify(&mut { elf }))
 }
 
 /// [`validate_elf`] on a file of `len` bytes, reading only its headers and
 /// notes.
 pub fn validate_elf_reader<R: Read + Seek>(reader: R, len: u64) -> Result<ElfInfo, ElfError> {
-    validate(&mut Reader { inner: reader, len })
+    native(classify(&mut Reader { inner: reader, len }))
 }
 
-fn validate(elf: &mut impl Source) -> Result<ElfInfo, ElfError> {
+/// A native image, or why not: a Linux program (however linked) is not
+/// one.
+fn native(bootstrap: Result<Bootstrap, ElfError>) -> Result<ElfInfo, ElfError> {
+    match bootstrap {
+        Ok(Bootstrap::Native(info)) => Ok(info),
+        Ok(Bootstrap::Linux(_)) | Err(ElfError::LinkedTooLow(_)) => Err(ElfError::NoPvhNote),
+        Err(e) => Err(e),
+    }
+}
+
+/// What `elf` is as a function's `bootstrap`: a native image or a static
+/// Linux program; anything else is refused with what it is.
+pub fn classify_elf(elf: &[u8]) -> Result<Bootstrap, ElfError> {
+    classify(&mut { elf })
+}
+
+/// [`classify_elf`] on a file of `len` bytes, reading only its headers
+/// and notes.
+pub fn classify_elf_reader<R: Read + Seek>(reader: R, len: u64) -> Result<Bootstrap, ElfError> {
+    classify(&mut Reader { inner: reader, len })
+}
+
+/// [`classify_elf_reader`] for a program `mayfly exec` runs: a static
+/// Linux program only.
+pub fn linux_program<R: Read + Seek>(reader: R, len: u64) -> Result<LinuxInfo, ElfError> {
+    match classify_elf_reader(reader, len)? {
+        Bootstrap::Linux(info) => Ok(info),
+        Bootstrap::Native(_) => Err(ElfError::NotLinux),
+    }
+}
+
+fn classify(elf: &mut impl Source) -> Result<Bootstrap, ElfError> {
     let start = elf
         .bytes(0, elf.len().min(128) as usize)
         .unwrap_or_default();
@@ -166,6 +266,7 @@ fn validate(elf: &mut impl Source) -> Result<ElfInfo, ElfError> {
     if kind != ET_EXEC && kind != ET_DYN {
         return Err(ElfError::NotExecutable(kind));
     }
+    let entry = u64_at(&header, 24).ok_or(ElfError::NotElf)?;
     let phoff = u64_at(&header, 32).ok_or(ElfError::NotElf)?;
     let phentsize = usize::from(u16_at(&header, 54).ok_or(ElfError::NotElf)?);
     let phnum = usize::from(u16_at(&header, 56).ok_or(ElfError::NotElf)?);
@@ -180,8 +281,14 @@ fn validate(elf: &mut impl Source) -> Result<ElfInfo, ElfError> {
     let table = elf.bytes(phoff, table_len).ok_or(outside)?;
     let mut pvh_entry = None;
     let mut interpreter = None;
+    let mut lowest_load: Option<u64> = None;
     for i in 0..phnum {
         let at = i * phentsize;
+        if u32_at(&table, at) == Some(PT_LOAD) {
+            let vaddr = u64_at(&table, at + 16).unwrap_or(0);
+            lowest_load = Some(lowest_load.map_or(vaddr, |l| l.min(vaddr)));
+            continue;
+        }
         if u32_at(&table, at) == Some(PT_INTERP) {
             let offset = u64_at(&table, at + 8).unwrap_or(u64::MAX);
             let size = u64_at(&table, at + 32).unwrap_or(u64::MAX).min(256);
@@ -204,12 +311,23 @@ fn validate(elf: &mut impl Source) -> Result<ElfInfo, ElfError> {
         pvh_entry = find_pvh_note(&notes, if align == 8 { 8 } else { 4 });
     }
     match (pvh_entry, interpreter) {
-        (Some(entry), _) if kind == ET_EXEC => Ok(ElfInfo { pvh_entry: entry }),
+        (Some(entry), _) if kind == ET_EXEC => Ok(Bootstrap::Native(ElfInfo { pvh_entry: entry })),
         (_, Some(interpreter)) => Err(ElfError::DynamicLinux(interpreter)),
         // A PVH image must be loaded at its addresses.
         (Some(_), None) => Err(ElfError::NotExecutable(kind)),
         // ET_EXEC, or a static-pie ET_DYN.
-        (None, None) => Err(ElfError::NoPvhNote),
+        (None, None) => {
+            let lowest_load =
+                lowest_load.ok_or(ElfError::Malformed("no loadable (PT_LOAD) segment"))?;
+            if kind == ET_EXEC && lowest_load < LINUX_LOWEST_ADDRESS {
+                return Err(ElfError::LinkedTooLow(lowest_load));
+            }
+            Ok(Bootstrap::Linux(LinuxInfo {
+                static_pie: kind == ET_DYN,
+                entry,
+                lowest_load,
+            }))
+        }
     }
 }
 
@@ -234,7 +352,7 @@ fn find_pvh_note(mut notes: &[u8], align: usize) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{pvh_elf, EXIT_OK};
+    use crate::testing::{linux_elf, pvh_elf, EXIT_OK};
 
     #[test]
     fn a_pvh_image_is_accepted() {
@@ -302,6 +420,64 @@ mod tests {
                     validate_elf(&sh)
                 );
             }
+        }
+    }
+
+    /// Static Linux programs are accepted as Linux functions: ET_EXEC at
+    /// or above 0x400000, and static-pie anywhere; below 0x400000 an
+    /// ET_EXEC is refused with how to link it.
+    #[test]
+    fn static_linux_programs_are_classified() {
+        let exec = linux_elf(ET_EXEC, 0x40_0000, None);
+        assert_eq!(
+            classify_elf(&exec),
+            Ok(Bootstrap::Linux(LinuxInfo {
+                static_pie: false,
+                entry: 0x40_0000 + 0x78,
+                lowest_load: 0x40_0000
+            }))
+        );
+        assert_eq!(classify_elf(&exec).unwrap().kind(), PackageKind::Linux);
+        // The same as a native image is not one.
+        assert_eq!(validate_elf(&exec), Err(ElfError::NoPvhNote));
+        let pie = linux_elf(ET_DYN, 0, None);
+        assert!(matches!(
+            classify_elf(&pie),
+            Ok(Bootstrap::Linux(LinuxInfo {
+                static_pie: true,
+                lowest_load: 0,
+                ..
+            }))
+        ));
+        let low = linux_elf(ET_EXEC, 0x20_0000, None);
+        let err = classify_elf(&low).unwrap_err();
+        assert_eq!(err, ElfError::LinkedTooLow(0x20_0000));
+        let message = err.to_string();
+        assert!(message.contains("linked below 0x400000"), "{message}");
+        assert!(message.contains("ld.lld's default 0x200000?"), "{message}");
+        assert!(message.contains("static-pie"), "{message}");
+        assert_eq!(validate_elf(&low), Err(ElfError::NoPvhNote));
+        let dynamic = linux_elf(ET_DYN, 0, Some(b"/lib64/ld-linux-x86-64.so.2\0"));
+        assert_eq!(
+            classify_elf(&dynamic),
+            Err(ElfError::DynamicLinux("/lib64/ld-linux-x86-64.so.2".into()))
+        );
+        // A native image stays one.
+        let native = pvh_elf(EXIT_OK);
+        assert!(matches!(classify_elf(&native), Ok(Bootstrap::Native(_))));
+        let len = native.len() as u64;
+        assert_eq!(
+            linux_program(std::io::Cursor::new(&native), len),
+            Err(ElfError::NotLinux)
+        );
+        let len = exec.len() as u64;
+        assert!(linux_program(std::io::Cursor::new(&exec), len).is_ok());
+        // The host's own programs are dynamically linked: refused.
+        if let Ok(sh) = std::fs::read("/bin/sh") {
+            assert!(matches!(
+                classify_elf(&sh),
+                Err(ElfError::DynamicLinux(_) | ElfError::Script(_))
+            ));
         }
     }
 

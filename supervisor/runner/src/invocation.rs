@@ -7,18 +7,27 @@ use std::time::Duration;
 use bytes::Bytes;
 use thiserror::Error;
 
+use crate::linux::LinuxBoot;
+
 /// Lambda's limit on the init phase: VM spawn to the first `next`.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Error type of a timed-out invocation.
 pub const ERROR_TIMEOUT: &str = "Sandbox.Timedout";
 /// Error type of a VM that ended without answering.
 pub const ERROR_EXIT: &str = "Runtime.ExitError";
+/// Error type of a Linux program that touched more memory than its VM has.
+pub const ERROR_OUT_OF_MEMORY: &str = mayfly_proto::runtime::ERROR_OUT_OF_MEMORY;
 
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
-    /// The unikernel ELF (validated by [`crate::package::load`]).
+    /// The unikernel ELF QEMU boots (validated by
+    /// [`crate::package::load`]); for a Linux program, the generic Linux
+    /// kernel image.
     pub image: PathBuf,
+    /// For a Linux program: its pack, program, arguments, `/tmp` and
+    /// Lambda environment; `None` for a native image.
+    pub linux: Option<LinuxBoot>,
     /// The event (JSON), delivered as is, never copied.
     pub event: Bytes,
     /// The VM's RAM, in MB.
@@ -42,6 +51,7 @@ impl RunRequest {
     pub fn template(&self) -> VmTemplate {
         VmTemplate {
             image: self.image.clone(),
+            linux: self.linux.clone(),
             memory_mb: self.memory_mb,
             env: self.env.clone(),
             function_name: self.function_name.clone(),
@@ -54,8 +64,10 @@ impl RunRequest {
 /// (see [`crate::Runner::boot`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmTemplate {
-    /// The unikernel ELF.
+    /// The unikernel ELF (for a Linux program, the Linux kernel image).
     pub image: PathBuf,
+    /// For a Linux program, what else it needs.
+    pub linux: Option<LinuxBoot>,
     /// The VM's RAM, in MB.
     pub memory_mb: u32,
     /// Environment variables, already validated.
@@ -88,6 +100,9 @@ pub enum InvocationResult {
     },
     /// The VM ended without answering; the message says how.
     ExitError(String),
+    /// A Linux program touched more memory than its VM has
+    /// (`Runtime.OutOfMemory`); the message says how it ended.
+    OutOfMemory(String),
 }
 
 impl InvocationResult {
@@ -98,6 +113,7 @@ impl InvocationResult {
             InvocationResult::FunctionError { error_type, .. } => Some(error_type),
             InvocationResult::Timeout { .. } => Some(ERROR_TIMEOUT),
             InvocationResult::ExitError(_) => Some(ERROR_EXIT),
+            InvocationResult::OutOfMemory(_) => Some(ERROR_OUT_OF_MEMORY),
         }
     }
 
@@ -107,7 +123,9 @@ impl InvocationResult {
             InvocationResult::Success(_) => None,
             InvocationResult::FunctionError { error_message, .. } => Some(error_message.clone()),
             InvocationResult::Timeout { after } => Some(timeout_message(*after)),
-            InvocationResult::ExitError(message) => Some(message.clone()),
+            InvocationResult::ExitError(message) | InvocationResult::OutOfMemory(message) => {
+                Some(message.clone())
+            }
         }
     }
 }

@@ -14,6 +14,8 @@
 
 pub mod elf;
 pub mod invocation;
+pub mod linux;
+pub mod pack;
 pub mod package;
 pub mod report;
 pub mod upload;

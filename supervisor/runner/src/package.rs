@@ -1,5 +1,7 @@
-//! Loading a function package: a bare `image.elf`, or a Lambda-style
-//! `package.zip` whose `bootstrap` entry is that ELF.
+//! Loading a function package: a bare `image.elf` (or static Linux
+//! program), or a Lambda-style `package.zip` whose `bootstrap` entry is
+//! one. A Linux function also gets its pack (the whole package under
+//! `/var/task`, see [`crate::pack`]), written beside the extracted image.
 //!
 //! The image is checked ([`crate::elf`]) before any VM starts. A zip's
 //! `bootstrap` is decompressed as a stream into a temporary file, counting
@@ -13,7 +15,11 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-pub use crate::elf::{validate_elf, validate_elf_reader, ElfError, ElfInfo, ELF_MAGIC};
+pub use crate::elf::{
+    classify_elf, classify_elf_reader, validate_elf, validate_elf_reader, Bootstrap, ElfError,
+    ElfInfo, PackageKind, ELF_MAGIC,
+};
+use crate::pack::{write_zip_pack, PackBuilder, PackWriteError, TASK_DIR};
 
 /// The largest image accepted (Lambda's own limit on an unzipped package).
 pub const MAX_IMAGE_BYTES: u64 = mayfly_proto::limits::UNZIPPED_PACKAGE_BYTES;
@@ -125,8 +131,16 @@ pub enum PackageError {
         /// The OS error.
         source: io::Error,
     },
+    /// A Linux function's files cannot be packed for its VM.
+    #[error("cannot lay out the files of {path} for /var/task: {source}")]
+    Pack {
+        /// The package path.
+        path: PathBuf,
+        /// Why.
+        source: PackWriteError,
+    },
     /// The image is not bootable.
-    #[error("{path} is not a bootable image: {source}")]
+    #[error("{path} cannot run: {source}")]
     Invalid {
         /// The ELF's path (for a zip: the package path with `:bootstrap`).
         path: PathBuf,
@@ -135,24 +149,36 @@ pub enum PackageError {
     },
 }
 
-/// A validated image on disk, ready for `-kernel`. For a zip package the
-/// image is an extracted temporary file, deleted when this is dropped.
+/// A validated package on disk: a native image, ready for `-kernel`, or
+/// a Linux program and its pack, ready for `-initrd`. For a zip package
+/// the image (and pack) are temporary files, deleted when this is dropped.
 #[derive(Debug)]
 pub struct Image {
     path: PathBuf,
-    info: ElfInfo,
+    bootstrap: Bootstrap,
+    pack: Option<PathBuf>,
     _temp: Option<tempfile::TempDir>,
 }
 
 impl Image {
-    /// Where the ELF is.
+    /// Where the ELF (the `bootstrap`) is.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// What validation found.
-    pub fn info(&self) -> ElfInfo {
-        self.info
+    /// What classification found.
+    pub fn bootstrap(&self) -> Bootstrap {
+        self.bootstrap
+    }
+
+    /// Native image or Linux function.
+    pub fn kind(&self) -> PackageKind {
+        self.bootstrap.kind()
+    }
+
+    /// A Linux function's pack.
+    pub fn pack(&self) -> Option<&Path> {
+        self.pack.as_deref()
     }
 }
 
@@ -172,14 +198,45 @@ pub fn load(path: &Path) -> Result<Image, PackageError> {
         if len > MAX_IMAGE_BYTES {
             return Err(PackageError::TooLarge(path.to_path_buf()));
         }
-        let info = validate_elf_reader(&mut file, len).map_err(|source| PackageError::Invalid {
+        let bootstrap =
+            classify_elf_reader(&mut file, len).map_err(|source| PackageError::Invalid {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if bootstrap.kind() == PackageKind::Native {
+            return Ok(Image {
+                path: path.to_path_buf(),
+                bootstrap,
+                pack: None,
+                _temp: None,
+            });
+        }
+        // A bare Linux program: a package of that one file as `bootstrap`.
+        let extract_err = |source| PackageError::Extract {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let temp = tempfile::Builder::new()
+            .prefix("mayfly-package-")
+            .tempdir()
+            .map_err(extract_err)?;
+        let pack_err = |source| PackageError::Pack {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut builder = PackBuilder::new(MAX_IMAGE_BYTES);
+        builder
+            .add_host_file(&format!("{TASK_DIR}/bootstrap"), 0o755, len, path)
+            .map_err(pack_err)?;
+        let pack_path = temp.path().join("package.pack");
+        let mut out = File::create(&pack_path).map_err(extract_err)?;
+        builder.write_host(&mut out).map_err(pack_err)?;
+        fs::set_permissions(&pack_path, fs::Permissions::from_mode(0o444)).map_err(extract_err)?;
         return Ok(Image {
             path: path.to_path_buf(),
-            info,
-            _temp: None,
+            bootstrap,
+            pack: Some(pack_path),
+            _temp: Some(temp),
         });
     }
     if &magic != ZIP_MAGIC {
@@ -205,7 +262,7 @@ pub fn load(path: &Path) -> Result<Image, PackageError> {
             BootstrapError::Read(e) | BootstrapError::Write(e) => extract_err(e),
             BootstrapError::TooLarge(_) => PackageError::TooLarge(path.to_path_buf()),
         })?;
-    let info = validate_elf_reader(elf.as_file_mut(), elf_len).map_err(|source| {
+    let bootstrap = classify_elf_reader(elf.as_file_mut(), elf_len).map_err(|source| {
         PackageError::Invalid {
             path: PathBuf::from(format!("{}:bootstrap", path.display())),
             source,
@@ -214,9 +271,30 @@ pub fn load(path: &Path) -> Result<Image, PackageError> {
     let image_path = temp.path().join("bootstrap");
     elf.persist(&image_path).map_err(|e| extract_err(e.error))?;
     fs::set_permissions(&image_path, fs::Permissions::from_mode(0o500)).map_err(extract_err)?;
+    let pack = match bootstrap.kind() {
+        PackageKind::Native => None,
+        PackageKind::Linux => {
+            let packed =
+                write_zip_pack(&mut archive, temp.path(), MAX_IMAGE_BYTES).map_err(|source| {
+                    PackageError::Pack {
+                        path: path.to_path_buf(),
+                        source,
+                    }
+                })?;
+            let pack_path = temp.path().join("package.pack");
+            packed
+                .persist(&pack_path)
+                .map_err(|e| extract_err(e.error))?;
+            // A jailed VM's uid reads it through a bind mount.
+            fs::set_permissions(&pack_path, fs::Permissions::from_mode(0o444))
+                .map_err(extract_err)?;
+            Some(pack_path)
+        }
+    };
     Ok(Image {
         path: image_path,
-        info,
+        bootstrap,
+        pack,
         _temp: Some(temp),
     })
 }
@@ -280,6 +358,31 @@ mod tests {
     }
 
     #[test]
+    fn linux_packages_come_with_their_pack() {
+        let program = crate::testing::linux_elf(2, 0x40_0000, None);
+        let zip = zip_with(&[("bootstrap", &program), ("data/a.txt", b"hi")]);
+        let image = load(zip.path()).unwrap();
+        assert_eq!(image.kind(), PackageKind::Linux);
+        let bytes = fs::read(image.pack().unwrap()).unwrap();
+        let pack = mayfly_proto::pack::Pack::parse(&bytes).unwrap();
+        assert_eq!(pack.find("var/task/bootstrap").unwrap().data, &program[..]);
+        assert_eq!(pack.find("var/task/data/a.txt").unwrap().data, b"hi");
+
+        let mut bare = tempfile::NamedTempFile::new().unwrap();
+        bare.write_all(&program).unwrap();
+        let image = load(bare.path()).unwrap();
+        assert_eq!(image.path(), bare.path());
+        let bytes = fs::read(image.pack().unwrap()).unwrap();
+        let pack = mayfly_proto::pack::Pack::parse(&bytes).unwrap();
+        let bootstrap = pack.find("var/task/bootstrap").unwrap();
+        assert_eq!((bootstrap.mode, bootstrap.data), (0o755, &program[..]));
+        assert!(load(zip_with(&[("bootstrap", &pvh_elf(EXIT_OK))]).path())
+            .unwrap()
+            .pack()
+            .is_none());
+    }
+
+    #[test]
     fn package_errors() {
         let zip = zip_with(&[("main", b"x")]);
         assert!(matches!(
@@ -306,7 +409,7 @@ mod tests {
         ));
         assert!(err
             .to_string()
-            .ends_with(":bootstrap is not a bootable image: not an ELF file"));
+            .ends_with(":bootstrap cannot run: not an ELF file"));
         let mut text = tempfile::NamedTempFile::new().unwrap();
         text.write_all(b"hello").unwrap();
         assert!(matches!(

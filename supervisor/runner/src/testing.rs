@@ -75,3 +75,49 @@ pub fn pvh_elf(code: &[u8]) -> Vec<u8> {
     elf.extend(code);
     elf
 }
+
+/// A minimal static x86_64 Linux ELF: `kind` (2 = ET_EXEC, 3 = ET_DYN),
+/// one PT_LOAD of the whole file at `load_address` and, when
+/// `interpreter` is given, a PT_INTERP naming it (a dynamic program). The
+/// code is `exit_group(0)`, right after the program headers (the entry is
+/// `load_address + 0x78` without an interpreter).
+pub fn linux_elf(kind: u16, load_address: u64, interpreter: Option<&[u8]>) -> Vec<u8> {
+    let phnum: u16 = if interpreter.is_some() { 2 } else { 1 };
+    let code_offset = 64 + 56 * u64::from(phnum);
+    // mov eax, 231; xor edi, edi; syscall
+    let code: &[u8] = &[0xB8, 0xE7, 0x00, 0x00, 0x00, 0x31, 0xFF, 0x0F, 0x05];
+    let interp = interpreter.unwrap_or_default();
+    let interp_offset = code_offset + code.len() as u64;
+    let total = interp_offset + interp.len() as u64;
+    let mut elf = Vec::new();
+    elf.extend(b"\x7fELF");
+    elf.extend([2, 1, 1, 0]);
+    elf.extend([0; 8]);
+    elf.extend(kind.to_le_bytes());
+    elf.extend(62u16.to_le_bytes());
+    elf.extend(1u32.to_le_bytes());
+    elf.extend((load_address + code_offset).to_le_bytes());
+    elf.extend(64u64.to_le_bytes());
+    elf.extend(0u64.to_le_bytes());
+    elf.extend(0u32.to_le_bytes());
+    for half in [64u16, 56, phnum, 64, 0, 0] {
+        elf.extend(half.to_le_bytes());
+    }
+    let phdr = |elf: &mut Vec<u8>, kind: u32, flags: u32, offset: u64, size: u64, align: u64| {
+        elf.extend(kind.to_le_bytes());
+        elf.extend(flags.to_le_bytes());
+        elf.extend(offset.to_le_bytes());
+        elf.extend((load_address + offset).to_le_bytes());
+        elf.extend((load_address + offset).to_le_bytes());
+        elf.extend(size.to_le_bytes());
+        elf.extend(size.to_le_bytes());
+        elf.extend(align.to_le_bytes());
+    };
+    phdr(&mut elf, 1, 5, 0, total, 0x1000);
+    if interpreter.is_some() {
+        phdr(&mut elf, 3, 4, interp_offset, interp.len() as u64, 1);
+    }
+    elf.extend(code);
+    elf.extend(interp);
+    elf
+}

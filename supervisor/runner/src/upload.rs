@@ -1,6 +1,8 @@
 //! A package as a client uploads it: a zip checked as Lambda checks one
 //! (sizes, readability), plus Mayfly's own rule that its `bootstrap` entry
-//! is a bootable image.
+//! is a native Mayfly image or a static x86_64 Linux program; a Linux
+//! function's entries must also make a pack ([`crate::pack`]: clean
+//! paths, no duplicates, no special files), since its VM sees them all.
 //!
 //! Sizes are counted on the bytes actually read, never on what the zip
 //! declares: every entry is decompressed as a stream into nothing, the
@@ -12,7 +14,9 @@ use std::path::Path;
 
 use thiserror::Error;
 
-use crate::package::{copy_capped, validate_elf_reader, BootstrapError, ElfError};
+use crate::elf::{classify_elf_reader, Bootstrap, PackageKind};
+use crate::pack::{PackBuilder, PackWriteError, TASK_DIR};
+use crate::package::{copy_capped, BootstrapError, ElfError};
 
 /// Lambda's limit on a zipped package.
 pub const MAX_ZIPPED_BYTES: u64 = mayfly_proto::limits::ZIPPED_PACKAGE_BYTES;
@@ -48,9 +52,22 @@ pub enum UploadError {
         /// Why.
         source: BootstrapError,
     },
-    /// `bootstrap` is not a bootable image.
-    #[error("The package's bootstrap is not a bootable Mayfly image: {0}")]
+    /// An entry unpacks to another size than it declares.
+    #[error("Could not unzip `{entry}`: it unpacks to {real} bytes, not the {declared} its header declares")]
+    SizeMismatch {
+        /// The entry's name.
+        entry: String,
+        /// What it declares.
+        declared: u64,
+        /// What came out.
+        real: u64,
+    },
+    /// `bootstrap` is neither a Mayfly image nor a static Linux program.
+    #[error("The package's bootstrap cannot run: it is {0}")]
     NotBootable(ElfError),
+    /// A Linux function's entries cannot be its VM's `/var/task`.
+    #[error("The package's files cannot be laid out for /var/task: {0}")]
+    Layout(PackWriteError),
     /// The temporary file could not be written: the host's fault (a full
     /// disk), not the package's.
     #[error("cannot unpack the package on the host: {0}")]
@@ -80,6 +97,8 @@ impl UploadError {
 pub struct Checked {
     /// The unpacked, validated `bootstrap`.
     pub bootstrap: tempfile::NamedTempFile,
+    /// What it is.
+    pub kind: PackageKind,
     /// Bytes of all entries, unzipped.
     pub unzipped_bytes: u64,
 }
@@ -125,12 +144,21 @@ pub fn check_within(
         if name == "bootstrap" && bootstrap_index.is_none() {
             bootstrap_index = Some(i);
         }
+        let declared = entry.size();
         let copied = copy_capped(&mut entry, &mut std::io::sink(), left)
             .map_err(|source| UploadError::Entry {
-                entry: name,
+                entry: name.clone(),
                 source,
             })?
             .ok_or(UploadError::UnzippedTooLarge(max_unzipped))?;
+        // A pack is laid out from the declared sizes: they must be true.
+        if copied != declared {
+            return Err(UploadError::SizeMismatch {
+                entry: name,
+                declared,
+                real: copied,
+            });
+        }
         left -= copied;
     }
     let index = bootstrap_index.ok_or(UploadError::NoBootstrap)?;
@@ -149,9 +177,16 @@ pub fn check_within(
         })?
         .ok_or(UploadError::UnzippedTooLarge(max_unzipped))?;
     drop(entry);
-    validate_elf_reader(temp.as_file_mut(), len).map_err(UploadError::NotBootable)?;
+    let bootstrap =
+        classify_elf_reader(temp.as_file_mut(), len).map_err(UploadError::NotBootable)?;
+    if let Bootstrap::Linux(_) = bootstrap {
+        PackBuilder::new(max_unzipped)
+            .add_zip(&mut archive, TASK_DIR)
+            .map_err(UploadError::Layout)?;
+    }
     Ok(Checked {
         bootstrap: temp,
+        kind: bootstrap.kind(),
         unzipped_bytes: max_unzipped - left,
     })
 }
@@ -161,7 +196,7 @@ mod tests {
     use std::io::Write;
 
     use super::*;
-    use crate::testing::{pvh_elf, EXIT_OK};
+    use crate::testing::{linux_elf, pvh_elf, EXIT_OK};
 
     fn zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
         let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
@@ -190,6 +225,43 @@ mod tests {
             0,
             "the unpacked bootstrap outlived its check"
         );
+    }
+
+    #[test]
+    fn static_linux_programs_are_linux_functions() {
+        let dir = tempfile::tempdir().unwrap();
+        let exec = linux_elf(2, 0x40_0000, None);
+        let checked = check(&zip(&[("bootstrap", &exec), ("lib/x", b"1")]), dir.path()).unwrap();
+        assert_eq!(checked.kind, PackageKind::Linux);
+        drop(checked);
+        let pie = linux_elf(3, 0, None);
+        let checked = check(&zip(&[("bootstrap", &pie)]), dir.path()).unwrap();
+        assert_eq!(checked.kind, PackageKind::Linux);
+        let native = check(&zip(&[("bootstrap", &pvh_elf(EXIT_OK))]), dir.path()).unwrap();
+        assert_eq!(native.kind, PackageKind::Native);
+        drop((checked, native));
+        // Refused: dynamic (with the advice), linked too low, and a Linux
+        // package whose paths are not clean.
+        let dynamic = linux_elf(3, 0, Some(b"/lib64/ld-linux-x86-64.so.2\0"));
+        let err = check(&zip(&[("bootstrap", &dynamic)]), dir.path()).unwrap_err();
+        assert!(err.to_string().contains("musl-gcc -static"), "{err}");
+        let low = linux_elf(2, 0x20_0000, None);
+        let err = check(&zip(&[("bootstrap", &low)]), dir.path()).unwrap_err();
+        assert!(err.to_string().contains("linked below 0x400000"), "{err}");
+        let err = check(
+            &zip(&[("bootstrap", &exec), ("../escape", b"x")]),
+            dir.path(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, UploadError::Layout(_)), "{err}");
+        assert!(err.to_string().contains("`../escape`"), "{err}");
+        // The same unclean path beside a native image is ignored, as before.
+        check(
+            &zip(&[("bootstrap", &pvh_elf(EXIT_OK)), ("../escape", b"x")]),
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(files_in(dir.path()), 0);
     }
 
     #[test]

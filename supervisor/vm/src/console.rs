@@ -27,6 +27,8 @@ pub struct CappedLog {
     head_cap: usize,
     tail_cap: usize,
     dropped: u64,
+    /// Where every chunk also goes as it arrives (`mayfly exec`).
+    tee: Option<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
 }
 
 impl Default for CappedLog {
@@ -44,11 +46,24 @@ impl CappedLog {
             head_cap,
             tail_cap,
             dropped: 0,
+            tee: None,
         }
+    }
+
+    /// This log, also sending every chunk to `tee` as it arrives (whatever
+    /// is kept); a receiver that went away is ignored.
+    pub fn with_tee(mut self, tee: tokio::sync::mpsc::UnboundedSender<Vec<u8>>) -> CappedLog {
+        self.tee = Some(tee);
+        self
     }
 
     /// Appends console output.
     pub fn push(&mut self, mut data: &[u8]) {
+        if let Some(tee) = &self.tee {
+            if tee.send(data.to_vec()).is_err() {
+                self.tee = None;
+            }
+        }
         if self.head.len() < self.head_cap {
             let n = data.len().min(self.head_cap - self.head.len());
             self.head.extend_from_slice(&data[..n]);

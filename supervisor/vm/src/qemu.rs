@@ -70,6 +70,8 @@ pub struct VmConfig<'a> {
     pub memory_mb: u32,
     /// The unikernel ELF.
     pub kernel: &'a Path,
+    /// The initrd (a Linux program's pack), if any.
+    pub initrd: Option<&'a Path>,
     /// What goes on the kernel command line.
     pub boot: &'a BootConfig,
 }
@@ -112,6 +114,10 @@ pub fn argv_with(config: &VmConfig<'_>, extras: &Extras) -> Vec<OsString> {
     push(&["-no-reboot"]);
     args.push("-kernel".into());
     args.push(config.kernel.as_os_str().to_owned());
+    if let Some(initrd) = config.initrd {
+        args.push("-initrd".into());
+        args.push(initrd.as_os_str().to_owned());
+    }
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     push(&["-append", &config.boot.command_line()]);
     if let Some(file) = extras.env_file {
@@ -140,7 +146,9 @@ pub fn argv_with(config: &VmConfig<'_>, extras: &Extras) -> Vec<OsString> {
 ///
 /// The guest writes `v` to port 0xf4 and QEMU exits with `v << 1 | 1`:
 /// 0 = posted its result, 2 = kernel fatal error, 3 = a panic that could not
-/// be posted, 4 = CPU exception. With `-no-reboot` a reset or triple fault
+/// be posted, 4 = CPU exception, 5 = a Linux program exited, 6 = it was
+/// killed by a signal, 7 = it ran out of memory (see
+/// [`mayfly_proto::exit`]). With `-no-reboot` a reset or triple fault
 /// exits 0. QEMU's own errors exit 1, the same as `v = 0`.
 pub fn describe_exit(code: Option<i32>, signal: Option<i32>) -> String {
     match (code, signal) {
@@ -318,6 +326,7 @@ pub fn spawn(
         binary: &binary,
         args: &args,
         image: config.kernel,
+        initrd: config.initrd,
         memory_mb: config.memory_mb,
         kvm: config.accel == Accel::Kvm,
         env: env.as_ref().map(|e| e.as_bytes()),
@@ -476,6 +485,7 @@ mod tests {
             accel: Accel::Tcg,
             memory_mb: 256,
             kernel,
+            initrd: None,
             boot: &boot,
         });
         let encoded = boot.command_line();
@@ -524,11 +534,30 @@ mod tests {
             accel: Accel::Kvm,
             memory_mb: 128,
             kernel: Path::new("k"),
+            initrd: None,
             boot: &boot,
         });
         let args = strings(&args);
         assert_eq!(&args[2..6], ["-accel", "kvm", "-cpu", "host"]);
         assert!(!args.contains(&"tcg"));
+    }
+
+    #[test]
+    fn an_initrd_follows_the_kernel() {
+        let boot = BootConfig::new("f", 128);
+        let args = argv(&VmConfig {
+            accel: Accel::Tcg,
+            memory_mb: 128,
+            kernel: Path::new("/k/linux.elf"),
+            initrd: Some(Path::new("/data/images/x.pack")),
+            boot: &boot,
+        });
+        let args = strings(&args);
+        let at = args.iter().position(|a| *a == "-kernel").unwrap();
+        assert_eq!(
+            &args[at..at + 4],
+            ["-kernel", "/k/linux.elf", "-initrd", "/data/images/x.pack"]
+        );
     }
 
     #[test]
@@ -565,7 +594,10 @@ mod tests {
         );
         assert!(describe_exit(Some(7), None).contains("panicked"));
         assert!(describe_exit(Some(9), None).contains("CPU exception"));
-        assert!(describe_exit(Some(11), None).contains("value 5"));
+        assert!(describe_exit(Some(11), None).contains("Linux program exited"));
+        assert!(describe_exit(Some(13), None).contains("killed by a signal"));
+        assert!(describe_exit(Some(15), None).contains("out of memory"));
+        assert!(describe_exit(Some(17), None).contains("value 8"));
         assert_eq!(describe_exit(Some(2), None), "QEMU exited with status 2");
         assert_eq!(describe_exit(None, Some(9)), "QEMU was killed by signal 9");
     }

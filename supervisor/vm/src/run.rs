@@ -14,7 +14,6 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use mayfly_proto::boot::BootConfig;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -48,7 +47,11 @@ impl From<SpawnError> for RunError {
     }
 }
 
+mod exec;
+mod linux;
 mod warm;
+pub use exec::{exec_in, ExecEnd, ExecOutcome};
+pub use linux::{boot_config, linux_end};
 pub use warm::{boot, boot_in, BootedVm};
 
 enum Ending {
@@ -94,7 +97,14 @@ pub async fn run_in(
         invoked_arn: request.invoked_arn.clone(),
         trace_id: new_trace_id(),
     });
-    let mut running = Running::start(&request.template(), accel, jail, api, request.timeout)?;
+    let mut running = Running::start(
+        &request.template(),
+        accel,
+        jail,
+        api,
+        request.timeout,
+        CappedLog::default(),
+    )?;
     let deadline = running.spawned_at + INIT_TIMEOUT;
     let ending = running.drive(deadline, INIT_TIMEOUT, cancel).await?;
     running.finish(ending, &request.request_id, false).await
@@ -140,11 +150,10 @@ impl Running {
         jail: &Jail,
         mut api: RuntimeApi,
         timeout: Duration,
+        log: CappedLog,
     ) -> Result<Running, RunError> {
         api.set_memory_limit(u64::from(template.memory_mb) * 1024 * 1024);
-        let mut boot = BootConfig::new(&template.function_name, template.memory_mb);
-        boot.function_version = template.function_version.clone();
-        boot.env = template.env.clone();
+        let boot = boot_config(template);
 
         let (host_end, guest_end) = net::socket_pair()?;
         let stack = HostStack::new(
@@ -164,10 +173,15 @@ impl Running {
         // the sweep recognises a VM by it: both need it absolute (`mayfly
         // run target/images/echo.elf` gives a relative one).
         let image = std::path::absolute(&template.image).unwrap_or_else(|_| template.image.clone());
+        let initrd = template
+            .linux
+            .as_ref()
+            .map(|linux| std::path::absolute(&linux.pack).unwrap_or_else(|_| linux.pack.clone()));
         let config = VmConfig {
             accel,
             memory_mb: template.memory_mb,
             kernel: &image,
+            initrd: initrd.as_deref(),
             boot: &boot,
         };
         let spawned_at = Instant::now();
@@ -175,7 +189,7 @@ impl Running {
         let (console_cut, cut) = oneshot::channel();
         let console = vm
             .take_console()
-            .map(|stdout| tokio::spawn(console::capture_until(stdout, CappedLog::default(), cut)));
+            .map(|stdout| tokio::spawn(console::capture_until(stdout, log, cut)));
         let console_writer = vm.take_console_writer();
         let (events_tx, events) = mpsc::unbounded_channel();
         Ok(Running {
@@ -374,17 +388,21 @@ impl Running {
                     body: body.to_string().into(),
                 }
             }
-            Ending::Exited(status) => {
-                let stderr = self.vm.stderr_tail().await;
-                let mut message = exit_message(&qemu::describe_status(status), &stderr);
-                // The kernel's own last words (a CPU exception, a fatal
-                // error) say more than the exit status.
-                if let Some(said) = last_kernel_line(&log) {
-                    message.push_str("; the guest said: ");
-                    message.push_str(&said);
+            Ending::Exited(status) => match linux_end(status.code(), &log) {
+                // A Linux program ended by itself: the kernel said how.
+                Some(result) => result,
+                None => {
+                    let stderr = self.vm.stderr_tail().await;
+                    let mut message = exit_message(&qemu::describe_status(status), &stderr);
+                    // The kernel's own last words (a CPU exception, a fatal
+                    // error) say more than the exit status.
+                    if let Some(said) = last_kernel_line(&log) {
+                        message.push_str("; the guest said: ");
+                        message.push_str(&said);
+                    }
+                    InvocationResult::ExitError(message)
                 }
-                InvocationResult::ExitError(message)
-            }
+            },
             Ending::Waiting(_) => {
                 InvocationResult::ExitError("the VM was never given its event".into())
             }

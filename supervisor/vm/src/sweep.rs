@@ -5,7 +5,8 @@
 //! only matters when that could not happen (the supervisor's thread that
 //! spawned it outlived the process, say, or a foreign parent). Such a VM
 //! is recognised by its `-kernel`, which is an image unpacked under this
-//! data directory's `images/`.
+//! data directory's `images/`, or (a Linux function, whose kernel is the
+//! generic image) by its `-initrd`, the package's pack there.
 
 use std::path::Path;
 
@@ -25,9 +26,10 @@ pub fn find_orphans(images_dir: &Path) -> Vec<i32> {
             let is_qemu = args
                 .first()
                 .is_some_and(|a| String::from_utf8_lossy(a).contains("qemu-system"));
-            let ours = args
-                .windows(2)
-                .any(|w| w[0] == b"-kernel" && String::from_utf8_lossy(w[1]).starts_with(&needle));
+            let ours = args.windows(2).any(|w| {
+                (w[0] == b"-kernel" || w[0] == b"-initrd")
+                    && String::from_utf8_lossy(w[1]).starts_with(&needle)
+            });
             (is_qemu && ours && pid != own).then_some(pid)
         })
         .collect()

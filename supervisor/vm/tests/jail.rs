@@ -23,6 +23,7 @@ fn qemu() -> Option<PathBuf> {
 fn request(image: PathBuf, timeout: Duration) -> RunRequest {
     RunRequest {
         image,
+        linux: None,
         event: b"{}".to_vec().into(),
         memory_mb: 128,
         timeout,
@@ -288,6 +289,7 @@ async fn what_the_jail_costs() {
         accel: Accel::Tcg,
         memory_mb: 128,
         kernel: &floor,
+        initrd: None,
         boot: &boot,
     };
     let ready = Jail::detect(JailMode::Auto, &binary).unwrap();

@@ -26,6 +26,7 @@ fn write_image(dir: &tempfile::TempDir, name: &str, code: &[u8]) -> PathBuf {
 fn request(image: PathBuf) -> RunRequest {
     RunRequest {
         image,
+        linux: None,
         event: b"{}".to_vec().into(),
         memory_mb: 128,
         timeout: Duration::from_secs(1),

@@ -71,6 +71,7 @@ impl JailedFloor {
             accel: self.qemu.accel,
             memory_mb: 128,
             kernel: floor,
+            initrd: None,
             boot: &boot,
         };
         self.runtime.block_on(async {

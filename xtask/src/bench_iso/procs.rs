@@ -287,6 +287,7 @@ impl Qemu {
             accel: self.accel,
             memory_mb: 128,
             kernel,
+            initrd: None,
             boot: &boot,
         })
     }

@@ -63,8 +63,9 @@ pub struct Connection {
 pub struct DeployArgs {
     /// The function's name.
     pub name: String,
-    /// An image.elf (zipped as `bootstrap`) or a package.zip.
-    #[arg(value_name = "IMAGE_OR_ZIP")]
+    /// A package.zip, or a bare ELF (a Mayfly image.elf or a static Linux
+    /// program), zipped as `bootstrap` (mode 0755).
+    #[arg(value_name = "ELF_OR_ZIP")]
     pub package: PathBuf,
     /// Memory in MB (128 to 10240) [default on create: 128].
     #[arg(long, value_name = "MB")]

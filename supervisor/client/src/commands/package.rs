@@ -1,5 +1,6 @@
-//! What `mayfly deploy` uploads: a package.zip as it is, or an image.elf
-//! validated and zipped in memory as the `bootstrap` entry.
+//! What `mayfly deploy` uploads: a package.zip as it is, or a bare ELF (a
+//! Mayfly image, or a static Linux program) checked and zipped in memory
+//! as the `bootstrap` entry, mode 0755.
 
 use std::fs::File;
 use std::io::{self, Cursor, Read, Write};
@@ -9,7 +10,7 @@ use thiserror::Error;
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
-use mayfly_runner::package::{validate_elf, ElfError, MAX_IMAGE_BYTES};
+use mayfly_runner::package::{classify_elf, ElfError, MAX_IMAGE_BYTES};
 
 const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
 const ZIP_MAGIC: &[u8; 4] = b"PK\x03\x04";
@@ -31,8 +32,8 @@ pub enum PackageFileError {
     /// Larger than any package Lambda accepts.
     #[error("{} is larger than the limit of {MAX_IMAGE_BYTES} bytes", .0.display())]
     TooLarge(PathBuf),
-    /// An ELF that QEMU could not boot.
-    #[error("{} is not a bootable image: {source}", path.display())]
+    /// An ELF that cannot be a function's bootstrap.
+    #[error("{} is not a bootable image (neither a Mayfly image nor a static Linux program): it is {source}", path.display())]
     Invalid {
         /// The file.
         path: PathBuf,
@@ -73,7 +74,7 @@ pub fn load_package(path: &Path) -> Result<Vec<u8>, PackageFileError> {
     if !bytes.starts_with(ELF_MAGIC) {
         return Err(PackageFileError::UnknownFormat(path.to_path_buf()));
     }
-    validate_elf(&bytes).map_err(|source| PackageFileError::Invalid {
+    classify_elf(&bytes).map_err(|source| PackageFileError::Invalid {
         path: path.to_path_buf(),
         source,
     })?;
@@ -117,6 +118,26 @@ mod tests {
         assert_eq!(back, elf);
         drop(entry);
         assert_eq!(zip_bootstrap(&elf).unwrap(), zip, "reproducible");
+    }
+
+    #[test]
+    fn a_static_linux_program_is_zipped_as_bootstrap() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = mayfly_runner::testing::linux_elf(2, 0x40_0000, None);
+        let path = dir.path().join("my-function");
+        std::fs::write(&path, &program).unwrap();
+        let zip = load_package(&path).unwrap();
+        let mut archive = zip::ZipArchive::new(Cursor::new(&zip)).unwrap();
+        let mut entry = archive.by_name("bootstrap").unwrap();
+        assert_eq!(entry.unix_mode().unwrap() & 0o777, 0o755);
+        let mut back = Vec::new();
+        entry.read_to_end(&mut back).unwrap();
+        assert_eq!(back, program);
+        // A dynamic one is refused before any upload, with the advice.
+        let dynamic = mayfly_runner::testing::linux_elf(3, 0, Some(b"/lib/ld.so\0"));
+        std::fs::write(&path, &dynamic).unwrap();
+        let err = load_package(&path).unwrap_err();
+        assert!(err.to_string().contains("crt-static"), "{err}");
     }
 
     #[test]

@@ -102,6 +102,7 @@ pub fn host_with(
             max_concurrency,
             retry_base_delay: Duration::from_millis(10),
             limits,
+            linux_kernel: Err(mayfly_runner::linux::KernelNotFound { looked: vec![] }),
         },
     )
     .unwrap();

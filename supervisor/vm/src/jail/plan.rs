@@ -127,6 +127,9 @@ pub struct VmNeeds<'a> {
     pub args: &'a [std::ffi::OsString],
     /// The image.
     pub image: &'a Path,
+    /// The initrd (a Linux function's pack), if any: an absolute path,
+    /// readable by everyone (the VM's uid reads it through a bind mount).
+    pub initrd: Option<&'a Path>,
     /// RAM, in MB.
     pub memory_mb: u32,
     /// Whether QEMU uses KVM.
@@ -181,12 +184,26 @@ impl Jail {
             let files = self.files_for(needs.binary)?;
             let devices = root::devices(needs.kvm);
             let image_len = std::fs::metadata(needs.image).map(|m| m.len()).unwrap_or(0);
+            let initrd = needs.initrd.map(|path| root::Bound {
+                path: path.to_path_buf(),
+                flags: crate::sys::mount_flags(path).unwrap_or(0)
+                    | libc::MS_NOSUID
+                    | libc::MS_NODEV
+                    | libc::MS_NOEXEC,
+            });
             root = Some(RootSpec {
                 dir: c_string(dir.as_os_str().as_bytes()),
                 tmpfs_options: c_string(
                     format!("size={},mode=755,nr_inodes=4096", image_len + (1 << 20)).as_bytes(),
                 ),
-                steps: root::steps(dir, &files.files, &devices, needs.image, needs.env),
+                steps: root::steps(
+                    dir,
+                    &files.files,
+                    &devices,
+                    needs.image,
+                    initrd.as_ref(),
+                    needs.env,
+                ),
             });
         }
         let ready = self.stubs.take().map_err(|e| JailError::Prepare {

@@ -1,7 +1,10 @@
 //! The jail's minimal root: what QEMU needs to start (its binary, its
 //! shared libraries and loader, the loader's cache, the firmware microvm
 //! loads, a few devices), bound read-only at their own paths into a tmpfs,
-//! plus the VM's image and environment as private copies.
+//! plus the VM's image and environment as private copies, and a Linux
+//! function's pack bound read-only (it may be 250 MB: a copy per VM would
+//! cost that much memory and time; the pack holds the function's code
+//! only, never its environment).
 //!
 //! The file list is computed once per QEMU binary (`ldd` costs about as
 //! much as a VM start); each spawn only turns it into [`RootStep`]s.
@@ -178,13 +181,15 @@ fn c_string(path: &Path) -> CString {
 
 /// The steps that build the root at `root`: directories, then the bound
 /// files and devices, the image copied (at its own path, so that the
-/// start-up sweep still recognises the QEMU by its `-kernel`), and the
-/// environment file.
+/// start-up sweep still recognises the QEMU by its `-kernel`), the
+/// initrd (a Linux function's pack) bound read-only at its own path, and
+/// the environment file.
 pub fn steps(
     root: &Path,
     files: &[Bound],
     devices: &[Bound],
     image: &Path,
+    initrd: Option<&Bound>,
     env: Option<&[u8]>,
 ) -> Vec<RootStep> {
     let env_path = Path::new(ENV_FILE);
@@ -192,6 +197,7 @@ pub fn steps(
     let everything = files
         .iter()
         .chain(devices)
+        .chain(initrd)
         .map(|b| b.path.as_path())
         .chain([image])
         .chain(env.map(|_| env_path));
@@ -210,7 +216,7 @@ pub fn steps(
         .map(|d| RootStep::Dir(c_path(root, d)))
         .collect();
     let mut seen = BTreeSet::new();
-    for bound in files.iter().chain(devices) {
+    for bound in files.iter().chain(devices).chain(initrd) {
         if !seen.insert(bound.path.as_os_str()) {
             continue;
         }
@@ -292,6 +298,7 @@ mod tests {
             &files,
             &devices,
             Path::new("/data/images/a.elf"),
+            None,
             Some(b"env=A=1"),
         );
         let c = |s: &str| CString::new(s).unwrap();
@@ -372,12 +379,40 @@ mod tests {
     }
 
     #[test]
+    fn an_initrd_is_bound_read_only_not_copied() {
+        let c = |s: &str| CString::new(s).unwrap();
+        let initrd = Bound {
+            path: "/data/images/abc.pack".into(),
+            flags: 8,
+        };
+        let steps = steps(
+            Path::new("/run/j"),
+            &[],
+            &[],
+            Path::new("/k/linux.elf"),
+            Some(&initrd),
+            None,
+        );
+        assert!(steps.contains(&RootStep::Bind {
+            src: c("/data/images/abc.pack"),
+            dst: c("/run/j/data/images/abc.pack"),
+            flags: 8,
+        }));
+        assert!(steps.contains(&RootStep::File(c("/run/j/data/images/abc.pack"))));
+        assert!(steps.contains(&RootStep::Dir(c("/run/j/data/images"))));
+        assert!(!steps.iter().any(
+            |s| matches!(s, RootStep::Copy { src, .. } if *src == c("/data/images/abc.pack"))
+        ));
+    }
+
+    #[test]
     fn a_relative_image_never_makes_the_root_itself() {
         let steps = steps(
             Path::new("/run/j"),
             &[],
             &[],
             Path::new("target/images/a.elf"),
+            None,
             None,
         );
         let root = CString::new("/run/j").unwrap();

@@ -37,6 +37,7 @@ pub async fn boot_in(
         jail,
         RuntimeApi::without_event(),
         Duration::ZERO,
+        crate::console::CappedLog::default(),
     )?;
     let deadline = running.spawned_at + INIT_TIMEOUT;
     match running

@@ -11,8 +11,12 @@ use super::{
     Now, Refusal, Reply, RuntimeApi, ERROR_INVALID_REQUEST, ERROR_LIMIT, MAX_BODY_BYTES_IN_FLIGHT,
 };
 
-/// Answers with a body up to this size go out as one chunk with their head.
-const SMALL_BODY_BYTES: usize = 4096;
+/// An answer's head and up to this much of its body go out as one chunk
+/// (one write): a client that reads the head and finds no body with it
+/// may give up on the connection (`lambda_runtime`'s hyper opens a new one
+/// per event when the head arrives alone; see LINUX-ABI.md). The rest of a
+/// larger body is sent from the caller's buffer, never copied.
+const COALESCED_BODY_BYTES: usize = 16 * 1024;
 
 /// One HTTP/1.1 keep-alive connection to the runtime API.
 ///
@@ -253,14 +257,12 @@ impl Connection {
             self.input = BytesMut::new();
         }
         head.push_str("\r\n");
-        if body.len() <= SMALL_BODY_BYTES {
-            // One segment for a small answer.
-            let mut whole = head.into_bytes();
-            whole.extend_from_slice(&body);
-            self.output.push_back(Bytes::from(whole));
-        } else {
-            self.output.push_back(Bytes::from(head));
-            self.output.push_back(body);
+        let together = body.len().min(COALESCED_BODY_BYTES);
+        let mut first = head.into_bytes();
+        first.extend_from_slice(&body[..together]);
+        self.output.push_back(Bytes::from(first));
+        if body.len() > together {
+            self.output.push_back(body.slice(together..));
         }
     }
 

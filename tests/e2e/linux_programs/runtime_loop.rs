@@ -1,0 +1,70 @@
+//! A Lambda custom runtime on plain std sockets, built static for the
+//! Linux-function tests: `GET next`, answer, repeat. The event chooses:
+//! `{"mode":"env"}` answers with what the environment and /var/task say,
+//! `{"mode":"exit"}` exits 3 before answering, `{"mode":"segv"}` faults,
+//! anything else is echoed.
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_default()
+}
+
+fn main() {
+    let api = var("AWS_LAMBDA_RUNTIME_API");
+    loop {
+        let mut stream = TcpStream::connect(&api).expect("connect to the runtime API");
+        write!(stream, "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: {api}\r\n\r\n").unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let (mut id, mut len) = (String::new(), 0usize);
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("lambda-runtime-aws-request-id:") {
+                id = line[line.len() - v.trim_start().len()..].trim().to_string();
+            }
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        let mut event = vec![0u8; len];
+        reader.read_exact(&mut event).unwrap();
+        let text = String::from_utf8_lossy(&event).to_string();
+        let body = if text.contains("\"env\"") {
+            let data = std::fs::read_to_string("/var/task/data.txt").unwrap_or_default();
+            let order: Vec<String> = std::env::vars().map(|(k, _)| k).take(3).collect();
+            format!(
+                "{{\"name\":\"{}\",\"version\":\"{}\",\"memory\":\"{}\",\"root\":\"{}\",\"api\":\"{}\",\"handler\":\"{}\",\"region\":\"{}\",\"exec_env\":\"{}\",\"greeting\":\"{}\",\"data\":\"{}\",\"first\":\"{}\",\"cwd\":\"{}\"}}",
+                var("AWS_LAMBDA_FUNCTION_NAME"), var("AWS_LAMBDA_FUNCTION_VERSION"),
+                var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"), var("LAMBDA_TASK_ROOT"), api,
+                var("_HANDLER"), var("AWS_REGION"), var("AWS_EXECUTION_ENV"), var("GREETING"),
+                data.trim(), order.join(","),
+                std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default()
+            )
+        } else if text.contains("\"exit\"") {
+            println!("exiting early");
+            std::process::exit(3);
+        } else if text.contains("\"segv\"") {
+            // SAFETY: none; the fault is the point.
+            unsafe { std::ptr::write_volatile(8 as *mut u8, 1) };
+            unreachable!()
+        } else {
+            text
+        };
+        println!("answering {id}");
+        let mut post = TcpStream::connect(&api).unwrap();
+        write!(
+            post,
+            "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: {api}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = [0u8; 512];
+        let _ = post.read(&mut answer);
+    }
+}
