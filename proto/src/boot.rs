@@ -74,6 +74,10 @@ pub struct BootConfig {
     /// Unix epoch (0 if unknown): a Linux program's wall clock starts here
     /// (the VM has no RTC).
     pub host_clock_ms: u64,
+    /// A fresh random seed for this VM alone (a Linux program's
+    /// randomness is keyed from it); carried in the environment file, never
+    /// on the command line.
+    pub seed: Option<[u8; 32]>,
 }
 
 /// `/tmp`'s size when none is given: Lambda's default ephemeral storage.
@@ -98,6 +102,7 @@ impl BootConfig {
             args: Vec::new(),
             tmp_mb: DEFAULT_TMP_MB,
             host_clock_ms: 0,
+            seed: None,
         }
     }
 
@@ -112,9 +117,16 @@ impl BootConfig {
         out
     }
 
-    /// The environment as the `fw_cfg` file holds it: `env=` tokens.
+    /// The environment as the `fw_cfg` file holds it: `env=` tokens, and
+    /// the seed as a `seed=` token (hex).
     pub fn env_file(&self) -> String {
         let mut out = String::new();
+        if let Some(seed) = &self.seed {
+            out.push_str("seed=");
+            for b in seed {
+                let _ = write!(out, "{b:02x}");
+            }
+        }
         for (key, value) in &self.env {
             if !out.is_empty() {
                 out.push(' ');
@@ -131,9 +143,12 @@ impl BootConfig {
     pub fn decode_with_env(line: &str, env_file: &str) -> Result<BootConfig, BootConfigError> {
         let mut config = BootConfig::decode(line)?;
         for token in env_file.split_ascii_whitespace() {
-            match token.strip_prefix("env=") {
-                Some(value) => config.env.push(decode_env_token(value)?),
-                None => return Err(BootConfigError::Invalid("env")),
+            if let Some(value) = token.strip_prefix("env=") {
+                config.env.push(decode_env_token(value)?);
+            } else if let Some(hex) = token.strip_prefix("seed=") {
+                config.seed = Some(parse_seed(hex)?);
+            } else {
+                return Err(BootConfigError::Invalid("env"));
             }
         }
         Ok(config)
@@ -252,6 +267,19 @@ impl BootConfig {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// 64 hex digits.
+fn parse_seed(hex: &str) -> Result<[u8; 32], BootConfigError> {
+    let mut seed = [0u8; 32];
+    if hex.len() != 64 || !hex.is_ascii() {
+        return Err(BootConfigError::Invalid("seed"));
+    }
+    for (i, byte) in seed.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16)
+            .map_err(|_| BootConfigError::Invalid("seed"))?;
+    }
+    Ok(seed)
 }
 
 /// `KEY=VALUE`, both halves percent-encoded.
@@ -460,6 +488,16 @@ mod tests {
             "{line}"
         );
         assert_eq!(BootConfig::decode(&line).unwrap(), config);
+        config.seed = Some([0xab; 32]);
+        let line = config.command_line();
+        assert!(!line.contains("abab"), "the seed is secret: {line}");
+        let env = config.env_file();
+        assert!(env.starts_with("seed=abab"), "{env}");
+        assert_eq!(BootConfig::decode_with_env(&line, &env).unwrap(), config);
+        assert_eq!(
+            BootConfig::decode_with_env(&line, "seed=12"),
+            Err(BootConfigError::Invalid("seed"))
+        );
         let native = BootConfig::new("f", 128);
         assert!(!native.command_line().contains("exec="));
         assert!(!native.command_line().contains("tmp="));

@@ -26,8 +26,6 @@ use crate::{arch, clock, console, heap, virtio};
 /// The byte source of every file-backed region: the whole pack (offsets
 /// in regions are offsets in the pack).
 pub const PACK_SOURCE: u32 = 0;
-/// `fw_cfg` file with the host's per-VM random seed.
-pub const SEED_FW_CFG_NAME: &str = "opt/mayfly/seed";
 
 /// An open file, as descriptors share it (dup shares the offset).
 pub type FileRef = Rc<RefCell<File>>;
@@ -144,7 +142,7 @@ pub fn start(boot: &'static BootInfo) -> ! {
         out_of_memory();
     }
     entry::init();
-    let random = super::syscall::random::Generator::new(crate::fwcfg::read_file(SEED_FW_CFG_NAME));
+    let random = super::syscall::random::Generator::new(config.seed);
     let mut process = Process {
         space: AddressSpace::new(),
         pack,

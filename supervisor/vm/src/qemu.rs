@@ -316,7 +316,7 @@ pub fn spawn(
     // Kept so that the write side's flags can be changed once QEMU has
     // opened its chardevs (see `make_writes_blocking`).
     let console_writer = console_write.try_clone().map_err(SpawnError::Console)?;
-    let env = (!config.boot.env.is_empty()).then(|| config.boot.env_file());
+    let env = Some(config.boot.env_file()).filter(|e| !e.is_empty());
     let extras = Extras {
         sandbox: jail.seccomp(),
         env_file: env.as_ref().map(|_| jail.env_path()),

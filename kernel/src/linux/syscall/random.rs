@@ -1,5 +1,5 @@
 //! Randomness: a ChaCha20 generator keyed per VM from the host's seed
-//! (a `fw_cfg` file only this VM reads), RDRAND where the CPU has it, and
+//! (in the environment file, which only this VM reads), RDRAND where the CPU has it, and
 //! the TSC, so two VMs never see the same bytes; getrandom, AT_RANDOM and
 //! /dev/urandom all draw from it.
 
@@ -51,7 +51,7 @@ fn rdrand() -> Option<u64> {
 impl Generator {
     /// Keys a generator from the host's seed (if any), RDRAND (if any)
     /// and the TSC.
-    pub fn new(seed: Option<alloc::vec::Vec<u8>>) -> Generator {
+    pub fn new(seed: Option<[u8; 32]>) -> Generator {
         let mut key = [0u32; 8];
         if let Some(seed) = &seed {
             for (i, b) in seed.iter().enumerate() {

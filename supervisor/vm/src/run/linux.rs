@@ -19,6 +19,15 @@ pub fn boot_config(template: &VmTemplate) -> BootConfig {
         boot.program = Some(linux.program.clone());
         boot.args = linux.args.clone();
         boot.tmp_mb = linux.tmp_mb;
+        // The VM has no RTC: its wall clock starts from the host's.
+        boot.host_clock_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        // Fresh entropy for this VM alone, in the environment file.
+        let mut seed = [0u8; 32];
+        seed[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        seed[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        boot.seed = Some(seed);
         if let Some(lambda) = &linux.lambda {
             let runtime_api = format!(
                 "{}:{}",
