@@ -21,4 +21,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod abi;
 pub mod errno;
+pub mod fd;
+pub mod vfs;
