@@ -41,9 +41,25 @@ pub struct OpenFile<'a> {
 
 impl<'a> Vfs<'a> {
     /// Opens (or with `O_CREAT`, creates in `/tmp` with permission bits
-    /// `mode`) the file `path`. `flags` are `open`'s; see the module
-    /// documentation for what each does here. `O_CLOEXEC` is kept in
-    /// [`OpenFile::flags`] for the descriptor table.
+    /// `mode`, as given: the umask is the caller's) the file `path`:
+    ///
+    /// - `O_RDONLY`, `O_WRONLY`, `O_RDWR` (both bits: `EINVAL`); writing
+    ///   or `O_TRUNC` outside `/tmp` and `/dev`: `EROFS`; a directory for
+    ///   writing (or with `O_CREAT`): `EISDIR`; the owner's bits decide
+    ///   the rest (`EACCES`);
+    /// - `O_CREAT` (`EROFS` outside `/tmp`; `O_CREAT | O_DIRECTORY`:
+    ///   `EINVAL`, as Linux 6.4+), `O_EXCL` (`EEXIST`, a final symlink not
+    ///   followed), `O_TRUNC`, `O_APPEND`;
+    /// - `O_DIRECTORY` (`ENOTDIR`), `O_NOFOLLOW` (`ELOOP` on a final
+    ///   symlink, which `O_PATH | O_NOFOLLOW` opens itself);
+    /// - `O_PATH`: a handle for `fstat` and paths only (reads, writes,
+    ///   seeks and listings are `EBADF`); other flags but `O_DIRECTORY`,
+    ///   `O_NOFOLLOW` and `O_CLOEXEC` are ignored with it;
+    /// - `O_TMPFILE`: `EOPNOTSUPP`;
+    /// - the rest (`O_CLOEXEC`, `O_NONBLOCK`, `O_LARGEFILE`, `O_NOCTTY`,
+    ///   `O_NOATIME`, `O_DSYNC`, `O_SYNC`, `O_DIRECT`) are accepted;
+    ///   `O_CLOEXEC` is kept in [`OpenFile::flags`] for the descriptor
+    ///   table.
     pub fn open(
         &mut self,
         cwd: &[u8],

@@ -177,3 +177,74 @@ fn a_file_in_the_way_of_a_directory_loses() {
     assert_eq!(vfs.stat(b"/", b"/c", true).unwrap().mode & S_IFMT, S_IFDIR);
     assert_eq!(names(&vfs.list(b"/", b"/c").unwrap()), [".", "..", "d"]);
 }
+
+/// A xorshift step: the same sequence on every run.
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[test]
+fn hostile_paths_never_panic() {
+    let big = big();
+    let bytes = sample(&big);
+    let mut vfs = Vfs::new(Pack::parse(&bytes).unwrap(), 4096);
+    let long = [b'x'; 300];
+    let tokens: [&[u8]; 16] = [
+        b"/",
+        b"//",
+        b".",
+        b"..",
+        b"tmp",
+        b"var",
+        b"task",
+        b"link_abs",
+        b"loop1",
+        b"totmp",
+        b"up",
+        b"d",
+        b"bootstrap",
+        b"\0",
+        &long,
+        b"dev",
+    ];
+    let mut state = 0x1234_5678_9abc_def1u64;
+    for _ in 0..20_000 {
+        let mut path = Vec::new();
+        for _ in 0..xorshift(&mut state) % 12 {
+            let token = tokens[(xorshift(&mut state) % 16) as usize];
+            path.extend_from_slice(token);
+            if xorshift(&mut state) & 1 == 0 {
+                path.push(b'/');
+            }
+        }
+        let cwd: &[u8] =
+            [&b"/"[..], b"/tmp", b"/var/task", b""][(xorshift(&mut state) % 4) as usize];
+        let flags = (xorshift(&mut state) as u32) & !O_TMPFILE;
+        let _ = vfs.stat(cwd, &path, flags & 1 == 0);
+        let _ = vfs.readlink(cwd, &path);
+        let _ = vfs.access(cwd, &path, flags & 7);
+        let _ = vfs.canonical_dir(cwd, &path);
+        match xorshift(&mut state) % 5 {
+            0 => drop(vfs.mkdir(cwd, &path, 0o755, 0)),
+            1 => drop(vfs.unlink(cwd, &path)),
+            2 => drop(vfs.rmdir(cwd, &path)),
+            3 => drop(vfs.rename(cwd, &path, b"/tmp/d")),
+            _ => {
+                if let Ok(mut f) = vfs.open(cwd, &path, flags, 0o644, 0) {
+                    let mut buf = [0u8; 64];
+                    let _ = f.write(&mut vfs, b"abc", 0);
+                    let _ = f.seek(&vfs, xorshift(&mut state) as i64, (flags >> 8) % 5);
+                    if f.kind() != NodeKind::CharDevice(Device::Random) {
+                        let _ = f.read(&vfs, &mut buf);
+                    }
+                    let _ = f.getdents64(&vfs, &mut buf);
+                    let _ = f.truncate(&mut vfs, xorshift(&mut state) % 8192, 0);
+                }
+            }
+        }
+    }
+    assert!(vfs.tmp_used() <= 4096);
+}
