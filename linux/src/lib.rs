@@ -21,8 +21,11 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod abi;
 pub mod elf;
 pub mod errno;
+pub mod fd;
 pub mod names;
 pub mod stack;
+pub mod vfs;
 pub mod vma;
