@@ -257,6 +257,7 @@ impl BootConfig {
             args,
             tmp_mb,
             host_clock_ms,
+            seed: None,
         })
     }
 

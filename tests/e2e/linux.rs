@@ -4,8 +4,7 @@
 //! with the host's Rust toolchain as static-pie (`+crt-static`).
 //!
 //! Deploy-time checks need no kernel image; the tests that run a program
-//! need `target/images/linux.elf` (`cargo xtask images`) and are ignored
-//! until the kernel's Linux personality lands.
+//! boot `target/images/linux.elf` (`cargo xtask images`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -183,7 +182,6 @@ fn mayfly_exec_refuses_what_is_not_a_static_linux_program() {
 }
 
 #[test]
-#[ignore = "needs the Linux kernel image (lands with the kernel)"]
 fn a_rust_std_runtime_loop_answers_through_the_aws_cli() {
     let s = Server::start();
     let zip = function_zip(s.tmp(), &program("runtime_loop"));
@@ -228,7 +226,6 @@ fn a_rust_std_runtime_loop_answers_through_the_aws_cli() {
 }
 
 #[test]
-#[ignore = "needs the Linux kernel image (lands with the kernel)"]
 fn a_linux_function_that_exits_or_faults_is_a_runtime_exit_error() {
     let s = Server::start();
     let zip = function_zip(s.tmp(), &program("runtime_loop"));
@@ -252,7 +249,6 @@ fn a_linux_function_that_exits_or_faults_is_a_runtime_exit_error() {
 }
 
 #[test]
-#[ignore = "needs the Linux kernel image (lands with the kernel)"]
 fn a_linux_function_answers_boto3_and_a_bare_binary_deploys_with_mayfly_deploy() {
     let s = Server::start();
     let binary = program("runtime_loop");
@@ -322,7 +318,6 @@ fn exec_probe(args: &[&str], extra: &[&str]) -> std::process::Output {
 }
 
 #[test]
-#[ignore = "needs the Linux kernel image (lands with the kernel)"]
 fn mayfly_exec_passes_output_and_the_exit_status_through() {
     let out = exec_probe(&["exit", "7"], &["--env", "PROBE=yes"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -343,7 +338,6 @@ fn mayfly_exec_passes_output_and_the_exit_status_through() {
 }
 
 #[test]
-#[ignore = "needs the Linux kernel image (lands with the kernel)"]
 fn mayfly_exec_of_a_segfault_exits_139_and_a_timeout_124() {
     let out = exec_probe(&["segv"], &[]);
     assert_eq!(

@@ -393,7 +393,7 @@ pub fn fcntl(p: &mut Process, a: &Args) -> SysResult {
             Ok(0)
         }
         abi::F_GETFL => Ok(u64::from(match &*file.borrow() {
-            File::Node(open) => open.flags(),
+            File::Node(open) => open.status_flags(),
             File::Stdin => abi::O_RDONLY,
             File::Console => abi::O_WRONLY,
             File::Socket(s) => abi::O_RDWR | if s.nonblocking { abi::O_NONBLOCK } else { 0 },
