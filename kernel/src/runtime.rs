@@ -232,5 +232,11 @@ fn panic(info: &PanicInfo) -> ! {
     }
     console::early_write(&text);
     console::early_write("\n");
-    arch::power_off(exit::PANIC)
+    // A Linux program has no runtime client in the kernel: its VM ends
+    // with the code that says why, for the host to report.
+    arch::power_off(if out_of_memory {
+        exit::OUT_OF_MEMORY
+    } else {
+        exit::PANIC
+    })
 }

@@ -46,7 +46,7 @@ unsafe impl Hal for KernelHal {
     }
 
     unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
-        NonNull::new(heap::phys_to_virt(paddr as u64) as *mut u8).expect("MMIO address is not null")
+        NonNull::new(heap::phys_to_virt(paddr) as *mut u8).expect("MMIO address is not null")
     }
 
     unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {

@@ -189,19 +189,11 @@ impl Process {
 
     /// Frees the frames of the pages in `range` (after munmap, brk).
     pub fn release(&mut self, range: core::ops::Range<u64>) {
-        let mut page = range.start & !(PAGE_SIZE - 1);
-        while page < range.end {
-            paging::unmap(page);
-            page += PAGE_SIZE;
-        }
+        paging::for_each_mapped(range.start, range.end, paging::unmap);
     }
 
     /// Applies a new protection to the pages in `range` that have frames.
     pub fn reprotect(&mut self, range: core::ops::Range<u64>, prot: u32) {
-        let mut page = range.start & !(PAGE_SIZE - 1);
-        while page < range.end {
-            paging::protect(page, prot);
-            page += PAGE_SIZE;
-        }
+        paging::for_each_mapped(range.start, range.end, |page| paging::protect(page, prot));
     }
 }

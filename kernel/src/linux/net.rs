@@ -115,7 +115,7 @@ impl Network {
 
     fn port(&mut self) -> u16 {
         let port = self.next_port;
-        self.next_port = if port + 1 >= EPHEMERAL.end {
+        self.next_port = if port >= EPHEMERAL.end - 1 {
             EPHEMERAL.start
         } else {
             port + 1
@@ -398,10 +398,9 @@ impl Network {
 
     /// TCP_NODELAY.
     pub fn set_nodelay(&mut self, socket: &mut Socket, on: bool) {
+        // Nagle stays off either way (see `connect`): the flag is only
+        // remembered, for getsockopt.
         socket.nodelay = on;
-        if let Some(h) = socket.handle {
-            self.tcp(h).set_nagle_enabled(!on && false);
-        }
     }
 
     /// Whether TCP_NODELAY is on.

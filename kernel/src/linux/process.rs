@@ -241,7 +241,7 @@ fn load(p: &mut Process, program: &str) -> Result<(u64, u64), String> {
         (AT_EGID, 990),
         (AT_SECURE, 0),
         (AT_CLKTCK, 100),
-        (AT_HWCAP, u64::from(arch::cpuid(1).ecx) << 32 | 0),
+        (AT_HWCAP, u64::from(core::arch::x86_64::__cpuid(1).edx)),
         (AT_MINSIGSTKSZ, 2048),
     ];
     let initial = stack::build(STACK_TOP, &argv, &envp, &auxv, &random, program.as_bytes())

@@ -103,7 +103,7 @@ pub fn brk(p: &mut Process, a: &Args) -> SysResult {
 pub fn madvise(p: &mut Process, a: &Args) -> SysResult {
     const MADV_DONTNEED: u64 = 4;
     const MADV_FREE: u64 = 8;
-    if a[0] % PAGE_SIZE != 0 {
+    if !a[0].is_multiple_of(PAGE_SIZE) {
         return Err(Errno::EINVAL);
     }
     if a[2] == MADV_DONTNEED || a[2] == MADV_FREE {

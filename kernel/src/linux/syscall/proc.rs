@@ -153,7 +153,7 @@ pub fn prlimit64(p: &mut Process, a: &Args) -> SysResult {
 /// sched_getaffinity: one CPU.
 pub fn sched_getaffinity(p: &mut Process, a: &Args) -> SysResult {
     let len = a[1] as usize;
-    if len < 8 || len % 8 != 0 {
+    if len < 8 || !len.is_multiple_of(8) {
         return Err(Errno::EINVAL);
     }
     let mut mask = [0u8; 8];
