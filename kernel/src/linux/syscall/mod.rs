@@ -13,6 +13,7 @@ use super::entry::SyscallFrame;
 use super::process::{self, Process};
 use crate::console;
 
+pub mod fd;
 pub mod fs;
 pub mod mem;
 pub mod net;
@@ -33,7 +34,7 @@ fn handler(nr: u64) -> Option<Handler> {
         0 => fs::read,
         1 => fs::write,
         2 => fs::open,
-        3 => fs::close,
+        3 => fd::close,
         4 => fs::stat,
         5 => fs::fstat,
         6 => fs::lstat,
@@ -45,7 +46,7 @@ fn handler(nr: u64) -> Option<Handler> {
         12 => mem::brk,
         13 => proc::rt_sigaction,
         14 => proc::rt_sigprocmask,
-        16 => fs::ioctl,
+        16 => fd::ioctl,
         17 => fs::pread64,
         18 => fs::pwrite64,
         19 => fs::readv,
@@ -53,8 +54,8 @@ fn handler(nr: u64) -> Option<Handler> {
         21 => fs::access,
         24 => proc::sched_yield,
         28 => mem::madvise,
-        32 => fs::dup,
-        33 => fs::dup2,
+        32 => fd::dup,
+        33 => fd::dup2,
         35 => time::nanosleep,
         39 => proc::getpid,
         41 => net::socket,
@@ -72,7 +73,7 @@ fn handler(nr: u64) -> Option<Handler> {
         60 => proc::exit,
         62 => proc::kill,
         63 => proc::uname,
-        72 => fs::fcntl,
+        72 => fd::fcntl,
         74 | 75 => fs::fsync,
         77 => fs::ftruncate,
         79 => fs::getcwd,
@@ -120,7 +121,7 @@ fn handler(nr: u64) -> Option<Handler> {
         284 => poll::eventfd,
         290 => poll::eventfd2,
         291 => poll::epoll_create1,
-        292 => fs::dup3,
+        292 => fd::dup3,
         302 => proc::prlimit64,
         316 => fs::renameat2,
         318 => random::getrandom,
