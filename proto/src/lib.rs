@@ -11,6 +11,7 @@
 //! - [`exit`]: the `isa-debug-exit` port, the exit codes the guest writes
 //!   there and the QEMU exit statuses they become.
 //! - [`console`]: COM1 and the prefix of the kernel's own console lines.
+//! - [`date`]: calendar dates from day numbers and back.
 //! - [`limits`]: Lambda's limits (payloads, memory, timeout, environment,
 //!   package sizes).
 //! - [`pack`]: the flat archive a Linux function's package becomes for its
@@ -25,6 +26,7 @@ extern crate alloc;
 
 pub mod boot;
 pub mod console;
+pub mod date;
 pub mod exit;
 pub mod limits;
 pub mod net;

@@ -69,7 +69,7 @@ pub(super) fn read_all(vfs: &Vfs<'_>, file: &OpenFile<'_>) -> Vec<u8> {
     }
 }
 
-fn names(entries: &[DirEntry]) -> Vec<String> {
+pub(super) fn names(entries: &[DirEntry]) -> Vec<String> {
     entries
         .iter()
         .map(|e| String::from_utf8(e.name.clone()).unwrap())

@@ -4,17 +4,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use mayfly_proto::pack::{EntryKind, Pack};
 
-use super::tests::{big, build, sample};
+use super::tests::{big, build, names, sample};
 use super::*;
 use crate::abi::*;
 use EntryKind::File;
-
-fn names(entries: &[DirEntry]) -> Vec<String> {
-    entries
-        .iter()
-        .map(|e| String::from_utf8(e.name.clone()).unwrap())
-        .collect()
-}
 
 #[test]
 fn access_and_permissions_use_the_owner_bits() {

@@ -124,14 +124,19 @@ fn limit(p: &Process, resource: u64) -> SysResult<(u64, u64)> {
     })
 }
 
-/// getrlimit.
-pub fn getrlimit(p: &mut Process, a: &Args) -> SysResult {
-    let (cur, max) = limit(p, a[0])?;
+/// Writes a `struct rlimit` (current, maximum) for `resource` at `addr`.
+fn write_limit(p: &mut Process, resource: u64, addr: u64) -> SysResult {
+    let (cur, max) = limit(p, resource)?;
     let mut out = [0u8; 16];
     out[..8].copy_from_slice(&cur.to_le_bytes());
     out[8..].copy_from_slice(&max.to_le_bytes());
-    p.write_user(a[1], &out)?;
+    p.write_user(addr, &out)?;
     Ok(0)
+}
+
+/// getrlimit.
+pub fn getrlimit(p: &mut Process, a: &Args) -> SysResult {
+    write_limit(p, a[0], a[1])
 }
 
 /// prlimit64 on itself: reads the limit; setting one is accepted and
@@ -140,14 +145,10 @@ pub fn prlimit64(p: &mut Process, a: &Args) -> SysResult {
     if a[0] != 0 && a[0] != PID {
         return Err(Errno::ESRCH);
     }
-    let (cur, max) = limit(p, a[1])?;
-    if a[3] != 0 {
-        let mut out = [0u8; 16];
-        out[..8].copy_from_slice(&cur.to_le_bytes());
-        out[8..].copy_from_slice(&max.to_le_bytes());
-        p.write_user(a[3], &out)?;
+    if a[3] == 0 {
+        return limit(p, a[1]).map(|_| 0);
     }
-    Ok(0)
+    write_limit(p, a[1], a[3])
 }
 
 /// sched_getaffinity: one CPU.
