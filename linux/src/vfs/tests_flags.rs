@@ -1,6 +1,5 @@
 //! Permissions, `/dev`, open flags and odd packages.
 
-use alloc::string::String;
 use alloc::vec::Vec;
 use mayfly_proto::pack::{EntryKind, Pack};
 
