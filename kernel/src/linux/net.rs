@@ -13,6 +13,7 @@ use core::cell::RefCell;
 
 use mayfly_linux::errno::Errno;
 use mayfly_proto::boot::BootConfig;
+use mayfly_proto::runtime::HEADER_MAX_MEMORY_BYTES;
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
@@ -58,6 +59,8 @@ pub struct Network {
     next_port: u16,
     /// Sockets the program closed, kept until their data is sent.
     closing: Vec<SocketHandle>,
+    /// The runtime API's endpoint.
+    runtime_api: IpEndpoint,
 }
 
 impl Network {
@@ -74,6 +77,10 @@ impl Network {
             sockets: SocketSet::new(Vec::new()),
             next_port: EPHEMERAL.start + (arch::rdtsc() % 8192) as u16,
             closing: Vec::new(),
+            runtime_api: IpEndpoint::new(
+                IpAddress::Ipv4(Ipv4Address::from(config.host_ip)),
+                config.api_port,
+            ),
         }
     }
 
@@ -136,6 +143,28 @@ pub struct Socket {
     local_port: u16,
     remote: Option<IpEndpoint>,
     nodelay: bool,
+    /// Counts the operations that drained the socket or filled it (EAGAIN,
+    /// or a short read or write): an edge-triggered epoll reports the
+    /// socket again once it is ready after one, as Linux does when new data
+    /// or room arrives.
+    pub wouldblock: u64,
+    /// On a connection to the runtime API: where the next request starts.
+    tap: Option<ApiTap>,
+    /// Bytes the kernel adds to the stream, sent before the program's next.
+    injected: Vec<u8>,
+}
+
+/// The kernel's view of the program's HTTP requests to the runtime API: a
+/// request begins with the first byte written after a response arrived
+/// (HTTP/1.1 clients do not pipeline), and the kernel adds one header after
+/// its request line, the VM's peak memory use
+/// ([`HEADER_MAX_MEMORY_BYTES`]), which is how the host reports
+/// `Max Memory Used` for a program that does not know it runs in Mayfly.
+struct ApiTap {
+    /// The next byte written starts a request.
+    at_start: bool,
+    /// The request line has begun but not ended.
+    in_request_line: bool,
 }
 
 impl Socket {
@@ -149,6 +178,9 @@ impl Socket {
             local_port: 0,
             remote: None,
             nodelay: false,
+            wouldblock: 0,
+            tap: None,
+            injected: Vec::new(),
         }
     }
 }
@@ -157,6 +189,8 @@ impl Socket {
 pub struct EventFd {
     /// The count.
     pub counter: u64,
+    /// Reads that found it empty (see [`Socket::wouldblock`]).
+    pub wouldblock: u64,
     /// O_NONBLOCK.
     pub nonblocking: bool,
     /// EFD_SEMAPHORE: reads take one.
@@ -172,8 +206,11 @@ pub struct Interest {
     /// What the program gets back.
     pub data: u64,
     /// What was ready when last reported (edge-triggered: only new bits
-    /// are reported again).
+    /// are reported again, or all of them after the file was found not
+    /// ready).
     pub reported: u32,
+    /// The file's not-ready count when last reported.
+    pub wouldblock: u64,
     /// Disabled by EPOLLONESHOT after firing.
     pub disabled: bool,
 }
@@ -250,6 +287,12 @@ impl Network {
         socket.local_port = port;
         socket.remote = Some(remote);
         socket.connecting = true;
+        if remote == self.runtime_api {
+            socket.tap = Some(ApiTap {
+                at_start: true,
+                in_request_line: false,
+            });
+        }
         self.poll();
         Ok(())
     }
@@ -317,11 +360,31 @@ impl Network {
         }
         let tcp = self.tcp(h);
         if tcp.can_recv() {
-            return tcp.recv_slice(out).map_err(|_| Errno::ECONNRESET);
+            // The receive buffer is a ring: take both of its pieces, so that
+            // a short read means the buffer is empty, as on Linux (tokio
+            // relies on it: after a short read it waits for the next edge).
+            let mut n = 0;
+            while n < out.len() && tcp.can_recv() {
+                let got = tcp
+                    .recv_slice(&mut out[n..])
+                    .map_err(|_| Errno::ECONNRESET)?;
+                if got == 0 {
+                    break;
+                }
+                n += got;
+            }
+            if n < out.len() {
+                socket.wouldblock += 1;
+            }
+            if let Some(tap) = &mut socket.tap {
+                tap.at_start = n > 0 || tap.at_start;
+            }
+            return Ok(n);
         }
         if !tcp.may_recv() {
             return Ok(0);
         }
+        socket.wouldblock += 1;
         Err(Errno::EAGAIN)
     }
 
@@ -341,9 +404,48 @@ impl Network {
                 Errno::ECONNRESET
             });
         }
-        let n = tcp.send_slice(data).map_err(|_| Errno::EPIPE)?;
+        if !socket.injected.is_empty() {
+            let n = tcp.send_slice(&socket.injected).map_err(|_| Errno::EPIPE)?;
+            socket.injected.drain(..n);
+            if !socket.injected.is_empty() {
+                socket.wouldblock += 1;
+                return Err(Errno::EAGAIN);
+            }
+        }
+        // On the runtime API's connection, a request's line is sent up to
+        // its end first, so that the header can follow it.
+        let mut take = data.len();
+        if let Some(tap) = &mut socket.tap {
+            if tap.at_start && !data.is_empty() {
+                tap.at_start = false;
+                tap.in_request_line = true;
+            }
+            if tap.in_request_line {
+                if let Some(end) = data.iter().position(|&b| b == b'\n') {
+                    take = end + 1;
+                }
+            }
+        }
+        let n = tcp.send_slice(&data[..take]).map_err(|_| Errno::EPIPE)?;
         if n == 0 {
+            socket.wouldblock += 1;
             return Err(Errno::EAGAIN);
+        }
+        if let Some(tap) = &mut socket.tap {
+            if tap.in_request_line && n == take && data[take - 1] == b'\n' {
+                tap.in_request_line = false;
+                socket.injected = alloc::format!(
+                    "{HEADER_MAX_MEMORY_BYTES}: {}\r\n",
+                    crate::heap::max_used_bytes()
+                )
+                .into_bytes();
+                let n = tcp.send_slice(&socket.injected).unwrap_or(0);
+                socket.injected.drain(..n);
+            }
+        }
+        if n < data.len() {
+            // A short write: the program waits for room, the next edge.
+            socket.wouldblock += 1;
         }
         self.poll();
         Ok(n)

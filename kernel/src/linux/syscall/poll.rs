@@ -237,6 +237,7 @@ pub fn epoll_ctl(p: &mut Process, a: &Args) -> SysResult {
                     events: wanted,
                     data,
                     reported: 0,
+                    wouldblock: 0,
                     disabled: false,
                 },
             );
@@ -281,6 +282,11 @@ fn collect(p: &mut Process, epoll: &FileRef, max: usize) -> Vec<u8> {
             continue;
         };
         let ready = readiness(p, &file);
+        let wouldblock = match &*file.borrow() {
+            File::Socket(s) => s.wouldblock,
+            File::EventFd(e) => e.wouldblock,
+            _ => 0,
+        };
         let mut e = epoll.borrow_mut();
         let File::Epoll(e) = &mut *e else { break };
         let Some(interest) = e.interests.get_mut(&fd) else {
@@ -289,9 +295,16 @@ fn collect(p: &mut Process, epoll: &FileRef, max: usize) -> Vec<u8> {
         let mask = interest.events | events::ERR | events::HUP;
         let ready = ready & mask;
         let fire = if interest.events & events::ET != 0 {
-            let fresh = ready & !interest.reported;
+            // New bits, or any readiness once the program has been told
+            // "not ready" since the last report (it drained the socket or
+            // filled its buffer, and now waits for the next edge).
+            let fresh = ready & !interest.reported != 0
+                || (ready != 0 && wouldblock != interest.wouldblock);
             interest.reported = ready;
-            fresh != 0
+            if fresh {
+                interest.wouldblock = wouldblock;
+            }
+            fresh
         } else {
             ready != 0
         };
@@ -353,6 +366,7 @@ pub fn eventfd2(p: &mut Process, a: &Args) -> SysResult {
     }
     let file = File::EventFd(EventFd {
         counter: a[0] & 0xffff_ffff,
+        wouldblock: 0,
         nonblocking: a[1] & EFD_NONBLOCK != 0,
         semaphore: a[1] & EFD_SEMAPHORE != 0,
     });
@@ -375,7 +389,10 @@ pub fn eventfd_read(p: &mut Process, file: &FileRef, addr: u64, len: usize) -> S
                 e.counter -= v;
                 Some(v)
             }
-            File::EventFd(e) if e.nonblocking => return Err(Errno::EAGAIN),
+            File::EventFd(e) if e.nonblocking => {
+                e.wouldblock += 1;
+                return Err(Errno::EAGAIN);
+            }
             File::EventFd(_) => None,
             _ => return Err(Errno::EINVAL),
         };
