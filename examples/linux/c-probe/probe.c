@@ -10,9 +10,11 @@
  *
  *   hello     prints "hello from C" to stdout and "to stderr" to stderr
  *   enosys    makes system calls the kernel does not implement,
- *             io_uring_setup(1, NULL) and the raw number 500, printing
- *             "io_uring_setup: -1 ENOSYS" and "syscall 500: -1 ENOSYS"
- *             (whatever each answered), then "still running"
+ *             io_uring_setup(1, NULL) twice and the raw number 500,
+ *             printing "io_uring_setup: -1 ENOSYS", "io_uring_setup
+ *             again: -1 ENOSYS" and "syscall 500: -1 ENOSYS" (whatever
+ *             each answered), then "still running" (the kernel names an
+ *             unsupported syscall once however often it is made)
  *   segv      prints "segv: writing through NULL" and writes through a
  *             NULL pointer (SIGSEGV)
  *   ill       prints "ill: executing ud2" and executes ud2 (SIGILL)
@@ -224,6 +226,8 @@ static int run_mode(const char *mode, int argc, char **argv)
     } else if (strcmp(mode, "enosys") == 0) {
         long r = syscall(SYS_io_uring_setup, 1, 0);
         out("io_uring_setup: %ld %s\n", r, errno_name(r < 0 ? errno : 0));
+        r = syscall(SYS_io_uring_setup, 1, 0);
+        out("io_uring_setup again: %ld %s\n", r, errno_name(r < 0 ? errno : 0));
         r = syscall(500);
         out("syscall 500: %ld %s\n", r, errno_name(r < 0 ? errno : 0));
         out("still running\n");
