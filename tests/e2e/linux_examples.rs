@@ -403,6 +403,15 @@ fn a_linux_function_that_touches_more_than_its_memory_is_runtime_out_of_memory()
     assert!(log.contains("eatmem: 64 MiB"), "{log}");
     assert!(!log.contains("malloc failed"), "{log}");
     assert_framed(&log);
+    // It touched at least 64 MiB, as the REPORT line says (Lambda's says
+    // the whole 128 MB after an out-of-memory end).
+    let used: u64 = log
+        .split("Max Memory Used: ")
+        .nth(1)
+        .and_then(|rest| rest.split(" MB").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no Max Memory Used: {log}"));
+    assert!(used >= 64, "Max Memory Used: {used} MB after touching 64 MiB:\n{log}");
     s.assert_no_qemu();
 }
 
