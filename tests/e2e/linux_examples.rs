@@ -69,14 +69,20 @@ fn assert_framed(log: &str) {
         .next()
         .unwrap();
     assert!(
-        log.lines().any(|l| l.starts_with(&format!("END RequestId: {id}"))),
+        log.lines()
+            .any(|l| l.starts_with(&format!("END RequestId: {id}"))),
         "no END line for {id}:\n{log}"
     );
     let report = log
         .lines()
         .find(|l| l.starts_with(&format!("REPORT RequestId: {id}")))
         .unwrap_or_else(|| panic!("no REPORT line for {id}:\n{log}"));
-    for field in ["Duration: ", "Billed Duration: ", "Memory Size: ", "Max Memory Used: "] {
+    for field in [
+        "Duration: ",
+        "Billed Duration: ",
+        "Memory Size: ",
+        "Max Memory Used: ",
+    ] {
         assert!(report.contains(field), "{field:?} missing in {report}");
     }
 }
@@ -130,7 +136,12 @@ fn boto3_echo(s: &Server, name: &str, zip: &Path, create: bool, kinds: &str) {
     let out = s
         .python_command(script.to_str().unwrap())
         .env("MAYFLY_API_DIR", root().join("tests").join("api"))
-        .args([name, zip.to_str().unwrap(), if create { "create" } else { "-" }, kinds])
+        .args([
+            name,
+            zip.to_str().unwrap(),
+            if create { "create" } else { "-" },
+            kinds,
+        ])
         .output()
         .expect("run python3.11");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -249,7 +260,8 @@ fn c_probe_unsupported_syscall_is_named_once_in_the_log_and_the_program_goes_on(
         "{log}"
     );
     assert_eq!(
-        log.matches("mayfly: unsupported syscall unknown (500)").count(),
+        log.matches("mayfly: unsupported syscall unknown (500)")
+            .count(),
         1,
         "{log}"
     );
@@ -375,12 +387,9 @@ fn tmp_of_a_128_mb_function_runs_out_gracefully() {
         .and_then(|rest| rest.split_once(' '))
         .unwrap_or_else(|| panic!("{output}"));
     let bytes: u64 = bytes.parse().unwrap_or_else(|_| panic!("{output}"));
+    assert!(errno == "ENOSPC" || errno == "ENOMEM", "{output}\n{log}");
     assert!(
-        errno == "ENOSPC" || errno == "ENOMEM",
-        "{output}\n{log}"
-    );
-    assert!(
-        bytes >= 16 << 20 && bytes < 128 << 20,
+        (16 << 20..128 << 20).contains(&bytes),
         "wrote {bytes} bytes in a 128 MB VM: {output}"
     );
     assert!(!log.contains("mayfly: out of memory"), "{log}");
@@ -411,7 +420,10 @@ fn a_linux_function_that_touches_more_than_its_memory_is_runtime_out_of_memory()
         .and_then(|rest| rest.split(" MB").next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no Max Memory Used: {log}"));
-    assert!(used >= 64, "Max Memory Used: {used} MB after touching 64 MiB:\n{log}");
+    assert!(
+        used >= 64,
+        "Max Memory Used: {used} MB after touching 64 MiB:\n{log}"
+    );
     s.assert_no_qemu();
 }
 
