@@ -85,6 +85,8 @@ pub fn prepare(cache: &Path) -> Result<Guest> {
             .context("the kernel package has no boot/vmlinuz-*")?;
         let elf = extract_vmlinux(&std::fs::read(&vmlinuz)?)?;
         std::fs::write(&vmlinux, elf)?;
+        // What was needed is out; the unpacked package is some 400 MB.
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     let root = unpack(cache, &busybox_deb, "busybox-root")?;
