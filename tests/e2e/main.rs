@@ -10,6 +10,7 @@ mod support;
 
 // `mayfly run` and `mayfly exec`.
 mod linux;
+mod linux_examples;
 mod run;
 mod run_input;
 

@@ -10,9 +10,11 @@
  *
  *   hello     prints "hello from C" to stdout and "to stderr" to stderr
  *   enosys    makes system calls the kernel does not implement,
- *             io_uring_setup(1, NULL) and the raw number 500, printing
- *             "io_uring_setup: -1 ENOSYS" and "syscall 500: -1 ENOSYS"
- *             (whatever each answered), then "still running"
+ *             io_uring_setup(1, NULL) twice and the raw number 500,
+ *             printing "io_uring_setup: -1 ENOSYS", "io_uring_setup
+ *             again: -1 ENOSYS" and "syscall 500: -1 ENOSYS" (whatever
+ *             each answered), then "still running" (the kernel names an
+ *             unsupported syscall once however often it is made)
  *   segv      prints "segv: writing through NULL" and writes through a
  *             NULL pointer (SIGSEGV)
  *   ill       prints "ill: executing ud2" and executes ud2 (SIGILL)
@@ -27,10 +29,15 @@
  *             it after that many MiB ("wrote 3145728 limit"), for running
  *             it outside a VM
  *   env       prints the environment, one NAME=VALUE a line
+ *   eatmem    mallocs 1 MiB at a time and touches every page of it,
+ *             forever (printing "eatmem: N MiB" to stderr every 64 MiB),
+ *             until the VM's memory runs out; if malloc fails it prints
+ *             "eatmem: malloc failed after N MiB" and exits with 1
  *   sleep     sleeps argv[2] or PROBE_STATUS seconds, then prints "slept N"
  *
  * As a function (AWS_LAMBDA_RUNTIME_API set): the mode runs once, before
- * the first event. The modes that end the process (segv, ill, exit) end it
+ * the first event. The modes that end the process (segv, ill, exit,
+ * eatmem) end it
  * there, before any event is answered, which is what the tests of a fault
  * or an early exit want. Otherwise the probe then answers every event with
  * {"mode":"MODE","output":"what the mode printed to stdout"}; with no mode
@@ -191,6 +198,23 @@ stop:
     return 0;
 }
 
+/* Never returns: memory runs out first (or malloc fails, status 1). */
+static void mode_eatmem(void)
+{
+    const size_t chunk = 1024 * 1024;
+    for (unsigned long mb = 1;; mb++) {
+        volatile char *p = malloc(chunk);
+        if (!p) {
+            fprintf(stderr, "eatmem: malloc failed after %lu MiB\n", mb - 1);
+            exit(1);
+        }
+        for (size_t i = 0; i < chunk; i += 4096)
+            p[i] = (char)mb;
+        if (mb % 64 == 0)
+            fprintf(stderr, "eatmem: %lu MiB\n", mb);
+    }
+}
+
 /* Runs one mode; returns -1 for an unknown mode. The modes that end the
  * process do not return. */
 static int run_mode(const char *mode, int argc, char **argv)
@@ -202,6 +226,8 @@ static int run_mode(const char *mode, int argc, char **argv)
     } else if (strcmp(mode, "enosys") == 0) {
         long r = syscall(SYS_io_uring_setup, 1, 0);
         out("io_uring_setup: %ld %s\n", r, errno_name(r < 0 ? errno : 0));
+        r = syscall(SYS_io_uring_setup, 1, 0);
+        out("io_uring_setup again: %ld %s\n", r, errno_name(r < 0 ? errno : 0));
         r = syscall(500);
         out("syscall 500: %ld %s\n", r, errno_name(r < 0 ? errno : 0));
         out("still running\n");
@@ -232,6 +258,10 @@ static int run_mode(const char *mode, int argc, char **argv)
     } else if (strcmp(mode, "tmpfill") == 0) {
         if (mode_tmpfill(arg_or_env(argc, argv, "PROBE_LIMIT_MB", 0)) < 0)
             return 1;
+    } else if (strcmp(mode, "eatmem") == 0) {
+        out("eatmem: touching 1 MiB at a time\n");
+        fflush(stdout);
+        mode_eatmem();
     } else if (strcmp(mode, "env") == 0) {
         extern char **environ;
         for (char **e = environ; *e; e++)
@@ -243,7 +273,7 @@ static int run_mode(const char *mode, int argc, char **argv)
             ;
         out("slept %ld\n", seconds);
     } else {
-        fprintf(stderr, "c-probe: unknown mode `%s` (hello, enosys, segv, ill, exit, random, tmpfill, env, sleep)\n",
+        fprintf(stderr, "c-probe: unknown mode `%s` (hello, enosys, segv, ill, exit, random, tmpfill, eatmem, env, sleep)\n",
                 mode);
         return -1;
     }
@@ -278,7 +308,7 @@ int main(int argc, char **argv)
     int as_function = getenv("AWS_LAMBDA_RUNTIME_API") != NULL;
     if (!mode || !*mode) {
         if (!as_function) {
-            fprintf(stderr, "usage: c-probe hello|enosys|segv|ill|exit [N]|random|tmpfill [MB]|env|sleep [S]\n"
+            fprintf(stderr, "usage: c-probe hello|enosys|segv|ill|exit [N]|random|tmpfill [MB]|eatmem|env|sleep [S]\n"
                             "       (or PROBE_MODE=...; as a function with no mode it is an echo)\n");
             return 2;
         }

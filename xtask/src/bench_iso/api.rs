@@ -127,9 +127,15 @@ impl Server {
 
     /// CreateFunction of `echo` from `zip` (128 MB, 10 s).
     pub fn create_echo(&self, zip: &Path) -> Result<()> {
+        self.create(FUNCTION, zip)
+    }
+
+    /// CreateFunction of `name` from `zip` (128 MB, 10 s): a native image
+    /// or a static Linux `bootstrap`, as the server tells them apart.
+    pub fn create(&self, name: &str, zip: &Path) -> Result<()> {
         let code = base64::engine::general_purpose::STANDARD.encode(std::fs::read(zip)?);
         let body = serde_json::json!({
-            "FunctionName": FUNCTION, "Runtime": "provided.al2023", "Handler": "bootstrap",
+            "FunctionName": name, "Runtime": "provided.al2023", "Handler": "bootstrap",
             "Role": "arn:aws:iam::000000000000:role/mayfly", "MemorySize": 128, "Timeout": 10,
             "Code": {"ZipFile": code},
         });
@@ -186,9 +192,19 @@ impl Server {
         qualifier: Option<&str>,
         tail: bool,
     ) -> Result<(Duration, Option<String>)> {
+        self.invoke_fn(FUNCTION, qualifier, tail)
+    }
+
+    /// One synchronous Invoke of `function`, which must echo [`EVENT`].
+    pub fn invoke_fn(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+        tail: bool,
+    ) -> Result<(Duration, Option<String>)> {
         let target = match qualifier {
-            Some(q) => format!("/2015-03-31/functions/{FUNCTION}/invocations?Qualifier={q}"),
-            None => format!("/2015-03-31/functions/{FUNCTION}/invocations"),
+            Some(q) => format!("/2015-03-31/functions/{function}/invocations?Qualifier={q}"),
+            None => format!("/2015-03-31/functions/{function}/invocations"),
         };
         let mut headers = vec![("content-type", "application/json")];
         if tail {
@@ -199,10 +215,13 @@ impl Server {
         let elapsed = started.elapsed();
         r.expect_ok("Invoke")?;
         if let Some(kind) = r.header("x-amz-function-error") {
-            bail!("echo failed ({kind}): {}", String::from_utf8_lossy(&r.body));
+            bail!(
+                "{function} failed ({kind}): {}",
+                String::from_utf8_lossy(&r.body)
+            );
         }
         if r.body != EVENT {
-            bail!("echo answered {:?}", String::from_utf8_lossy(&r.body));
+            bail!("{function} answered {:?}", String::from_utf8_lossy(&r.body));
         }
         let log = match r.header("x-amz-log-result") {
             Some(b64) => Some(

@@ -7,7 +7,7 @@ use mayfly_vm::accel;
 
 use super::report::{Goal, Machine, Report, Row};
 use super::stats::{fmt_kib, fmt_ms, Summary};
-use super::{procs, COLD, FLOOR, FLOOR_JAILED, LINUX, WARM};
+use super::{procs, COLD, COLD_C, COLD_RUST, FLOOR, FLOOR_JAILED, FN_LINUX, LINUX, WARM};
 
 /// Host memory per VM, as sentences.
 pub fn memory_lines(m: &Machine, echo: Option<Summary>, floor: Option<Summary>) -> Vec<String> {
@@ -111,6 +111,34 @@ pub fn goals(r: &Report) -> Vec<Goal> {
         },
         _ => Goal {
             what: "Linux microVM ≥ 50× slower than Mayfly cold (API)".into(),
+            measured: "a row is missing".into(),
+            met: None,
+        },
+    });
+    for (label, name) in [(COLD_RUST, "rust-echo"), (COLD_C, "c-echo")] {
+        let what = format!("Linux-function cold invoke ({name}) p50 ≤ 2× the native echo's");
+        goals.push(match (p50(label), cold) {
+            (Some(l), Some(c)) => Goal {
+                what,
+                measured: format!("{:.2}× ({} vs {})", l / c, fmt_ms(l), fmt_ms(c)),
+                met: Some(l / c <= 2.0),
+            },
+            _ => Goal {
+                what,
+                measured: "a row is missing".into(),
+                met: None,
+            },
+        });
+    }
+    let what = "Linux-function cold invoke (rust-echo) ≥ 20× faster than the same binary in the Linux microVM".to_owned();
+    goals.push(match (p50(COLD_RUST), p50(FN_LINUX)) {
+        (Some(c), Some(l)) => Goal {
+            what,
+            measured: format!("{:.1}× ({} vs {})", l / c, fmt_ms(c), fmt_ms(l)),
+            met: Some(l / c >= 20.0),
+        },
+        _ => Goal {
+            what,
             measured: "a row is missing".into(),
             met: None,
         },

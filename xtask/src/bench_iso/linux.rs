@@ -21,6 +21,26 @@ pub const CMDLINE: &str = "console=ttyS0 quiet tsc_early_khz=2000 panic=-1 reboo
 
 const INIT: &str = "#!/bin/sh\necho MAYFLY-BENCH-INIT-RAN\n/bin/busybox reboot -f\n";
 
+/// What the function guest's `/init` prints once its network is up.
+pub const NET_MARKER: &str = "MAYFLY-BENCH-NET-UP";
+
+/// The modules the function guest loads, in dependency order: Debian
+/// builds virtio, virtio-mmio and virtio-net as modules.
+pub const NET_MODULES: [&str; 6] = [
+    "virtio_ring",
+    "virtio",
+    "virtio_mmio",
+    "failover",
+    "net_failover",
+    "virtio_net",
+];
+
+/// QEMU user networking's view: the guest's address, and the host's
+/// loopback as the guest reaches it.
+pub const GUEST_ADDR: &str = "10.0.2.15/24";
+/// The host (its 127.0.0.1) from the guest, under `-netdev user`.
+pub const HOST_FROM_GUEST: &str = "10.0.2.2";
+
 /// A bootable Linux guest.
 #[derive(Debug, Clone)]
 pub struct Guest {
@@ -30,6 +50,10 @@ pub struct Guest {
     pub initrd: PathBuf,
     /// The Debian package the kernel came from.
     pub kernel_package: String,
+    /// Busybox, static.
+    pub busybox: PathBuf,
+    /// [`NET_MODULES`], as `NAME.ko` files.
+    pub modules: PathBuf,
 }
 
 /// Fetches (once) and prepares the guest under `cache`.
@@ -40,8 +64,18 @@ pub fn prepare(cache: &Path) -> Result<Guest> {
     let busybox_deb = download(cache, "busybox-static")?;
 
     let vmlinux = cache.join(format!("{kernel_package}.vmlinux"));
-    if !vmlinux.is_file() {
+    let modules = cache.join(format!("{kernel_package}.modules"));
+    let have_modules = NET_MODULES
+        .iter()
+        .all(|m| modules.join(format!("{m}.ko")).is_file());
+    if !vmlinux.is_file() || !have_modules {
         let root = unpack(cache, &kernel_deb, "kernel-root")?;
+        std::fs::create_dir_all(&modules)?;
+        for m in NET_MODULES {
+            let ko = find_file(&root.join("lib/modules"), &format!("{m}.ko"))
+                .with_context(|| format!("the kernel package has no {m}.ko"))?;
+            std::fs::copy(&ko, modules.join(format!("{m}.ko")))?;
+        }
         let vmlinuz = std::fs::read_dir(root.join("boot"))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .find(|p| {
@@ -51,11 +85,13 @@ pub fn prepare(cache: &Path) -> Result<Guest> {
             .context("the kernel package has no boot/vmlinuz-*")?;
         let elf = extract_vmlinux(&std::fs::read(&vmlinuz)?)?;
         std::fs::write(&vmlinux, elf)?;
+        // What was needed is out; the unpacked package is some 400 MB.
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     let root = unpack(cache, &busybox_deb, "busybox-root")?;
-    let busybox =
-        std::fs::read(root.join("bin/busybox")).context("busybox-static has no bin/busybox")?;
+    let busybox_path = root.join("bin/busybox");
+    let busybox = std::fs::read(&busybox_path).context("busybox-static has no bin/busybox")?;
     let initrd = cache.join("initramfs.cpio.gz");
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&initramfs(&busybox))?;
@@ -64,7 +100,88 @@ pub fn prepare(cache: &Path) -> Result<Guest> {
         vmlinux,
         initrd,
         kernel_package,
+        busybox: busybox_path,
+        modules,
     })
+}
+
+/// The first file called `name` under `dir`, depth first.
+fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    entries.iter().find_map(|p| {
+        if p.is_dir() {
+            find_file(p, name)
+        } else {
+            (p.file_name().is_some_and(|n| n == name)).then(|| p.clone())
+        }
+    })
+}
+
+/// The function guest's `/init`: load the NIC's modules, bring up
+/// `eth0` on QEMU user networking, then run `/var/task/bootstrap` with
+/// the runtime API at the host's `port`.
+pub fn function_init(port: u16, env: &[(&str, &str)]) -> String {
+    let mut s = String::from("#!/bin/sh\nB=/bin/busybox\n");
+    s.push_str(&format!(
+        "for m in {}; do $B insmod /lib/modules/$m.ko || exit 1; done\n",
+        NET_MODULES.join(" ")
+    ));
+    s.push_str(&format!("$B ip addr add {GUEST_ADDR} dev eth0\n"));
+    s.push_str("$B ip link set eth0 up\n");
+    s.push_str(&format!("echo {NET_MARKER}\n"));
+    s.push_str(&format!(
+        "export AWS_LAMBDA_RUNTIME_API={HOST_FROM_GUEST}:{port}\n"
+    ));
+    for (k, v) in env {
+        s.push_str(&format!("export {k}='{v}'\n"));
+    }
+    s.push_str("/var/task/bootstrap\necho bootstrap exited $?\n$B reboot -f\n");
+    s
+}
+
+/// The function guest's initramfs, written to `cache`: busybox, the
+/// NIC's modules, `bootstrap` at `/var/task/bootstrap`, [`function_init`].
+pub fn function_initrd(
+    g: &Guest,
+    cache: &Path,
+    bootstrap: &Path,
+    port: u16,
+    env: &[(&str, &str)],
+) -> Result<PathBuf> {
+    let mut cpio = Cpio::default();
+    for dir in [
+        "dev",
+        "proc",
+        "sys",
+        "tmp",
+        "bin",
+        "lib",
+        "lib/modules",
+        "var",
+        "var/task",
+    ] {
+        cpio.entry(dir, 0o040755, 0, &[]);
+    }
+    cpio.entry("dev/console", 0o020600, (5 << 8) | 1, &[]);
+    cpio.entry("bin/busybox", 0o100755, 0, &std::fs::read(&g.busybox)?);
+    cpio.entry("bin/sh", 0o120777, 0, b"busybox");
+    for m in NET_MODULES {
+        let ko = std::fs::read(g.modules.join(format!("{m}.ko")))?;
+        cpio.entry(&format!("lib/modules/{m}.ko"), 0o100644, 0, &ko);
+    }
+    let program =
+        std::fs::read(bootstrap).with_context(|| format!("cannot read {}", bootstrap.display()))?;
+    cpio.entry("var/task/bootstrap", 0o100755, 0, &program);
+    cpio.entry("init", 0o100755, 0, function_init(port, env).as_bytes());
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&cpio.finish())?;
+    let initrd = cache.join("initramfs-function.cpio.gz");
+    std::fs::write(&initrd, gz.finish()?)?;
+    Ok(initrd)
 }
 
 /// The real package behind `linux-image-amd64` (a metapackage).
@@ -276,6 +393,19 @@ mod tests {
             Some("linux-image-6.1.0-57-amd64")
         );
         assert_eq!(parse_depends("linux-image-amd64\n"), None);
+    }
+
+    #[test]
+    fn function_init_loads_the_nic_then_runs_bootstrap() {
+        let init = function_init(4242, &[("AWS_LAMBDA_FUNCTION_NAME", "f")]);
+        assert!(init.starts_with("#!/bin/sh\n"));
+        let insmod = init.find("insmod").unwrap();
+        let up = init.find("ip link set eth0 up").unwrap();
+        let run = init.find("/var/task/bootstrap\n").unwrap();
+        assert!(insmod < up && up < run, "{init}");
+        assert!(init.contains("AWS_LAMBDA_RUNTIME_API=10.0.2.2:4242\n"));
+        assert!(init.contains("export AWS_LAMBDA_FUNCTION_NAME='f'\n"));
+        assert!(init.contains("virtio_ring virtio virtio_mmio failover net_failover virtio_net"));
     }
 
     #[test]

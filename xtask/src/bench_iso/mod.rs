@@ -13,6 +13,7 @@ mod jailed;
 mod linux;
 mod procs;
 mod report;
+mod runtime_api;
 mod stats;
 mod svg;
 
@@ -38,6 +39,15 @@ const RUN: &str = "mayfly run echo";
 const COLD: &str = "API invoke, cold";
 const WARM: &str = "API invoke, warm (provisioned)";
 const LINUX: &str = "Linux microVM";
+/// The Linux-function rows (issue 9): the example Linux functions through
+/// the API, and the Rust one outside Mayfly.
+const COLD_RUST: &str = "API cold: rust-echo (Linux)";
+const COLD_C: &str = "API cold: c-echo (Linux)";
+const FN_PROCESS: &str = "rust-echo, process";
+const FN_BWRAP: &str = "rust-echo, bubblewrap";
+const FN_LINUX: &str = "rust-echo, Linux microVM";
+/// The example Linux functions the API rows deploy.
+const LINUX_FUNCTIONS: [&str; 2] = ["rust-echo", "c-echo"];
 
 /// How much of everything: `--quick` keeps the whole run under a minute.
 struct Plan {
@@ -217,6 +227,43 @@ pub fn run(args: &[String]) -> Result<()> {
         s.create_echo(&echo.zip)?;
         Ok(s)
     });
+    // The example Linux functions, deployed beside echo; each row fails
+    // alone if its function cannot be.
+    let linux_fns: Vec<std::result::Result<(), String>> = LINUX_FUNCTIONS
+        .iter()
+        .map(|name| {
+            let image = built
+                .iter()
+                .find(|i| i.name == *name)
+                .ok_or_else(|| format!("{name} was not built"))?;
+            match &server {
+                Ok(s) => s
+                    .create(name, &image.zip)
+                    .map_err(|e| format!("CreateFunction {name}: {e:#}")),
+                Err(e) => Err(format!("mayfly serve: {e:#}")),
+            }
+        })
+        .collect();
+    let rust_echo = built
+        .iter()
+        .find(|i| i.name == "rust-echo")
+        .context("rust-echo not built")?;
+    let rapi = runtime_api::RuntimeApi::start();
+    let fn_console = dir.join("linux-function-console.log");
+    let fn_initrd = match (&guest, &rapi) {
+        (Ok(g), Ok(r)) => linux::function_initrd(
+            g,
+            &dir.join("cache"),
+            &rust_echo.elf,
+            r.port(),
+            &runtime_api::LAMBDA_ENV,
+        )
+        .map_err(|e| format!("{e:#}")),
+        (Err(e), _) => Err(format!(
+            "cannot get Debian's kernel and busybox-static: {e:#}"
+        )),
+        (_, Err(e)) => Err(format!("runtime API: {e:#}")),
+    };
     let console = dir.join("linux-console.log");
     phase("preparing the rows");
 
@@ -281,7 +328,8 @@ pub fn run(args: &[String]) -> Result<()> {
         plan.memory_runs,
         |p| run_cli(&mayfly, &echo.elf, p.map(|p| (p, qemu.binary.as_path()))),
     ));
-    let cold_what = "API sync Invoke of echo, cold (SigV4-signed HTTP round trip)";
+    let cold_what =
+        "API sync Invoke of echo (native Mayfly image), cold (SigV4-signed HTTP round trip)";
     match &server {
         Ok(s) => series.push(Series::new(COLD, cold_what, plan.runs, 0, |_| {
             s.invoke(None, false).map(|(d, _)| d.as_secs_f64() * 1000.0)
@@ -291,6 +339,86 @@ pub fn run(args: &[String]) -> Result<()> {
             cold_what,
             Outcome::Failed(format!("mayfly serve: {e:#}")),
         )),
+    }
+    let linux_cold = [
+        (COLD_RUST, "same, of rust-echo: the `lambda_runtime` echo, a static Linux `bootstrap` (tokio current_thread), cold"),
+        (COLD_C, "same, of c-echo: a musl C runtime-API loop on plain sockets, static Linux `bootstrap`, cold"),
+    ];
+    for ((label, what), deployed) in linux_cold.into_iter().zip(&linux_fns) {
+        let name = if label == COLD_RUST {
+            "rust-echo"
+        } else {
+            "c-echo"
+        };
+        match (&server, deployed) {
+            (Ok(s), Ok(())) => series.push(Series::new(label, what, plan.runs, 0, move |_| {
+                s.invoke_fn(name, None, false)
+                    .map(|(d, _)| d.as_secs_f64() * 1000.0)
+            })),
+            (_, Err(e)) => {
+                series.push(Series::unavailable(label, what, Outcome::Failed(e.clone())))
+            }
+            (Err(e), _) => series.push(Series::unavailable(
+                label,
+                what,
+                Outcome::Failed(format!("mayfly serve: {e:#}")),
+            )),
+        }
+    }
+    let fn_process_what = "rust-echo's `bootstrap` as a plain process, one event from a runtime API in this process: spawn to response received";
+    let fn_bwrap_what = "same in bubblewrap (`--unshare-all --share-net`: the network namespace shared, to reach the API on loopback)";
+    let fn_linux_what = "same in the Linux microVM's guest (`/init`: insmod virtio-net, `ip` up, run it); acpi=on and QEMU user networking for this row only";
+    let timeout = Duration::from_secs(10);
+    match &rapi {
+        Ok(r) => {
+            let bin = rust_echo.elf.as_path();
+            series.push(Series::new(
+                FN_PROCESS,
+                fn_process_what,
+                plan.runs,
+                0,
+                move |_| {
+                    let spawn = || {
+                        procs::function_process(bin, r.port(), &runtime_api::LAMBDA_ENV)
+                            .spawn()
+                            .context("cannot run rust-echo")
+                    };
+                    r.one_event(spawn, timeout, String::new)
+                        .map(|d| d.as_secs_f64() * 1000.0)
+                },
+            ));
+            match &bwrap {
+                Ok(()) => series.push(Series::new(
+                    FN_BWRAP,
+                    fn_bwrap_what,
+                    plan.runs,
+                    0,
+                    move |_| {
+                        let spawn = || {
+                            procs::function_bwrap(bin, r.port(), &runtime_api::LAMBDA_ENV)
+                                .spawn()
+                                .context("cannot run bwrap")
+                        };
+                        r.one_event(spawn, timeout, String::new)
+                            .map(|d| d.as_secs_f64() * 1000.0)
+                    },
+                )),
+                Err(why) => series.push(Series::unavailable(
+                    FN_BWRAP,
+                    fn_bwrap_what,
+                    Outcome::Skipped(why.clone()),
+                )),
+            }
+        }
+        Err(e) => {
+            for (label, what) in [(FN_PROCESS, fn_process_what), (FN_BWRAP, fn_bwrap_what)] {
+                series.push(Series::unavailable(
+                    label,
+                    what,
+                    Outcome::Failed(format!("runtime API: {e:#}")),
+                ));
+            }
+        }
     }
     let linux_what = "Linux (Debian kernel, busybox initramfs) on microvm via PVH, same accelerator, start to exit";
     let linux_series = match &guest {
@@ -321,6 +449,38 @@ pub fn run(args: &[String]) -> Result<()> {
         ),
     };
     series.push(linux_series);
+    match (&guest, &rapi, &fn_initrd) {
+        (Ok(g), Ok(r), Ok(initrd)) => {
+            notes.push(format!("{FN_LINUX}: the guest's `/init` loads {} from the kernel package, gives eth0 {} and runs rust-echo with AWS_LAMBDA_RUNTIME_API={}:{}; QEMU runs with Mayfly's flags but `acpi=on` (Debian's kernel finds virtio-mmio devices only through ACPI) and `-netdev user` (slirp, reaching this host's loopback) in place of Mayfly's socket pair: both only for this row. Timed from QEMU's spawn to the response arriving at the runtime API here; QEMU is killed then.", linux::NET_MODULES.join(", "), linux::GUEST_ADDR, linux::HOST_FROM_GUEST, r.port()));
+            let console = fn_console.as_path();
+            let qemu = &qemu;
+            series.push(Series::new(
+                FN_LINUX,
+                fn_linux_what,
+                plan.linux_runs,
+                0,
+                move |_| {
+                    let boot = procs::LinuxBoot {
+                        vmlinux: &g.vmlinux,
+                        initrd,
+                        cmdline: linux::CMDLINE,
+                        console,
+                        marker: linux::NET_MARKER,
+                    };
+                    let spawn = || qemu.spawn_linux_function(&boot);
+                    let describe = || format!("; console tail:\n{}", procs::console_tail(console));
+                    r.one_event(spawn, Duration::from_secs(120), describe)
+                        .map(|d| d.as_secs_f64() * 1000.0)
+                },
+            ));
+        }
+        (_, _, Err(e)) => series.push(Series::unavailable(
+            FN_LINUX,
+            fn_linux_what,
+            Outcome::Skipped(e.clone()),
+        )),
+        _ => unreachable!("fn_initrd is Ok only when the guest and the API are"),
+    }
 
     // One unmeasured run of each warms caches; then the rounds.
     let rounds = series.iter().map(|s| s.runs).max().unwrap_or(0);
@@ -367,7 +527,7 @@ pub fn run(args: &[String]) -> Result<()> {
     };
     let at = rows
         .iter()
-        .position(|r| r.label == COLD)
+        .rposition(|r| [COLD, COLD_RUST, COLD_C].contains(&r.label))
         .map_or(rows.len(), |i| i + 1);
     rows.insert(
         at,
@@ -392,6 +552,8 @@ pub fn run(args: &[String]) -> Result<()> {
     notes.push("Host peak RSS: `ru_maxrss` (from `wait4`) of the isolating process, in separate runs through a tiny static wrapper (a child reaped by the benchmark itself would carry the benchmark's own high-water mark): the program itself for the static row, `bwrap` and its child for the sandbox, QEMU for the VM rows; for `mayfly run` the QEMU it starts, with the wrapper given as MAYFLY_QEMU.".into());
     notes.push("Timing: wall clock from spawn (or request) to reaped exit (or response) in this process; API requests use a fresh loopback TCP connection each.".into());
 
+    let sizes = example_sizes(&built);
+
     let mut report = Report {
         machine,
         mode: format!(
@@ -410,6 +572,7 @@ pub fn run(args: &[String]) -> Result<()> {
         throughput,
         memory,
         goals: Vec::new(),
+        sizes,
         notes,
     };
     report.goals = findings::goals(&report);
@@ -426,6 +589,10 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     println!();
     print!("{}", report.goals_list());
+    println!();
+    for line in &report.sizes {
+        println!("- {line}");
+    }
     for row in &report.rows {
         match &row.outcome {
             Outcome::Skipped(why) => println!("note: {} skipped: {why}", row.label),
@@ -444,6 +611,33 @@ pub fn run(args: &[String]) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The byte sizes of the echo examples (package and program) and of the
+/// kernel Linux functions boot, as sentences.
+fn example_sizes(built: &[images::Image]) -> Vec<String> {
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).ok();
+    let bytes = |n: Option<u64>| n.map_or("?".into(), |n| format!("{n} bytes"));
+    let mut lines = Vec::new();
+    for (name, kind) in [
+        ("echo", "native Mayfly image (bootable ELF)"),
+        ("rust-echo", "static Linux program, stripped"),
+        ("c-echo", "static Linux program, stripped"),
+    ] {
+        match built.iter().find(|i| i.name == name) {
+            Some(i) => lines.push(format!(
+                "{name}: zip {}, `bootstrap` {} ({kind}).",
+                bytes(size(&i.zip)),
+                bytes(size(&i.elf))
+            )),
+            None => lines.push(format!("{name}: not built.")),
+        }
+    }
+    lines.push(format!(
+        "linux.elf (the kernel every Linux function boots, shared, not in the zips): {}.",
+        bytes(size(&images::linux_kernel()))
+    ));
+    lines
 }
 
 /// `Ok` when bubblewrap runs the static program here; else why not.

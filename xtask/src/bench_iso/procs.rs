@@ -12,7 +12,7 @@
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -247,6 +247,40 @@ pub fn bwrap_command(prog: &Path, probe: Option<&RssProbe>) -> Command {
     cmd
 }
 
+/// A Linux function's `bootstrap` as a plain process, its runtime API at
+/// `127.0.0.1:port`, with the variables `lambda_runtime` needs.
+pub fn function_process(bootstrap: &Path, port: u16, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(bootstrap);
+    function_env(&mut cmd, port, env);
+    cmd
+}
+
+/// The same in bubblewrap: every namespace unshared but the network's
+/// (`--share-net`), so that it reaches the runtime API on loopback.
+pub fn function_bwrap(bootstrap: &Path, port: u16, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new("bwrap");
+    cmd.args([
+        "--unshare-all",
+        "--share-net",
+        "--die-with-parent",
+        "--ro-bind",
+        "/",
+        "/",
+        "--",
+    ])
+    .arg(bootstrap);
+    function_env(&mut cmd, port, env);
+    cmd
+}
+
+fn function_env(cmd: &mut Command, port: u16, env: &[(&str, &str)]) {
+    cmd.env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+}
+
 /// One run of the static program in a bubblewrap sandbox.
 pub fn run_bwrap(prog: &Path, probe: Option<&RssProbe>) -> Result<Run> {
     let run = timed(bwrap_command(prog, probe).stderr(Stdio::null()))?;
@@ -327,6 +361,23 @@ impl Qemu {
     /// (the guest's reboot, under `-no-reboot`) and the console shows
     /// `marker`.
     pub fn boot_linux(&self, lin: &LinuxBoot<'_>, probe: Option<&RssProbe>) -> Result<Run> {
+        let (mut cmd, _host, _guest) = self.command(self.linux_args(lin)?, probe)?;
+        cmd.stdout(std::fs::File::create(lin.console)?);
+        let run = timed(&mut cmd)?;
+        let console = std::fs::read_to_string(lin.console).unwrap_or_default();
+        if run.code != Some(exit::STATUS_RESET) || !console.contains(lin.marker) {
+            bail!(
+                "Linux did not boot to its init (QEMU exit {:?}); console tail:\n{}",
+                run.code,
+                console_tail(lin.console)
+            );
+        }
+        Ok(run)
+    }
+
+    /// Mayfly's QEMU arguments with Linux's kernel, command line and
+    /// initramfs.
+    fn linux_args(&self, lin: &LinuxBoot<'_>) -> Result<Vec<OsString>> {
         let mut args = self.argv(lin.vmlinux);
         let at = args
             .iter()
@@ -335,26 +386,50 @@ impl Qemu {
         args[at + 1] = lin.cmdline.into();
         args.insert(at + 2, "-initrd".into());
         args.insert(at + 3, lin.initrd.as_os_str().to_owned());
-        let (mut cmd, _host, _guest) = self.command(args, probe)?;
-        cmd.stdout(std::fs::File::create(lin.console)?);
-        let run = timed(&mut cmd)?;
-        let console = std::fs::read_to_string(lin.console).unwrap_or_default();
-        if run.code != Some(exit::STATUS_RESET) || !console.contains(lin.marker) {
-            let tail: String = console
-                .chars()
-                .rev()
-                .take(600)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            bail!(
-                "Linux did not boot to its init (QEMU exit {:?}); console tail:\n{tail}",
-                run.code
-            );
-        }
-        Ok(run)
+        Ok(args)
     }
+
+    /// Spawns Linux booting a function guest (see
+    /// `linux::function_initrd`): Mayfly's flags but for two, both for the
+    /// guest's network only: `acpi=on`, because Debian's kernel finds
+    /// virtio-mmio devices through ACPI alone (no
+    /// `VIRTIO_MMIO_CMDLINE_DEVICES`), and QEMU user networking (slirp) in
+    /// place of Mayfly's socket pair, so that the guest reaches the host's
+    /// loopback at 10.0.2.2. The caller kills it.
+    pub fn spawn_linux_function(&self, lin: &LinuxBoot<'_>) -> Result<Child> {
+        let args = function_guest_args(self.linux_args(lin)?)?;
+        Command::new(&self.binary)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(lin.console)?)
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot run {}", self.binary.display()))
+    }
+}
+
+/// `args` with ACPI on and the NIC on QEMU user networking.
+pub fn function_guest_args(mut args: Vec<OsString>) -> Result<Vec<OsString>> {
+    let value_of = |args: &[OsString], flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .map(|i| i + 1)
+            .filter(|&i| i < args.len())
+            .with_context(|| format!("Mayfly's QEMU arguments have no {flag}"))
+    };
+    let m = value_of(&args, "-M")?;
+    let machine = args[m].to_string_lossy().replace("acpi=off", "acpi=on");
+    args[m] = machine.into();
+    let n = value_of(&args, "-netdev")?;
+    args[n] = "user,id=n0".into();
+    Ok(args)
+}
+
+/// The last 600 characters of a console log.
+pub fn console_tail(console: &Path) -> String {
+    let console = std::fs::read_to_string(console).unwrap_or_default();
+    let tail: Vec<char> = console.chars().rev().take(600).collect();
+    tail.into_iter().rev().collect()
 }
 
 /// What a Linux boot needs.
@@ -374,6 +449,26 @@ pub struct LinuxBoot<'a> {
 #[cfg(test)]
 mod tests {
     use super::parse_rss_log;
+
+    #[test]
+    fn function_guest_turns_acpi_on_and_uses_user_networking() {
+        let args: Vec<std::ffi::OsString> = [
+            "-M",
+            "microvm,x-option-roms=off,rtc=off,acpi=off",
+            "-netdev",
+            "dgram,id=n0,local.type=fd,local.str=3",
+            "-device",
+            "virtio-net-device,netdev=n0",
+        ]
+        .iter()
+        .map(Into::into)
+        .collect();
+        let out = super::function_guest_args(args).unwrap();
+        assert_eq!(out[1], "microvm,x-option-roms=off,rtc=off,acpi=on");
+        assert_eq!(out[3], "user,id=n0");
+        assert_eq!(out[5], "virtio-net-device,netdev=n0");
+        assert!(super::function_guest_args(vec!["-M".into()]).is_err());
+    }
 
     #[test]
     fn rss_log_pairs_pids_with_their_rss() {

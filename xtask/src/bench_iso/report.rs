@@ -111,6 +111,8 @@ pub struct Report {
     pub memory: Vec<String>,
     /// The goals.
     pub goals: Vec<Goal>,
+    /// The examples' sizes, as sentences.
+    pub sizes: Vec<String>,
     /// Notes: skipped rows, assumptions.
     pub notes: Vec<String>,
 }
@@ -231,6 +233,12 @@ impl Report {
         }
         s.push_str("\n## Goals (ratios measured in this run)\n\n");
         s.push_str(&self.goals_list());
+        if !self.sizes.is_empty() {
+            s.push_str("\n## Example sizes\n\n");
+            for line in &self.sizes {
+                let _ = writeln!(s, "- {line}");
+            }
+        }
         s.push_str("\n## Notes\n\n");
         for row in &self.rows {
             match &row.outcome {
