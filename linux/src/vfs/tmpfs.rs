@@ -6,12 +6,14 @@
 //! holder drops it. The accounting therefore lives in the node's `Drop`,
 //! not in `unlink`.
 //!
-//! Memory is the VM's, so every growth is fallible: file bytes are
-//! reserved with `try_reserve_exact` (never more capacity than the limit
-//! leaves), directory slots and names with `try_reserve`. Only the node
+//! Memory is the VM's, so every growth is fallible: file bytes live in
+//! chunks ([`FileData`]) each allocated with `try_reserve_exact`, so a
+//! file grows without copying and up to all the memory there is;
+//! directory slots and names are reserved with `try_reserve`. Only the node
 //! itself (`Rc::new`, a few dozen bytes) cannot be, which is why the
 //! number of nodes is bounded too ([`TMP_MAX_NODES`]).
 
+use alloc::boxed::Box;
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
@@ -49,7 +51,7 @@ pub(crate) struct TmpNode {
 /// A node's content.
 #[derive(Debug)]
 pub(crate) enum Body {
-    File(RefCell<Vec<u8>>),
+    File(RefCell<FileData>),
     Dir(TmpDir),
 }
 
@@ -119,7 +121,7 @@ impl Tmpfs {
         let body = if dir {
             Body::Dir(TmpDir::default())
         } else {
-            Body::File(RefCell::new(Vec::new()))
+            Body::File(RefCell::new(FileData::default()))
         };
         Ok(Rc::new(TmpNode {
             ino,
@@ -162,7 +164,7 @@ impl TmpNode {
     }
 
     /// The file's bytes, if this is a file.
-    pub fn data(&self) -> Option<&RefCell<Vec<u8>>> {
+    pub fn data(&self) -> Option<&RefCell<FileData>> {
         match &self.body {
             Body::File(d) => Some(d),
             Body::Dir(_) => None,
@@ -177,19 +179,16 @@ impl TmpNode {
     /// Reads from `pos` into `buf`; 0 at or past the end.
     pub fn read_at(&self, pos: u64, buf: &mut [u8]) -> usize {
         let Some(data) = self.data() else { return 0 };
-        let data = data.borrow();
-        let Some(src) = usize::try_from(pos).ok().and_then(|p| data.get(p..)) else {
-            return 0;
-        };
-        let n = src.len().min(buf.len());
-        buf[..n].copy_from_slice(&src[..n]);
-        n
+        match usize::try_from(pos) {
+            Ok(pos) => data.borrow().read(pos, buf),
+            Err(_) => 0,
+        }
     }
 
     /// Writes `buf` at `pos` (at the end when `append`), zero-filling any
     /// gap, and returns how many bytes were written and where they ended.
-    /// Like Linux, a write the limit cuts short writes what fits; one
-    /// that fits nothing is `ENOSPC`.
+    /// Like Linux, a write the limit (or memory) cuts short writes what
+    /// fits; one that fits nothing is `ENOSPC`.
     pub fn write_at(
         &self,
         pos: u64,
@@ -206,9 +205,17 @@ impl TmpNode {
         }
         let s = &self.shared;
         let room = s.limit.saturating_sub(s.used.get());
-        let cap = len.saturating_add(room).min(i64::MAX as u64);
-        let end = pos.saturating_add(buf.len() as u64).min(cap);
+        let cap = len
+            .saturating_add(room)
+            .min(i64::MAX as u64)
+            .min(usize::MAX as u64);
+        let mut end = pos.saturating_add(buf.len() as u64).min(cap);
+        if end > pos && end > len {
+            // Memory may run out first: then what it gave is what fits.
+            end = data.reserve(end as usize, cap as usize) as u64;
+        }
         if end <= pos {
+            data.release();
             return Err(if pos >= i64::MAX as u64 {
                 Errno::EFBIG
             } else {
@@ -217,11 +224,10 @@ impl TmpNode {
         }
         let n = (end - pos) as usize;
         if end > len {
-            grow(&mut data, end, cap)?;
+            data.len = end as usize;
             s.used.set(s.used.get() + (end - len));
         }
-        let at = pos as usize;
-        data[at..at + n].copy_from_slice(&buf[..n]);
+        data.write(pos as usize, &buf[..n]);
         self.mtime.set(now_ns);
         Ok((n, end))
     }
@@ -235,13 +241,18 @@ impl TmpNode {
         let s = &self.shared;
         if new_len > len {
             let room = s.limit.saturating_sub(s.used.get());
+            let want = usize::try_from(new_len).map_err(|_| Errno::EFBIG)?;
             if new_len - len > room {
                 return Err(Errno::ENOSPC);
             }
-            grow(&mut data, new_len, new_len)?;
+            if data.reserve(want, want) < want {
+                data.release();
+                return Err(Errno::ENOSPC);
+            }
+            data.len = want;
             s.used.set(s.used.get() + (new_len - len));
         } else if new_len < len {
-            shrink(&mut data, new_len as usize);
+            data.truncate(new_len as usize);
             s.used.set(s.used.get().saturating_sub(len - new_len));
         }
         self.mtime.set(now_ns);
@@ -249,39 +260,189 @@ impl TmpNode {
     }
 }
 
-/// Extends `data` with zeros to `end` bytes; capacity grows by half again
-/// (so appends stay linear) but never past `cap`, the most the limit lets
-/// this file hold, so a file's capacity never outgrows what it may use.
-fn grow(data: &mut Vec<u8>, end: u64, cap: u64) -> SysResult<()> {
-    let end = usize::try_from(end).map_err(|_| Errno::EFBIG)?;
-    if end > data.capacity() {
-        let cap = usize::try_from(cap).unwrap_or(usize::MAX);
-        let want = data
-            .capacity()
-            .saturating_add(data.capacity() / 2)
-            .min(cap)
-            .max(end);
-        data.try_reserve_exact(want - data.len())
-            .or_else(|_| data.try_reserve_exact(end - data.len()))
-            .map_err(|_| Errno::ENOSPC)?;
-    }
-    data.resize(end, 0);
-    Ok(())
+/// The size of a file's chunks (but the first, which starts small).
+pub(crate) const CHUNK: usize = 64 * 1024;
+
+/// The smallest first chunk: tiny files do not each take a whole chunk.
+const MIN_FIRST: usize = 64;
+
+/// A file's bytes, in chunks of [`CHUNK`] bytes so that growing a file
+/// never copies it nor needs more than one new chunk at a time (a single
+/// buffer grown by reallocation needs the old and the new at once, so a
+/// file could reach well under half of memory).
+///
+/// Chunk `i` holds the bytes from `i * CHUNK`; every chunk but the last is
+/// at least `CHUNK` long, and only the first is ever shorter. Chunks cover
+/// exactly the first `len` bytes, rounded up to a chunk, and every byte
+/// of them past `len` is zero, so growth within a chunk reads zeros.
+#[derive(Debug, Default)]
+pub(crate) struct FileData {
+    chunks: Vec<Box<[u8]>>,
+    len: usize,
 }
 
-/// Cuts `data` to `len` bytes, giving memory back when most of it is no
-/// longer used (a copy made fallibly: a failed one just keeps it).
-fn shrink(data: &mut Vec<u8>, len: usize) {
-    data.truncate(len);
-    if len == 0 {
-        *data = Vec::new();
-    } else if len < data.capacity() / 4 {
-        let mut small = Vec::new();
-        if small.try_reserve_exact(len).is_ok() {
-            small.extend_from_slice(data);
-            *data = small;
+impl FileData {
+    /// The file's length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Copies bytes from `pos` into `buf`; how many (0 at or past the end).
+    fn read(&self, pos: usize, buf: &mut [u8]) -> usize {
+        let end = pos.saturating_add(buf.len()).min(self.len);
+        let mut at = pos;
+        while at < end {
+            let (i, off) = (at / CHUNK, at % CHUNK);
+            let take = (CHUNK - off).min(end - at);
+            let (Some(src), Some(dst)) = (
+                self.chunks.get(i).and_then(|c| c.get(off..off + take)),
+                buf.get_mut(at - pos..at - pos + take),
+            ) else {
+                break;
+            };
+            dst.copy_from_slice(src);
+            at += take;
+        }
+        at.saturating_sub(pos)
+    }
+
+    /// Copies `buf` in at `pos`, within the chunks [`reserve`] made.
+    ///
+    /// [`reserve`]: FileData::reserve
+    fn write(&mut self, pos: usize, buf: &[u8]) {
+        let mut done = 0;
+        while done < buf.len() {
+            let at = pos + done;
+            let (i, off) = (at / CHUNK, at % CHUNK);
+            let take = (CHUNK - off).min(buf.len() - done);
+            let (Some(dst), Some(src)) = (
+                self.chunks
+                    .get_mut(i)
+                    .and_then(|c| c.get_mut(off..off + take)),
+                buf.get(done..done + take),
+            ) else {
+                break;
+            };
+            dst.copy_from_slice(src);
+            done += take;
         }
     }
+
+    /// Makes the chunks cover `end` bytes (zeros past `len`), never
+    /// sizing the short first chunk past `cap`, the most the limit lets
+    /// the file hold; returns how many bytes they cover (at most `end`),
+    /// less than `end` where memory ran out but never less than `len`.
+    fn reserve(&mut self, end: usize, cap: usize) -> usize {
+        let want = end.div_ceil(CHUNK);
+        if self.chunks.len() < want && self.chunks.try_reserve(want - self.chunks.len()).is_err() {
+            return self.covered().min(end);
+        }
+        // The last chunk may be the short first one: grow it in place
+        // first (to a whole chunk if others follow it).
+        if let Some(last) = self.chunks.len().checked_sub(1) {
+            let need = if want > last + 1 {
+                CHUNK
+            } else {
+                end - last * CHUNK
+            };
+            if !self.grow_chunk(last, need, cap) {
+                return self.covered().min(end);
+            }
+        }
+        while self.chunks.len() < want {
+            let i = self.chunks.len();
+            let need = (end - i * CHUNK).min(CHUNK);
+            let size = if i == 0 {
+                first_size(0, need, cap)
+            } else {
+                CHUNK
+            };
+            match zeroed(size) {
+                Some(chunk) => self.chunks.push(chunk),
+                None => break,
+            }
+        }
+        self.covered().min(end)
+    }
+
+    /// Makes chunk `i` at least `need` bytes long, copying it into a new
+    /// one if it is shorter (only the first chunk ever is); false when
+    /// memory runs out.
+    fn grow_chunk(&mut self, i: usize, need: usize, cap: usize) -> bool {
+        let Some(old) = self.chunks.get_mut(i) else {
+            return false;
+        };
+        if old.len() >= need {
+            return true;
+        }
+        let Some(mut new) = zeroed(first_size(old.len(), need, cap)) else {
+            return false;
+        };
+        if let Some(dst) = new.get_mut(..old.len()) {
+            dst.copy_from_slice(old);
+        }
+        *old = new;
+        true
+    }
+
+    /// How many bytes the chunks hold, counting each as at most `CHUNK`.
+    fn covered(&self) -> usize {
+        match self.chunks.last() {
+            None => 0,
+            Some(last) => (self.chunks.len() - 1) * CHUNK + last.len().min(CHUNK),
+        }
+    }
+
+    /// Drops chunks that `reserve` made but that hold none of the file's
+    /// bytes (after a write or truncate it made them for failed).
+    fn release(&mut self) {
+        self.chunks.truncate(self.len.div_ceil(CHUNK));
+    }
+
+    /// Cuts the file to `len` bytes (less than now), freeing whole chunks
+    /// and zeroing the rest of the last one.
+    fn truncate(&mut self, len: usize) {
+        self.len = len;
+        let keep = len.div_ceil(CHUNK);
+        self.chunks.truncate(keep);
+        if keep == 0 {
+            self.chunks = Vec::new();
+        } else if keep < self.chunks.capacity() / 4 {
+            // Give the list's memory back too (fallibly: a failed copy
+            // just keeps it).
+            let mut small = Vec::new();
+            if small.try_reserve_exact(keep).is_ok() {
+                small.append(&mut self.chunks);
+                self.chunks = small;
+            }
+        }
+        if let Some(last) = self.chunks.last_mut() {
+            if let Some(tail) = last.get_mut(len - (keep - 1) * CHUNK..) {
+                tail.fill(0);
+            }
+        }
+    }
+}
+
+/// The size of a new first chunk that must hold `need` bytes and held
+/// `old`: doubling (so appends stay linear), at most a whole chunk, and no
+/// more than `cap` lets the file use.
+fn first_size(old: usize, need: usize, cap: usize) -> usize {
+    old.saturating_mul(2)
+        .max(MIN_FIRST)
+        .min(cap)
+        .min(CHUNK)
+        .max(need)
+}
+
+/// A chunk of `size` zeros, or `None` when memory runs out.
+fn zeroed(size: usize) -> Option<Box<[u8]>> {
+    let mut v: Vec<u8> = Vec::new();
+    v.try_reserve_exact(size).ok()?;
+    // Filled to its capacity so that boxing it never reallocates (an
+    // allocation may be larger than asked for).
+    v.resize(v.capacity(), 0);
+    Some(v.into_boxed_slice())
 }
 
 impl TmpDir {
@@ -366,3 +527,7 @@ impl TmpDir {
             .count() as u64
     }
 }
+
+#[cfg(test)]
+#[path = "tests_chunks.rs"]
+mod tests_chunks;
