@@ -46,6 +46,8 @@ mod tests;
 #[cfg(test)]
 mod tests_flags;
 #[cfg(test)]
+mod tests_chunks;
+#[cfg(test)]
 mod tests_tmp;
 
 use alloc::rc::Rc;

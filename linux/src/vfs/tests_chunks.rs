@@ -6,7 +6,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use mayfly_proto::pack::Pack;
 
-use super::CHUNK;
+use super::tmpfs::CHUNK;
 use crate::abi::*;
 use crate::errno::Errno;
 use crate::vfs::tests::{build, read_all};

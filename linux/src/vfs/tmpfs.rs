@@ -528,6 +528,3 @@ impl TmpDir {
     }
 }
 
-#[cfg(test)]
-#[path = "tests_chunks.rs"]
-mod tests_chunks;
