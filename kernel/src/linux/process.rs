@@ -133,7 +133,12 @@ pub fn start(boot: &'static BootInfo) -> ! {
     clock::finish_calibration();
     super::syscall::time::set_wall_clock(config.host_clock_ms);
     let pack = initrd_pack(boot);
-    let vfs = Vfs::new(pack, u64::from(config.tmp_mb) << 20);
+    // /tmp lives in the VM's memory: it may take all of it but a quarter
+    // (at least 16 MB), which stays for the program, so that filling /tmp
+    // is ENOSPC, as on Lambda, not the end of the program.
+    let memory = u64::from(config.memory_mb) << 20;
+    let tmp_limit = (u64::from(config.tmp_mb) << 20).min(memory - (memory / 4).max(16 << 20));
+    let vfs = Vfs::new(pack, tmp_limit);
     let Some(nic) = devices.net else {
         fatal(format_args!("no virtio-net device"))
     };

@@ -44,9 +44,9 @@ mod tree;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_flags;
-#[cfg(test)]
 mod tests_chunks;
+#[cfg(test)]
+mod tests_flags;
 #[cfg(test)]
 mod tests_tmp;
 

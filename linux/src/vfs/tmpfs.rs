@@ -527,4 +527,3 @@ impl TmpDir {
             .count() as u64
     }
 }
-

@@ -129,6 +129,8 @@ struct Running {
     base: Instant,
     delivered_at: Option<Instant>,
     max_memory: Option<u64>,
+    /// The VM's memory, in MB: what a VM that ran out of it used.
+    memory_mb: u32,
     /// The function's timeout, from delivery.
     timeout: Duration,
 }
@@ -205,6 +207,7 @@ impl Running {
             base: spawned_at,
             delivered_at: None,
             max_memory: None,
+            memory_mb: template.memory_mb,
             timeout,
         })
     }
@@ -414,13 +417,18 @@ impl Running {
             true => None,
             false => self.delivered_at.map(|at| at - self.spawned_at),
         };
+        // A VM that ran out of memory used all of it, as Lambda reports.
+        let max_memory_used_mb = match result {
+            InvocationResult::OutOfMemory(_) => u64::from(self.memory_mb),
+            _ => self.max_memory.map_or(0, |b: u64| b.div_ceil(1024 * 1024)),
+        };
         Ok(InvocationOutcome {
             request_id: request_id.to_string(),
             result,
             init_duration,
             duration,
             billed_duration_ms: report::billed_ms(duration),
-            max_memory_used_mb: self.max_memory.map_or(0, |b: u64| b.div_ceil(1024 * 1024)),
+            max_memory_used_mb,
             log,
         })
     }
