@@ -120,7 +120,8 @@ fn guest_cargo(subcommand: &str) -> Command {
 }
 
 /// Lints the guest: `cargo fmt --check` and clippy with `-D warnings` over
-/// the kernel and every image, built exactly as [`build`] builds them.
+/// the kernel and every image, built exactly as [`build`] builds them, and
+/// the example Linux functions.
 /// Clippy checks the library and the binaries only: a test harness needs
 /// `std`'s panic handler and `main`, which a freestanding guest replaces.
 pub fn lint() -> Result<()> {
@@ -138,6 +139,41 @@ pub fn lint() -> Result<()> {
         .context("cannot run cargo clippy on the guest")?;
     if !status.success() {
         bail!("clippy found problems in the guest ({status})");
+    }
+    lint_examples()
+}
+
+/// `cargo fmt --check` and clippy with `-D warnings` over the example Linux
+/// functions' own workspace, built as `cargo xtask images` builds them.
+fn lint_examples() -> Result<()> {
+    let examples = util::root().join("examples").join("linux");
+    let status = util::cargo_command()
+        .current_dir(&examples)
+        .args(["fmt", "--all", "--", "--check"])
+        .status()
+        .context("cannot run cargo fmt on the examples")?;
+    if !status.success() {
+        bail!("the examples are not formatted (cargo fmt --all in examples/linux fixes it)");
+    }
+    let status = util::cargo_command()
+        .current_dir(&examples)
+        .args([
+            "clippy",
+            "--quiet",
+            "--locked",
+            "--all-targets",
+            "--target",
+            TARGET,
+        ])
+        .arg("--target-dir")
+        .arg(examples_target_dir())
+        .args(["--", "-D", "warnings"])
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .status()
+        .context("cannot run cargo clippy on the examples")?;
+    if !status.success() {
+        bail!("clippy found problems in the example Linux functions ({status})");
     }
     Ok(())
 }
