@@ -22,6 +22,9 @@ use crate::{arch, console};
 const STACK_BYTES: usize = 16 * 1024;
 /// Vectors handled: the 32 architectural exceptions.
 const VECTORS: usize = 32;
+/// Entries in the IDT: every vector, so that interrupts (the timer's, the
+/// APIC's spurious one) have room.
+const IDT_ENTRIES: usize = 256;
 /// Code segment selector (the boot GDT's, kept in the new one).
 const CODE_SELECTOR: u16 = 0x08;
 /// TSS selector in the new GDT.
@@ -92,7 +95,7 @@ static mut GDT: [u64; 7] = [
 #[repr(C, align(16))]
 struct FxArea([u8; 512]);
 static mut EXCEPTION_FX: FxArea = FxArea([0; 512]);
-static mut IDT: [IdtEntry; VECTORS] = [IdtEntry {
+static mut IDT: [IdtEntry; IDT_ENTRIES] = [IdtEntry {
     offset_low: 0,
     selector: 0,
     ist: 0,
@@ -100,7 +103,7 @@ static mut IDT: [IdtEntry; VECTORS] = [IdtEntry {
     offset_mid: 0,
     offset_high: 0,
     reserved: 0,
-}; VECTORS];
+}; IDT_ENTRIES];
 
 // One stub per vector: those without a CPU-pushed error code push 0, so
 // the frame is the same for all; then the vector; then the common path,
@@ -361,6 +364,32 @@ fn guard_page() -> usize {
     addr_of!(__stack_guard) as usize
 }
 
+/// Where an interrupt from ring 3 switches the stack to (the running
+/// thread's kernel stack).
+pub fn set_kernel_stack(top: u64) {
+    // SAFETY: one CPU with interrupts off: the CPU reads `rsp[0]` only on
+    // an interrupt from ring 3, which cannot come while this runs.
+    unsafe { (*addr_of_mut!(TSS)).rsp[0] = top };
+}
+
+/// Points `vector` at `handler`, an interrupt gate on the current stack
+/// (IST 0), so an interrupt from ring 3 runs on the thread's kernel stack.
+pub fn set_interrupt_handler(vector: u8, handler: u64) {
+    // SAFETY: one CPU with interrupts off; the entry is written whole
+    // before any interrupt can use it.
+    unsafe {
+        (*addr_of_mut!(IDT))[vector as usize] = IdtEntry {
+            offset_low: handler as u16,
+            selector: CODE_SELECTOR,
+            ist: 0,
+            attributes: 0x8e,
+            offset_mid: (handler >> 16) as u16,
+            offset_high: (handler >> 32) as u32,
+            reserved: 0,
+        };
+    }
+}
+
 /// Installs the GDT with a TSS, and the IDT; every exception on IST 1.
 pub fn init() {
     // SAFETY: early boot on one CPU with interrupts off: nothing else uses
@@ -400,7 +429,7 @@ pub fn init() {
             };
         }
         let idt_pointer = TablePointer {
-            limit: (core::mem::size_of::<[IdtEntry; VECTORS]>() - 1) as u16,
+            limit: (core::mem::size_of::<[IdtEntry; IDT_ENTRIES]>() - 1) as u16,
             base: idt.as_ptr() as u64,
         };
         asm!("lidt [{}]", in(reg) &idt_pointer, options(readonly, nostack, preserves_flags));

@@ -72,6 +72,9 @@ pub enum Errno {
     EHOSTUNREACH = 113,
     EALREADY = 114,
     EINPROGRESS = 115,
+    /// Kernel-internal, never returned to a program: the syscall must wait;
+    /// the dispatcher lets other threads run and makes it again.
+    ERESTARTNOINTR = 513,
 }
 
 impl Errno {

@@ -18,7 +18,7 @@ use crate::support::{payload_json, root, Options, Server};
 
 /// `linux_programs/<name>.rs` built static (static-pie, glibc) into
 /// `target/e2e-linux/`, once per test binary run.
-fn program(name: &str) -> PathBuf {
+pub(crate) fn program(name: &str) -> PathBuf {
     static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let built = built.get_or_insert_with(HashMap::new);

@@ -11,6 +11,7 @@ mod support;
 // `mayfly run` and `mayfly exec`.
 mod linux;
 mod linux_examples;
+mod linux_threads;
 mod run;
 mod run_input;
 

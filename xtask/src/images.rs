@@ -53,6 +53,7 @@ enum Build {
 /// as `bootstrap`).
 const LINUX_EXAMPLES: &[(&str, Build)] = &[
     ("rust-echo", Build::Rust),
+    ("rust-echo-mt", Build::Rust),
     ("rust-probe", Build::Rust),
     ("c-echo", Build::C("c-echo/echo.c")),
     ("c-probe", Build::C("c-probe/probe.c")),

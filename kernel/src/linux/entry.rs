@@ -3,8 +3,11 @@
 //! switches to the kernel's stack, calls [`crate::linux::syscall::dispatch`]
 //! and returns with `sysretq`.
 //!
-//! One CPU and one thread: the kernel stack is the boot stack (nothing
-//! below `run` is ever returned to), and the saved state lives in statics.
+//! The kernel stack and the FPU save area are the running thread's
+//! ([`super::sched`] keeps them in `MAYFLY_KSTACK_TOP` and
+//! `MAYFLY_CURRENT_FX`); the first thread's stack is the boot stack
+//! (nothing below `run` is ever returned to). A new thread starts at
+//! `mayfly_syscall_return` with a copy of its parent's frame.
 
 use core::arch::{asm, global_asm};
 
@@ -18,10 +21,10 @@ const MSR_FMASK: u32 = 0xC000_0084;
 pub const MSR_FS_BASE: u32 = 0xC000_0100;
 /// Cleared on `syscall`: TF, IF, DF, IOPL, NT, AC.
 const FMASK: u64 = 0x0004_7700;
-/// The program's RFLAGS at its start: only the reserved bit. Interrupts
-/// stay off in ring 3 too: this kernel takes none (and the legacy PIC's
-/// vectors would collide with the CPU's exceptions).
-const USER_RFLAGS: u64 = 0x2;
+/// The program's RFLAGS at its start: interrupts on (the timer preempts
+/// ring 3; the kernel itself runs with them off, and the legacy PIC is
+/// masked, so the only interrupt is the local APIC's timer).
+const USER_RFLAGS: u64 = 0x202;
 
 /// The program's registers at a `syscall`, as the entry saves them.
 #[repr(C)]
@@ -61,14 +64,9 @@ pub struct SyscallFrame {
     pub rsp: u64,
 }
 
-#[repr(C, align(16))]
-struct FxArea([u8; 512]);
-
-static mut SYSCALL_FX: FxArea = FxArea([0; 512]);
 static mut USER_RSP: u64 = 0;
 
 extern "C" {
-    static __stack_top: u8;
     fn mayfly_syscall_entry();
 }
 
@@ -82,7 +80,7 @@ global_asm!(
     .global mayfly_syscall_entry
 mayfly_syscall_entry:
     mov [rip + {user_rsp}], rsp
-    lea rsp, [rip + {stack_top}]
+    mov rsp, [rip + MAYFLY_KSTACK_TOP]
     push qword ptr [rip + {user_rsp}]
     push r11
     push rcx
@@ -99,10 +97,14 @@ mayfly_syscall_entry:
     push rsi
     push rdi
     push rax
-    fxsave [rip + {fx}]
+    mov rax, [rip + MAYFLY_CURRENT_FX]
+    fxsave [rax]
     mov rdi, rsp
     call {dispatch}
-    fxrstor [rip + {fx}]
+    .global mayfly_syscall_return
+mayfly_syscall_return:
+    mov rax, [rip + MAYFLY_CURRENT_FX]
+    fxrstor [rax]
     pop rax
     pop rdi
     pop rsi
@@ -122,8 +124,6 @@ mayfly_syscall_entry:
     sysretq
     "#,
     user_rsp = sym USER_RSP,
-    stack_top = sym __stack_top,
-    fx = sym SYSCALL_FX,
     dispatch = sym syscall_entry_rust,
 );
 

@@ -10,7 +10,8 @@
 //! - [`entry`]: ring 3 and the `syscall` entry;
 //! - [`memory`]: demand paging and copying to and from the program;
 //! - [`syscall`]: the dispatch table, one file per syscall family;
-//! - [`process`]: the process's state, its start and its end.
+//! - [`process`]: the process's state, its start and its end;
+//! - [`sched`]: threads and their scheduler; [`timer`]: preemption.
 
 use alloc::format;
 use core::fmt;
@@ -26,7 +27,9 @@ pub mod memory;
 pub mod net;
 pub mod paging;
 pub mod process;
+pub mod sched;
 pub mod syscall;
+pub mod timer;
 
 /// From boot to power-off, for a Linux program.
 pub fn run(boot: &'static BootInfo) -> ! {

@@ -168,6 +168,11 @@ struct ApiTap {
 }
 
 impl Socket {
+    /// Whether a connection attempt is under way.
+    pub fn connecting(&self) -> bool {
+        self.connecting && self.handle.is_some()
+    }
+
     /// A new, unconnected socket.
     pub fn new(nonblocking: bool) -> Socket {
         Socket {
@@ -189,7 +194,8 @@ impl Socket {
 pub struct EventFd {
     /// The count.
     pub counter: u64,
-    /// Reads that found it empty (see [`Socket::wouldblock`]).
+    /// Reads that found it empty and writes (each an edge for epoll, see
+    /// [`Socket::wouldblock`]).
     pub wouldblock: u64,
     /// O_NONBLOCK.
     pub nonblocking: bool,

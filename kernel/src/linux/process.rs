@@ -64,9 +64,6 @@ pub struct Process {
     pub reported: BTreeSet<u64>,
     /// The random generator.
     pub random: super::syscall::random::Generator,
-    /// `set_tid_address`'s pointer (cleared at exit; no other thread
-    /// waits on it in part 1, but it is kept as Linux does).
-    pub clear_child_tid: u64,
     /// The umask.
     pub umask: u32,
     /// The network.
@@ -157,7 +154,6 @@ pub fn start(boot: &'static BootInfo) -> ! {
         config,
         reported: BTreeSet::new(),
         random,
-        clear_child_tid: 0,
         umask: 0o022,
         net,
     };
@@ -175,6 +171,8 @@ pub fn start(boot: &'static BootInfo) -> ! {
         }
     };
     PROCESS.with(|slot| *slot = Some(process));
+    super::sched::init();
+    super::timer::init();
     entry::enter_user(entry_point, sp)
 }
 

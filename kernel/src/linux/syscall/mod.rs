@@ -11,6 +11,7 @@ use mayfly_linux::names::syscall_name;
 
 use super::entry::SyscallFrame;
 use super::process::{self, Process};
+use super::sched;
 use crate::console;
 
 pub mod fd;
@@ -52,7 +53,6 @@ fn handler(nr: u64) -> Option<Handler> {
         19 => fs::readv,
         20 => fs::writev,
         21 => fs::access,
-        24 => proc::sched_yield,
         28 => mem::madvise,
         32 => fd::dup,
         33 => fd::dup2,
@@ -136,31 +136,74 @@ fn handler(nr: u64) -> Option<Handler> {
 fn quietly_unsupported(nr: u64) -> bool {
     matches!(
         nr,
-        334 /* rseq */ | 435 /* clone3 */ | 25 /* mremap */ | 324 /* membarrier */
+        334 /* rseq */ | 435 /* clone3: glibc falls back to clone */ | 25 /* mremap */ | 324 /* membarrier */
     )
 }
 
+/// clone: needs the caller's whole frame (the child starts from a copy).
+const SYS_CLONE: u64 = 56;
+/// sched_yield: gives the CPU away, which no handler may do while it
+/// holds the process.
+const SYS_SCHED_YIELD: u64 = 24;
+
 /// Runs the syscall the program made; its result goes back in `rax`.
+///
+/// A syscall that must wait answers [`Errno::ERESTARTNOINTR`]: the
+/// process is let go, other threads run, and the syscall is made again
+/// (waiting syscalls keep their deadline in their thread meanwhile). A
+/// thread that called exit leaves the CPU here, for good.
 pub fn dispatch(frame: &mut SyscallFrame) {
     let nr = frame.rax;
     let args = [
         frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
     ];
-    let result = process::with(|p| match handler(nr) {
-        Some(f) => f(p, &args),
-        None => {
-            if !quietly_unsupported(nr) && p.reported.insert(nr) {
-                console::flush();
-                console::kernel_line(format_args!(
-                    "unsupported syscall {} ({nr})",
-                    syscall_name(nr).unwrap_or("unknown")
-                ));
-            }
-            Err(Errno::ENOSYS)
+    let result = loop {
+        if nr == SYS_SCHED_YIELD {
+            process::with(|p| p.net.poll());
+            sched::yield_now();
+            break Ok(0);
         }
-    })
-    .unwrap_or(Err(Errno::EFAULT));
+        let result = process::with(|p| {
+            if nr == SYS_CLONE {
+                return proc::clone(p, frame);
+            }
+            match handler(nr) {
+                Some(f) => f(p, &args),
+                None => {
+                    if !quietly_unsupported(nr) && p.reported.insert(nr) {
+                        console::flush();
+                        console::kernel_line(format_args!(
+                            "unsupported syscall {} ({nr})",
+                            syscall_name(nr).unwrap_or("unknown")
+                        ));
+                    }
+                    Err(Errno::ENOSYS)
+                }
+            }
+        })
+        .unwrap_or(Err(Errno::EFAULT));
+        if result != Err(Errno::ERESTARTNOINTR) {
+            break result;
+        }
+        sched::yield_now();
+        // Under TCG, PAUSE also lets QEMU's I/O thread in (it leaves the
+        // translated code): without it, a lone thread polling the network
+        // waits for the next timer tick to see its packets.
+        crate::arch::pause();
+    };
+    sched::current().deadline = None;
     frame.rax = to_return(result);
+    if sched::current().exiting {
+        sched::exit_current();
+    }
+}
+
+/// The deadline of the waiting syscall being made: `compute`d (in
+/// monotonic ns, `u64::MAX` for none) on its first attempt, the same on
+/// every restart.
+pub fn deadline(compute: impl FnOnce() -> u64) -> u64 {
+    let thread = sched::current();
+    *thread.deadline.get_or_insert_with(compute)
 }
 
 /// A pointer argument that may be null.

@@ -58,23 +58,22 @@ fn nonblocking(file: &FileRef) -> bool {
     }
 }
 
-/// Repeats `attempt` until it does not answer EAGAIN (turning the stack
-/// in between), or answers EAGAIN at once for a non-blocking descriptor.
+/// Makes `attempt`; EAGAIN on a blocking descriptor makes the syscall wait
+/// (it is made again once other threads had their turn), and stays EAGAIN
+/// on a non-blocking one.
 fn blocking<T>(
     p: &mut Process,
     file: &FileRef,
     dontwait: bool,
-    mut attempt: impl FnMut(&mut Process) -> SysResult<T>,
+    attempt: impl FnOnce(&mut Process) -> SysResult<T>,
 ) -> SysResult<T> {
     let nonblocking = dontwait || nonblocking(file);
-    loop {
-        match attempt(p) {
-            Err(Errno::EAGAIN) if !nonblocking => {
-                p.net.poll();
-                arch::pause();
-            }
-            other => return other,
+    match attempt(p) {
+        Err(Errno::EAGAIN) if !nonblocking => {
+            p.net.poll();
+            Err(Errno::ERESTARTNOINTR)
         }
+        other => other,
     }
 }
 
@@ -101,9 +100,14 @@ pub fn connect(p: &mut Process, a: &Args) -> SysResult {
     let file = socket_file(p, a[0] as i32)?;
     let addr = p.read_vec(a[1], (a[2] as usize).min(128))?;
     let remote = parse_sockaddr(&addr)?;
-    with_socket(p, &file, |net, s| net.connect(s, remote))?;
-    if nonblocking(&file) {
-        return Err(Errno::EINPROGRESS);
+    // A blocking connect that waits is made again: the second time, the
+    // connection is already on its way.
+    let waiting = !nonblocking(&file) && with_socket(p, &file, |_, s| s.connecting());
+    if !waiting {
+        with_socket(p, &file, |net, s| net.connect(s, remote))?;
+        if nonblocking(&file) {
+            return Err(Errno::EINPROGRESS);
+        }
     }
     blocking(p, &file, false, |p| {
         match with_socket(p, &file, |net, s| net.connect_done(s)) {
@@ -136,21 +140,27 @@ fn recv_into(p: &mut Process, file: &FileRef, addr: u64, len: usize, flags: u64)
     Ok(n as u64)
 }
 
-/// Sends the program's bytes, all of them for a blocking socket.
+/// Sends the program's bytes, all of them for a blocking socket. Until the
+/// first byte is queued the syscall may wait like any other; once some are
+/// queued the rest follow here, turning the network (the host drains it),
+/// so that a restart never sends a byte twice.
 fn send_from(p: &mut Process, file: &FileRef, data: &[u8], flags: u64) -> SysResult {
     let dontwait = flags & MSG_DONTWAIT != 0;
-    let mut sent = 0usize;
+    let first = blocking(p, file, dontwait, |p| {
+        with_socket(p, file, |net, s| net.send(s, data))
+    })?;
+    let mut sent = first;
+    if dontwait || nonblocking(file) {
+        return Ok(sent as u64);
+    }
     while sent < data.len() {
-        let result = blocking(p, file, dontwait, |p| {
-            with_socket(p, file, |net, s| net.send(s, &data[sent..]))
-        });
-        match result {
+        match with_socket(p, file, |net, s| net.send(s, &data[sent..])) {
             Ok(n) => sent += n,
-            Err(e) if sent == 0 => return Err(e),
+            Err(Errno::EAGAIN) => {
+                p.net.poll();
+                arch::pause();
+            }
             Err(_) => break,
-        }
-        if dontwait || nonblocking(file) {
-            break;
         }
     }
     Ok(sent as u64)

@@ -11,7 +11,6 @@ use mayfly_linux::errno::{Errno, SysResult};
 
 use super::time::monotonic_ns;
 use super::Args;
-use crate::arch;
 use crate::linux::net::{events, Epoll, EventFd, Interest};
 use crate::linux::process::{File, FileRef, Process};
 
@@ -53,6 +52,19 @@ impl Deadline {
             Deadline::Never => false,
         }
     }
+
+    /// The same deadline on every attempt of one waiting syscall.
+    fn remembered(self) -> Deadline {
+        let at = super::deadline(|| match self {
+            Deadline::At(t) => t,
+            Deadline::Never => u64::MAX,
+        });
+        if at == u64::MAX {
+            Deadline::Never
+        } else {
+            Deadline::At(at)
+        }
+    }
 }
 
 /// What a descriptor is ready for now (epoll bits).
@@ -76,23 +88,22 @@ pub fn readiness(p: &mut Process, file: &FileRef) -> u32 {
     }
 }
 
-/// Turns the network and checks `ready` until it finds something or the
-/// deadline passes (checking at least once).
+/// Turns the network and checks `ready`: found, or the deadline passed,
+/// or the syscall waits (it is made again after other threads ran).
 fn wait_for<T>(
     p: &mut Process,
     deadline: Deadline,
-    mut ready: impl FnMut(&mut Process) -> SysResult<Option<T>>,
+    ready: impl FnOnce(&mut Process) -> SysResult<Option<T>>,
 ) -> SysResult<Option<T>> {
-    loop {
-        p.net.poll();
-        if let Some(found) = ready(p)? {
-            return Ok(Some(found));
-        }
-        if deadline.passed() {
-            return Ok(None);
-        }
-        arch::pause();
+    let deadline = deadline.remembered();
+    p.net.poll();
+    if let Some(found) = ready(p)? {
+        return Ok(Some(found));
     }
+    if deadline.passed() {
+        return Ok(None);
+    }
+    Err(Errno::ERESTARTNOINTR)
 }
 
 fn poll_fds(p: &mut Process, addr: u64, count: u64, deadline: Deadline) -> SysResult {
@@ -375,14 +386,12 @@ pub fn eventfd2(p: &mut Process, a: &Args) -> SysResult {
 }
 
 /// read on an eventfd: the count (or one, as a semaphore); a blocking
-/// read of zero would wait for a writer that cannot exist with one thread,
-/// so it waits only while the network might still matter and is ended by
-/// the host's timeout.
+/// read of zero waits for another thread's write.
 pub fn eventfd_read(p: &mut Process, file: &FileRef, addr: u64, len: usize) -> SysResult {
     if len < 8 {
         return Err(Errno::EINVAL);
     }
-    loop {
+    {
         let taken = match &mut *file.borrow_mut() {
             File::EventFd(e) if e.counter > 0 => {
                 let v = if e.semaphore { 1 } else { e.counter };
@@ -401,7 +410,7 @@ pub fn eventfd_read(p: &mut Process, file: &FileRef, addr: u64, len: usize) -> S
             return Ok(8);
         }
         p.net.poll();
-        arch::pause();
+        Err(Errno::ERESTARTNOINTR)
     }
 }
 
@@ -420,6 +429,10 @@ pub fn eventfd_write(p: &mut Process, file: &FileRef, addr: u64, len: usize) -> 
                 return Err(Errno::EAGAIN);
             }
             e.counter += v;
+            // Every write is an event of its own for an edge-triggered
+            // epoll, as on Linux: tokio's and mio's wakers write to an
+            // eventfd they never read.
+            e.wouldblock += 1;
             Ok(8)
         }
         _ => Err(Errno::EINVAL),

@@ -6,8 +6,9 @@ use mayfly_linux::errno::{Errno, SysResult};
 use mayfly_proto::exit::signal;
 
 use super::Args;
-use crate::linux::entry;
+use crate::linux::entry::{self, SyscallFrame};
 use crate::linux::process::{self, Process};
+use crate::linux::sched;
 
 /// The program's pid (and tid: one thread).
 pub const PID: u64 = 1;
@@ -15,9 +16,23 @@ pub const PID: u64 = 1;
 const UID: u64 = 993;
 const GID: u64 = 990;
 
-/// exit: with one thread, the same as exit_group.
+/// exit: the thread ends (its clear-child-tid word is zeroed and woken, as
+/// glibc's pthread_join waits for); the last thread's exit ends the
+/// process.
 pub fn exit(p: &mut Process, a: &Args) -> SysResult {
-    exit_group(p, a)
+    if sched::live_threads() <= 1 {
+        return exit_group(p, a);
+    }
+    let thread = sched::current();
+    if thread.clear_child_tid != 0 {
+        let addr = thread.clear_child_tid;
+        // A bad address is the thread's loss alone, as on Linux.
+        if p.write_user(addr, &0u32.to_le_bytes()).is_ok() {
+            sched::futex_wake(addr, 1);
+        }
+    }
+    thread.exiting = true;
+    Ok(0)
 }
 
 /// exit_group: everything written reaches the host, then the VM ends.
@@ -33,7 +48,7 @@ pub fn getpid(_: &mut Process, _: &Args) -> SysResult {
 
 /// gettid.
 pub fn gettid(_: &mut Process, _: &Args) -> SysResult {
-    Ok(PID)
+    Ok(u64::from(sched::current().tid))
 }
 
 /// getppid: the kernel, as far as the program can tell.
@@ -51,10 +66,11 @@ pub fn getgid(_: &mut Process, _: &Args) -> SysResult {
     Ok(GID)
 }
 
-/// set_tid_address: kept; returns the tid.
-pub fn set_tid_address(p: &mut Process, a: &Args) -> SysResult {
-    p.clear_child_tid = a[0];
-    Ok(PID)
+/// set_tid_address: kept for the thread's exit; returns the tid.
+pub fn set_tid_address(_: &mut Process, a: &Args) -> SysResult {
+    let thread = sched::current();
+    thread.clear_child_tid = a[0];
+    Ok(u64::from(thread.tid))
 }
 
 /// set_robust_list: accepted (there is no other thread to wake at exit).
@@ -163,12 +179,6 @@ pub fn sched_getaffinity(p: &mut Process, a: &Args) -> SysResult {
     Ok(8)
 }
 
-/// sched_yield: nothing else to run.
-pub fn sched_yield(p: &mut Process, _: &Args) -> SysResult {
-    p.net.poll();
-    Ok(0)
-}
-
 /// rt_sigaction: accepted; no signal is delivered to a handler in this
 /// part (a fault ends the program, as with no handler).
 pub fn rt_sigaction(p: &mut Process, a: &Args) -> SysResult {
@@ -234,9 +244,17 @@ pub fn kill(p: &mut Process, a: &Args) -> SysResult {
     signal_self(p, a[1])
 }
 
+/// Whether `tid` names one of the process's live threads.
+fn is_thread(tid: u64) -> bool {
+    u32::try_from(tid)
+        .ok()
+        .and_then(sched::thread)
+        .is_some_and(|t| !t.exiting)
+}
+
 /// tkill.
 pub fn tkill(p: &mut Process, a: &Args) -> SysResult {
-    if a[0] != PID {
+    if !is_thread(a[0]) {
         return Err(Errno::ESRCH);
     }
     signal_self(p, a[1])
@@ -244,15 +262,70 @@ pub fn tkill(p: &mut Process, a: &Args) -> SysResult {
 
 /// tgkill.
 pub fn tgkill(p: &mut Process, a: &Args) -> SysResult {
-    if a[0] != PID || a[1] != PID {
+    if a[0] != PID || !is_thread(a[1]) {
         return Err(Errno::ESRCH);
     }
     signal_self(p, a[2])
 }
 
-/// futex with one thread: a wait whose value matches could only be woken
-/// by a timeout (or never: that is a deadlock, which ends the program as
-/// SIGKILL with a line saying so); wakes wake nobody.
+/// clone, for threads: CLONE_VM with CLONE_THREAD, as glibc's
+/// pthread_create and Go's newosproc ask. The child returns 0 from the
+/// same syscall on its own stack (the parent's registers otherwise, which
+/// Go's child relies on), with its own thread pointer under CLONE_SETTLS.
+pub fn clone(p: &mut Process, frame: &SyscallFrame) -> SysResult {
+    const CLONE_VM: u64 = 0x100;
+    const CLONE_THREAD: u64 = 0x10000;
+    const CLONE_SETTLS: u64 = 0x80000;
+    const CLONE_PARENT_SETTID: u64 = 0x100000;
+    const CLONE_CHILD_CLEARTID: u64 = 0x200000;
+    const CLONE_CHILD_SETTID: u64 = 0x1000000;
+    let (flags, stack, parent_tid, child_tid, tls) =
+        (frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8);
+    if flags & (CLONE_VM | CLONE_THREAD) != CLONE_VM | CLONE_THREAD {
+        // fork and vfork: one process per VM.
+        if p.reported.insert(56) {
+            crate::console::flush();
+            crate::console::kernel_line(format_args!(
+                "unsupported syscall clone (56) without CLONE_THREAD (flags {flags:#x}): a VM runs one process"
+            ));
+        }
+        return Err(Errno::ENOSYS);
+    }
+    let mut child = *frame;
+    child.rax = 0;
+    if stack != 0 {
+        child.rsp = stack;
+    }
+    let fs_base = if flags & CLONE_SETTLS != 0 {
+        tls
+    } else {
+        entry::fs_base()
+    };
+    let tid = sched::spawn(&child, fs_base).map_err(|e| match e {
+        sched::SpawnError::NoMemory => Errno::ENOMEM,
+        sched::SpawnError::TooMany => Errno::EAGAIN,
+    })?;
+    let tid_bytes = tid.to_le_bytes();
+    if flags & CLONE_PARENT_SETTID != 0 {
+        p.write_user(parent_tid, &tid_bytes)?;
+    }
+    if flags & CLONE_CHILD_SETTID != 0 {
+        p.write_user(child_tid, &tid_bytes)?;
+    }
+    if flags & CLONE_CHILD_CLEARTID != 0 {
+        if let Some(t) = sched::thread(tid) {
+            t.clear_child_tid = child_tid;
+        }
+    }
+    Ok(u64::from(tid))
+}
+
+/// futex: WAIT and WAIT_BITSET (with timeouts: relative for WAIT, absolute
+/// for WAIT_BITSET, on the realtime clock with FUTEX_CLOCK_REALTIME), WAKE
+/// and WAKE_BITSET (the bitset is treated as all ones: a spurious wake is
+/// allowed). Private and shared are the same in a one-process VM. A wait
+/// no other thread could end, and with no timeout, is a deadlock: the
+/// program ends as SIGKILL with a line saying so.
 pub fn futex(p: &mut Process, a: &Args) -> SysResult {
     const FUTEX_WAIT: u64 = 0;
     const FUTEX_WAKE: u64 = 1;
@@ -260,26 +333,49 @@ pub fn futex(p: &mut Process, a: &Args) -> SysResult {
     const FUTEX_WAKE_BITSET: u64 = 10;
     let op = a[1] & 0x7f;
     match op {
-        FUTEX_WAKE | FUTEX_WAKE_BITSET => Ok(0),
+        FUTEX_WAKE | FUTEX_WAKE_BITSET => Ok(sched::futex_wake(a[0], a[2] as u32 as usize) as u64),
         FUTEX_WAIT | FUTEX_WAIT_BITSET => {
-            let current = u32::from_le_bytes(p.read_array::<4>(a[0])?);
-            if current != a[2] as u32 {
-                return Err(Errno::EAGAIN);
+            let thread = sched::current();
+            if thread.woken {
+                thread.woken = false;
+                thread.futex = None;
+                return Ok(0);
             }
-            if a[3] == 0 {
-                crate::console::flush();
-                crate::console::kernel_line(format_args!(
-                    "the program waits on a futex no other thread can wake (a deadlock)"
-                ));
-                p.net.flush();
-                process::killed(signal::SIGKILL)
+            if thread.futex.is_none() {
+                let current = u32::from_le_bytes(p.read_array::<4>(a[0])?);
+                if current != a[2] as u32 {
+                    return Err(Errno::EAGAIN);
+                }
+                if a[3] == 0 && sched::live_threads() <= 1 {
+                    crate::console::flush();
+                    crate::console::kernel_line(format_args!(
+                        "the program waits on a futex no other thread can wake (a deadlock)"
+                    ));
+                    p.net.flush();
+                    process::killed(signal::SIGKILL)
+                }
+                let deadline = match a[3] {
+                    0 => u64::MAX,
+                    ts => {
+                        let ts = p.read_array::<16>(ts)?;
+                        let (sec, nsec) = abi::read_timespec(&ts).ok_or(Errno::EINVAL)?;
+                        super::time::deadline_of(
+                            sec,
+                            nsec,
+                            op == FUTEX_WAIT_BITSET,
+                            a[1] & 256 != 0,
+                        )?
+                    }
+                };
+                super::deadline(|| deadline);
+                sched::current().futex = Some(a[0]);
             }
-            let ts = p.read_array::<16>(a[3])?;
-            let (sec, nsec) = abi::read_timespec(&ts).ok_or(Errno::EINVAL)?;
-            let absolute = op == FUTEX_WAIT_BITSET;
-            let clock_realtime = a[1] & 256 != 0;
-            super::time::sleep_until(p, sec, nsec, absolute, clock_realtime)?;
-            Err(Errno::ETIMEDOUT)
+            p.net.poll();
+            if super::deadline(|| u64::MAX) <= super::time::monotonic_ns() {
+                sched::current().futex = None;
+                return Err(Errno::ETIMEDOUT);
+            }
+            Err(Errno::ERESTARTNOINTR)
         }
         _ => Err(Errno::ENOSYS),
     }

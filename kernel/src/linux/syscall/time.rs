@@ -102,17 +102,11 @@ fn duration_ns(sec: i64, nsec: i64) -> SysResult<u64> {
         .saturating_add(nsec as u64))
 }
 
-/// Waits until the given time (absolute on the chosen clock, or relative),
-/// turning the network meanwhile.
-pub fn sleep_until(
-    p: &mut Process,
-    sec: i64,
-    nsec: i64,
-    absolute: bool,
-    realtime: bool,
-) -> SysResult<()> {
+/// The monotonic time (ns) a wait given as `sec`, `nsec` ends at: from
+/// now, or absolute on the monotonic or the realtime clock.
+pub fn deadline_of(sec: i64, nsec: i64, absolute: bool, realtime: bool) -> SysResult<u64> {
     let ns = duration_ns(sec, nsec)?;
-    let deadline = if absolute {
+    Ok(if absolute {
         if realtime {
             ns.saturating_sub(WALL_AT_BOOT_NS.load(Ordering::Relaxed))
         } else {
@@ -120,10 +114,23 @@ pub fn sleep_until(
         }
     } else {
         monotonic_ns().saturating_add(ns)
-    };
-    while monotonic_ns() < deadline {
-        p.net.poll();
-        crate::arch::pause();
+    })
+}
+
+/// Waits until the given time: the syscall is made again (other threads
+/// running meanwhile) until it has passed.
+pub fn sleep_until(
+    p: &mut Process,
+    sec: i64,
+    nsec: i64,
+    absolute: bool,
+    realtime: bool,
+) -> SysResult<()> {
+    let deadline = deadline_of(sec, nsec, absolute, realtime)?;
+    let deadline = super::deadline(|| deadline);
+    p.net.poll();
+    if monotonic_ns() < deadline {
+        return Err(Errno::ERESTARTNOINTR);
     }
     Ok(())
 }
