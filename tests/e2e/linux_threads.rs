@@ -1,7 +1,9 @@
 //! Linux programs with threads: clone with thread-local storage, futex
 //! waits and wakes (with timeouts), preemption of a thread that spins
 //! without a syscall, and tokio's multi-thread runtime under the official
-//! `lambda_runtime` echo (`examples/linux/rust-echo-mt`).
+//! `lambda_runtime` echo (`examples/linux/rust-echo-mt`), and Go's runtime
+//! (threads, a pipe and epoll) under a `net/http` loop
+//! (`examples/linux/go-echo`).
 
 use serde_json::json;
 
@@ -42,26 +44,25 @@ fn threads_join_wait_on_futexes_and_a_spinning_thread_starves_nobody() {
     assert!(!stderr.contains("unsupported syscall"), "{stderr}");
 }
 
-#[test]
-fn the_lambda_runtime_echo_on_tokios_multi_thread_runtime_answers_through_the_api() {
-    let zip = root().join("target/images/rust-echo-mt.zip");
+/// Deploys `target/images/<name>.zip` and checks that it echoes a small
+/// and a 150 KB event.
+fn echoes_through_the_api(name: &str) {
+    let zip = root().join(format!("target/images/{name}.zip"));
     assert!(
         zip.exists(),
         "{} is missing: run cargo xtask images",
         zip.display()
     );
     let s = Server::start();
-    s.create("rust-echo-mt", &zip, &[]);
+    s.create(name, &zip, &[]);
     for event in [
         json!({"hello": "tokio multi-thread"}),
         json!({"big": "x".repeat(150_000)}),
     ] {
         let file = s.tmp().join("event.json");
         std::fs::write(&file, event.to_string()).unwrap();
-        let (meta, payload) = s.invoke(
-            "rust-echo-mt",
-            &["--payload", &format!("fileb://{}", file.display())],
-        );
+        let (meta, payload) =
+            s.invoke(name, &["--payload", &format!("fileb://{}", file.display())]);
         assert!(
             meta.get("FunctionError").is_none(),
             "{meta}\n{}",
@@ -70,4 +71,14 @@ fn the_lambda_runtime_echo_on_tokios_multi_thread_runtime_answers_through_the_ap
         assert_eq!(payload_json(&payload), event);
     }
     s.assert_no_qemu();
+}
+
+#[test]
+fn the_lambda_runtime_echo_on_tokios_multi_thread_runtime_answers_through_the_api() {
+    echoes_through_the_api("rust-echo-mt");
+}
+
+#[test]
+fn a_go_net_http_runtime_loop_answers_through_the_api() {
+    echoes_through_the_api("go-echo");
 }

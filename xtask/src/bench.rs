@@ -33,7 +33,7 @@ pub fn run(args: &[String]) -> Result<()> {
         [flag, n] if flag == "--runs" => n.parse().context("--runs takes a number")?,
         _ => bail!("usage: cargo xtask bench-run [--runs N]"),
     };
-    bootstrap::ensure_qemu()?;
+    bootstrap::ensure_host_tools()?;
     let built = images::build()?;
     let mayfly = util::build_mayfly()?;
     let floor = util::images_dir().join("floor.elf");

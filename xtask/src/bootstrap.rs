@@ -118,11 +118,46 @@ pub fn ensure_musl() -> Result<()> {
     Ok(())
 }
 
-/// Everything `cargo xtask bootstrap` installs: QEMU and musl-gcc. The
+/// Everything `cargo xtask bootstrap` installs: QEMU, musl-gcc and Go. The
 /// package index is updated at most once, before the first install.
 pub fn ensure_host_tools() -> Result<()> {
     ensure_qemu()?;
-    ensure_musl()
+    ensure_musl()?;
+    ensure_go()
+}
+
+/// The Go compiler: `$MAYFLY_GO`, or `go`.
+pub fn go() -> String {
+    std::env::var("MAYFLY_GO").unwrap_or_else(|_| "go".into())
+}
+
+/// Whether the Go compiler runs.
+pub fn has_go() -> bool {
+    Command::new(go())
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Installs Debian's `golang-go` if needed (the Go example Linux function
+/// is built with it); fails with instructions if it cannot.
+pub fn ensure_go() -> Result<()> {
+    if has_go() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "go is not installed (the Go example Linux function is built with it). As root, run:\n  \
+             apt-get update && apt-get install -y golang-go\n\
+             (or set MAYFLY_GO to a go binary)"
+        );
+    }
+    eprintln!("xtask: go is missing; installing golang-go with apt-get");
+    apt_install("golang-go")?;
+    if !has_go() {
+        bail!("go still does not run after installing golang-go");
+    }
+    Ok(())
 }
 
 /// The real AWS clients the end-to-end tests drive: the AWS CLI (`aws`)

@@ -45,6 +45,8 @@ enum Build {
     Rust,
     /// One C file under `examples/linux/`, built with `musl-gcc -static -O2`.
     C(&'static str),
+    /// A Go module under `examples/linux/`, built with `CGO_ENABLED=0`.
+    Go(&'static str),
 }
 
 /// The example Linux functions, in the order they are built: each becomes
@@ -57,6 +59,7 @@ const LINUX_EXAMPLES: &[(&str, Build)] = &[
     ("rust-probe", Build::Rust),
     ("c-echo", Build::C("c-echo/echo.c")),
     ("c-probe", Build::C("c-probe/probe.c")),
+    ("go-echo", Build::Go("go-echo")),
 ];
 
 /// One built image.
@@ -253,6 +256,13 @@ fn examples_target_dir() -> PathBuf {
 /// Builds, strips and packages every example Linux function. Returns each
 /// image with the size of its unstripped binary.
 fn build_linux_examples(out_dir: &Path) -> Result<Vec<(Image, u64)>> {
+    if !bootstrap::has_go() {
+        bail!(
+            "`{}` is missing: the Go example Linux function is built with it; \
+             `cargo xtask bootstrap` installs it (Debian's golang-go)",
+            bootstrap::go()
+        );
+    }
     if !bootstrap::has_musl_gcc() {
         bail!(
             "`{}` is missing: the C example Linux functions are built with it; \
@@ -309,6 +319,26 @@ fn build_linux_examples(out_dir: &Path) -> Result<Vec<(Image, u64)>> {
                     .with_context(|| format!("cannot run {}", bootstrap::musl_gcc()))?;
                 if !status.success() {
                     bail!("building {name} with musl-gcc failed ({status})");
+                }
+                output
+            }
+            Build::Go(module) => {
+                let output = target_dir.join("go").join(name);
+                let status = Command::new(bootstrap::go())
+                    .current_dir(examples.join(module))
+                    .args(["build", "-trimpath", "-o"])
+                    .arg(&output)
+                    .arg(".")
+                    .env("CGO_ENABLED", "0")
+                    .env("GOOS", "linux")
+                    .env("GOARCH", "amd64")
+                    .env("GOFLAGS", "-mod=mod")
+                    .env("GOCACHE", target_dir.join("go-cache"))
+                    .env("GOPATH", target_dir.join("go-path"))
+                    .status()
+                    .with_context(|| format!("cannot run {}", bootstrap::go()))?;
+                if !status.success() {
+                    bail!("building {name} with go failed ({status})");
                 }
                 output
             }

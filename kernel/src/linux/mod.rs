@@ -26,6 +26,7 @@ pub mod entry;
 pub mod memory;
 pub mod net;
 pub mod paging;
+pub mod pipe;
 pub mod process;
 pub mod sched;
 pub mod syscall;

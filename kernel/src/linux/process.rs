@@ -44,6 +44,8 @@ pub enum File {
     Epoll(net::Epoll),
     /// An eventfd counter.
     EventFd(net::EventFd),
+    /// One end of a pipe.
+    Pipe(super::pipe::End),
 }
 
 /// The process's state.

@@ -193,7 +193,7 @@ pub fn run(args: &[String]) -> Result<()> {
         );
         last = Instant::now();
     };
-    bootstrap::ensure_qemu()?;
+    bootstrap::ensure_host_tools()?;
     let built = images::build()?;
     let mayfly = util::build_mayfly()?;
     let echo = built

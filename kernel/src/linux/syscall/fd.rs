@@ -61,6 +61,13 @@ pub fn fcntl(p: &mut Process, a: &Args) -> SysResult {
             File::Console => abi::O_WRONLY,
             File::Socket(s) => abi::O_RDWR | if s.nonblocking { abi::O_NONBLOCK } else { 0 },
             File::EventFd(e) => abi::O_RDWR | if e.nonblocking { abi::O_NONBLOCK } else { 0 },
+            File::Pipe(end) => {
+                (if end.read {
+                    abi::O_RDONLY
+                } else {
+                    abi::O_WRONLY
+                }) | if end.nonblocking { abi::O_NONBLOCK } else { 0 }
+            }
             File::Epoll(_) => abi::O_RDWR,
         })),
         abi::F_SETFL => {
@@ -69,6 +76,7 @@ pub fn fcntl(p: &mut Process, a: &Args) -> SysResult {
                 File::Node(open) => open.set_status_flags(a[2] as u32),
                 File::Socket(s) => s.nonblocking = nonblocking,
                 File::EventFd(e) => e.nonblocking = nonblocking,
+                File::Pipe(end) => end.nonblocking = nonblocking,
                 _ => {}
             }
             Ok(0)
@@ -92,6 +100,7 @@ pub fn ioctl(p: &mut Process, a: &Args) -> SysResult {
             match &mut *file.borrow_mut() {
                 File::Socket(s) => s.nonblocking = on,
                 File::EventFd(e) => e.nonblocking = on,
+                File::Pipe(end) => end.nonblocking = on,
                 File::Node(open) => {
                     let flags = open.flags() & !abi::O_NONBLOCK;
                     open.set_status_flags(if on { flags | abi::O_NONBLOCK } else { flags });
@@ -106,4 +115,42 @@ pub fn ioctl(p: &mut Process, a: &Args) -> SysResult {
         }
         _ => Err(Errno::ENOTTY),
     }
+}
+
+/// pipe2: O_NONBLOCK and O_CLOEXEC.
+pub fn pipe2(p: &mut Process, a: &Args) -> SysResult {
+    let flags = a[1] as u32;
+    if flags & !(abi::O_NONBLOCK | abi::O_CLOEXEC) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (read, write) = crate::linux::pipe::new(flags & abi::O_NONBLOCK != 0);
+    let cloexec = flags & abi::O_CLOEXEC != 0;
+    let r = p.fds.insert(
+        alloc::rc::Rc::new(core::cell::RefCell::new(File::Pipe(read))),
+        cloexec,
+    )?;
+    let w = match p.fds.insert(
+        alloc::rc::Rc::new(core::cell::RefCell::new(File::Pipe(write))),
+        cloexec,
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = p.fds.remove(r);
+            return Err(e);
+        }
+    };
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&r.to_le_bytes());
+    out[4..].copy_from_slice(&w.to_le_bytes());
+    if let Err(e) = p.write_user(a[0], &out) {
+        let _ = p.fds.remove(r);
+        let _ = p.fds.remove(w);
+        return Err(e);
+    }
+    Ok(0)
+}
+
+/// pipe.
+pub fn pipe(p: &mut Process, a: &Args) -> SysResult {
+    pipe2(p, &[a[0], 0, 0, 0, 0, 0])
 }

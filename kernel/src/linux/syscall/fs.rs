@@ -66,6 +66,7 @@ fn file_stat(p: &Process, file: &File) -> Stat {
         File::Stdin | File::Console => special_stat(abi::S_IFCHR | 0o620, 3),
         File::Socket(_) => special_stat(abi::S_IFSOCK | 0o777, 4),
         File::Epoll(_) | File::EventFd(_) => special_stat(0o600, 5),
+        File::Pipe(_) => special_stat(abi::S_IFIFO | 0o600, 6),
     }
 }
 
@@ -93,7 +94,7 @@ fn read_into(p: &mut Process, fd: i32, addr: u64, len: usize, at: Option<u64>) -
                 },
                 File::Stdin => 0,
                 File::Console => return Err(Errno::EBADF),
-                File::Socket(_) | File::EventFd(_) => {
+                File::Socket(_) | File::EventFd(_) | File::Pipe(_) => {
                     if at.is_some() {
                         return Err(Errno::ESPIPE);
                     }
@@ -120,7 +121,7 @@ fn write_from(p: &mut Process, fd: i32, addr: u64, len: usize, at: Option<u64>) 
     let file = file(p, fd)?;
     {
         let f = file.borrow();
-        if matches!(&*f, File::Socket(_) | File::EventFd(_)) {
+        if matches!(&*f, File::Socket(_) | File::EventFd(_) | File::Pipe(_)) {
             drop(f);
             if at.is_some() {
                 return Err(Errno::ESPIPE);
@@ -156,7 +157,9 @@ fn write_from(p: &mut Process, fd: i32, addr: u64, len: usize, at: Option<u64>) 
                 }
                 File::Stdin => return Err(Errno::EBADF),
                 File::Epoll(_) => return Err(Errno::EINVAL),
-                File::Socket(_) | File::EventFd(_) => unreachable!("handled above"),
+                File::Socket(_) | File::EventFd(_) | File::Pipe(_) => {
+                    unreachable!("handled above")
+                }
             }
         };
         done += wrote;

@@ -54,6 +54,7 @@ fn nonblocking(file: &FileRef) -> bool {
     match &*file.borrow() {
         File::Socket(s) => s.nonblocking,
         File::EventFd(e) => e.nonblocking,
+        File::Pipe(end) => end.nonblocking,
         _ => false,
     }
 }
@@ -171,6 +172,15 @@ pub fn read_stream(p: &mut Process, file: &FileRef, addr: u64, len: usize) -> Sy
     if matches!(&*file.borrow(), File::EventFd(_)) {
         return super::poll::eventfd_read(p, file, addr, len);
     }
+    if matches!(&*file.borrow(), File::Pipe(_)) {
+        let mut buf = vec![0u8; len.min(CHUNK)];
+        let n = blocking(p, file, false, |_| match &*file.borrow() {
+            File::Pipe(end) => end.read(&mut buf),
+            _ => Err(Errno::EBADF),
+        })?;
+        p.write_user(addr, &buf[..n])?;
+        return Ok(n as u64);
+    }
     recv_into(p, file, addr, len, 0)
 }
 
@@ -178,6 +188,14 @@ pub fn read_stream(p: &mut Process, file: &FileRef, addr: u64, len: usize) -> Sy
 pub fn write_stream(p: &mut Process, file: &FileRef, addr: u64, len: usize) -> SysResult {
     if matches!(&*file.borrow(), File::EventFd(_)) {
         return super::poll::eventfd_write(p, file, addr, len);
+    }
+    if matches!(&*file.borrow(), File::Pipe(_)) {
+        let data = p.read_vec(addr, len.min(crate::linux::pipe::CAPACITY))?;
+        let n = blocking(p, file, false, |_| match &*file.borrow() {
+            File::Pipe(end) => end.write(&data),
+            _ => Err(Errno::EBADF),
+        })?;
+        return Ok(n as u64);
     }
     let data = p.read_vec(addr, len.min(1 << 24))?;
     send_from(p, file, &data, 0)
