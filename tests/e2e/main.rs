@@ -10,6 +10,7 @@ mod support;
 
 // `mayfly run` and `mayfly exec`.
 mod linux;
+mod linux_cargo_test;
 mod linux_examples;
 mod linux_threads;
 mod run;
