@@ -143,11 +143,14 @@ pub fn function_init(port: u16, env: &[(&str, &str)]) -> String {
     s
 }
 
-/// The function guest's initramfs, written to `cache`: busybox, the
-/// NIC's modules, `bootstrap` at `/var/task/bootstrap`, [`function_init`].
+/// The function guest's initramfs for the function `name`, written to
+/// `cache` (one per function, so that several rows can share a run):
+/// busybox, the NIC's modules, `bootstrap` at `/var/task/bootstrap`,
+/// [`function_init`].
 pub fn function_initrd(
     g: &Guest,
     cache: &Path,
+    name: &str,
     bootstrap: &Path,
     port: u16,
     env: &[(&str, &str)],
@@ -179,7 +182,7 @@ pub fn function_initrd(
     cpio.entry("init", 0o100755, 0, function_init(port, env).as_bytes());
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&cpio.finish())?;
-    let initrd = cache.join("initramfs-function.cpio.gz");
+    let initrd = cache.join(format!("initramfs-function-{name}.cpio.gz"));
     std::fs::write(&initrd, gz.finish()?)?;
     Ok(initrd)
 }

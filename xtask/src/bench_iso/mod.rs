@@ -17,7 +17,7 @@ mod runtime_api;
 mod stats;
 mod svg;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -39,15 +39,59 @@ const RUN: &str = "mayfly run echo";
 const COLD: &str = "API invoke, cold";
 const WARM: &str = "API invoke, warm (provisioned)";
 const LINUX: &str = "Linux microVM";
-/// The Linux-function rows (issue 9): the example Linux functions through
-/// the API, and the Rust one outside Mayfly.
+/// The Linux-function rows (issues 9 and 10): the example Linux functions
+/// through the API, and the same binaries outside Mayfly.
 const COLD_RUST: &str = "API cold: rust-echo (Linux)";
+const COLD_RUST_MT: &str = "API cold: rust-echo-mt (Linux)";
+const COLD_GO: &str = "API cold: go-echo (Linux)";
 const COLD_C: &str = "API cold: c-echo (Linux)";
 const FN_PROCESS: &str = "rust-echo, process";
 const FN_BWRAP: &str = "rust-echo, bubblewrap";
 const FN_LINUX: &str = "rust-echo, Linux microVM";
-/// The example Linux functions the API rows deploy.
-const LINUX_FUNCTIONS: [&str; 2] = ["rust-echo", "c-echo"];
+const FN_LINUX_MT: &str = "rust-echo-mt, Linux microVM";
+const FN_LINUX_GO: &str = "go-echo, Linux microVM";
+
+/// The example Linux functions the API rows deploy: name, the cold row's
+/// label and what it measures.
+const LINUX_FUNCTIONS: [(&str, &str, &str); 4] = [
+    ("rust-echo", COLD_RUST, "same, of rust-echo: the `lambda_runtime` echo, a static Linux `bootstrap` (tokio current_thread), cold"),
+    ("rust-echo-mt", COLD_RUST_MT, "same, of rust-echo-mt: the same echo on tokio's default multi-thread runtime (worker threads: clone, futexes), cold"),
+    ("go-echo", COLD_GO, "same, of go-echo: a runtime-API loop on Go's net/http (CGO_ENABLED=0: goroutines on threads, a pipe-woken poller), cold"),
+    ("c-echo", COLD_C, "same, of c-echo: a musl C runtime-API loop on plain sockets, static Linux `bootstrap`, cold"),
+];
+
+/// The binaries also measured outside Mayfly (spawn to response received
+/// at a runtime API in this process): a plain process, bubblewrap and the
+/// Linux microVM's guest, each a label and what it measures.
+struct Outside {
+    name: &'static str,
+    process: (&'static str, &'static str),
+    bwrap: (&'static str, &'static str),
+    linux: (&'static str, &'static str),
+}
+
+const FN_BWRAP_WHAT: &str = "same in bubblewrap (`--unshare-all --share-net`: the network namespace shared, to reach the API on loopback)";
+
+const OUTSIDE: [Outside; 3] = [
+    Outside {
+        name: "rust-echo",
+        process: (FN_PROCESS, "rust-echo's `bootstrap` as a plain process, one event from a runtime API in this process: spawn to response received"),
+        bwrap: (FN_BWRAP, FN_BWRAP_WHAT),
+        linux: (FN_LINUX, "rust-echo's `bootstrap` in the Linux microVM's guest (`/init`: insmod virtio-net, `ip` up, run it): spawn to response received; acpi=on and QEMU user networking for these rows only"),
+    },
+    Outside {
+        name: "rust-echo-mt",
+        process: ("rust-echo-mt, process", "rust-echo-mt's `bootstrap` as a plain process, one event: spawn to response received"),
+        bwrap: ("rust-echo-mt, bubblewrap", FN_BWRAP_WHAT),
+        linux: (FN_LINUX_MT, "same, of rust-echo-mt"),
+    },
+    Outside {
+        name: "go-echo",
+        process: ("go-echo, process", "go-echo's `bootstrap` as a plain process, one event: spawn to response received"),
+        bwrap: ("go-echo, bubblewrap", FN_BWRAP_WHAT),
+        linux: (FN_LINUX_GO, "same, of go-echo"),
+    },
+];
 
 /// How much of everything: `--quick` keeps the whole run under a minute.
 struct Plan {
@@ -231,7 +275,7 @@ pub fn run(args: &[String]) -> Result<()> {
     // alone if its function cannot be.
     let linux_fns: Vec<std::result::Result<(), String>> = LINUX_FUNCTIONS
         .iter()
-        .map(|name| {
+        .map(|(name, _, _)| {
             let image = built
                 .iter()
                 .find(|i| i.name == *name)
@@ -244,26 +288,40 @@ pub fn run(args: &[String]) -> Result<()> {
             }
         })
         .collect();
-    let rust_echo = built
-        .iter()
-        .find(|i| i.name == "rust-echo")
-        .context("rust-echo not built")?;
     let rapi = runtime_api::RuntimeApi::start();
-    let fn_console = dir.join("linux-function-console.log");
-    let fn_initrd = match (&guest, &rapi) {
-        (Ok(g), Ok(r)) => linux::function_initrd(
-            g,
-            &dir.join("cache"),
-            &rust_echo.elf,
-            r.port(),
-            &runtime_api::LAMBDA_ENV,
-        )
-        .map_err(|e| format!("{e:#}")),
-        (Err(e), _) => Err(format!(
-            "cannot get Debian's kernel and busybox-static: {e:#}"
-        )),
-        (_, Err(e)) => Err(format!("runtime API: {e:#}")),
-    };
+    // Each binary measured outside Mayfly, and its Linux guest's initramfs.
+    type Prepared<'a> = (
+        &'a Outside,
+        Result<&'a Path, String>,
+        Result<PathBuf, String>,
+    );
+    let outside: Vec<Prepared<'_>> = OUTSIDE
+        .iter()
+        .map(|o| {
+            let bin = built
+                .iter()
+                .find(|i| i.name == o.name)
+                .map(|i| i.elf.as_path())
+                .ok_or_else(|| format!("{} was not built", o.name));
+            let initrd = match (&guest, &rapi, &bin) {
+                (Ok(g), Ok(r), Ok(bin)) => linux::function_initrd(
+                    g,
+                    &dir.join("cache"),
+                    o.name,
+                    bin,
+                    r.port(),
+                    &runtime_api::LAMBDA_ENV,
+                )
+                .map_err(|e| format!("{e:#}")),
+                (Err(e), _, _) => Err(format!(
+                    "cannot get Debian's kernel and busybox-static: {e:#}"
+                )),
+                (_, Err(e), _) => Err(format!("runtime API: {e:#}")),
+                (_, _, Err(e)) => Err(e.clone()),
+            };
+            (o, bin, initrd)
+        })
+        .collect();
     let console = dir.join("linux-console.log");
     phase("preparing the rows");
 
@@ -340,16 +398,7 @@ pub fn run(args: &[String]) -> Result<()> {
             Outcome::Failed(format!("mayfly serve: {e:#}")),
         )),
     }
-    let linux_cold = [
-        (COLD_RUST, "same, of rust-echo: the `lambda_runtime` echo, a static Linux `bootstrap` (tokio current_thread), cold"),
-        (COLD_C, "same, of c-echo: a musl C runtime-API loop on plain sockets, static Linux `bootstrap`, cold"),
-    ];
-    for ((label, what), deployed) in linux_cold.into_iter().zip(&linux_fns) {
-        let name = if label == COLD_RUST {
-            "rust-echo"
-        } else {
-            "c-echo"
-        };
+    for ((name, label, what), deployed) in LINUX_FUNCTIONS.into_iter().zip(&linux_fns) {
         match (&server, deployed) {
             (Ok(s), Ok(())) => series.push(Series::new(label, what, plan.runs, 0, move |_| {
                 s.invoke_fn(name, None, false)
@@ -365,58 +414,59 @@ pub fn run(args: &[String]) -> Result<()> {
             )),
         }
     }
-    let fn_process_what = "rust-echo's `bootstrap` as a plain process, one event from a runtime API in this process: spawn to response received";
-    let fn_bwrap_what = "same in bubblewrap (`--unshare-all --share-net`: the network namespace shared, to reach the API on loopback)";
-    let fn_linux_what = "same in the Linux microVM's guest (`/init`: insmod virtio-net, `ip` up, run it); acpi=on and QEMU user networking for this row only";
     let timeout = Duration::from_secs(10);
-    match &rapi {
-        Ok(r) => {
-            let bin = rust_echo.elf.as_path();
-            series.push(Series::new(
-                FN_PROCESS,
-                fn_process_what,
-                plan.runs,
-                0,
-                move |_| {
-                    let spawn = || {
-                        procs::function_process(bin, r.port(), &runtime_api::LAMBDA_ENV)
-                            .spawn()
-                            .context("cannot run rust-echo")
-                    };
-                    r.one_event(spawn, timeout, String::new)
-                        .map(|d| d.as_secs_f64() * 1000.0)
-                },
-            ));
-            match &bwrap {
-                Ok(()) => series.push(Series::new(
-                    FN_BWRAP,
-                    fn_bwrap_what,
+    for (o, bin, _) in &outside {
+        let name = o.name;
+        match (&rapi, bin) {
+            (Ok(r), Ok(bin)) => {
+                let bin = *bin;
+                series.push(Series::new(
+                    o.process.0,
+                    o.process.1,
                     plan.runs,
                     0,
                     move |_| {
                         let spawn = || {
-                            procs::function_bwrap(bin, r.port(), &runtime_api::LAMBDA_ENV)
+                            procs::function_process(bin, r.port(), &runtime_api::LAMBDA_ENV)
                                 .spawn()
-                                .context("cannot run bwrap")
+                                .with_context(|| format!("cannot run {name}"))
                         };
                         r.one_event(spawn, timeout, String::new)
                             .map(|d| d.as_secs_f64() * 1000.0)
                     },
-                )),
-                Err(why) => series.push(Series::unavailable(
-                    FN_BWRAP,
-                    fn_bwrap_what,
-                    Outcome::Skipped(why.clone()),
-                )),
-            }
-        }
-        Err(e) => {
-            for (label, what) in [(FN_PROCESS, fn_process_what), (FN_BWRAP, fn_bwrap_what)] {
-                series.push(Series::unavailable(
-                    label,
-                    what,
-                    Outcome::Failed(format!("runtime API: {e:#}")),
                 ));
+                match &bwrap {
+                    Ok(()) => {
+                        series.push(Series::new(o.bwrap.0, o.bwrap.1, plan.runs, 0, move |_| {
+                            let spawn = || {
+                                procs::function_bwrap(bin, r.port(), &runtime_api::LAMBDA_ENV)
+                                    .spawn()
+                                    .context("cannot run bwrap")
+                            };
+                            r.one_event(spawn, timeout, String::new)
+                                .map(|d| d.as_secs_f64() * 1000.0)
+                        }))
+                    }
+                    Err(why) => series.push(Series::unavailable(
+                        o.bwrap.0,
+                        o.bwrap.1,
+                        Outcome::Skipped(why.clone()),
+                    )),
+                }
+            }
+            (rapi, bin) => {
+                let why = match (rapi, bin) {
+                    (Err(e), _) => format!("runtime API: {e:#}"),
+                    (_, Err(e)) => e.clone(),
+                    _ => unreachable!("both were Ok"),
+                };
+                for (label, what) in [o.process, o.bwrap] {
+                    series.push(Series::unavailable(
+                        label,
+                        what,
+                        Outcome::Failed(why.clone()),
+                    ));
+                }
             }
         }
     }
@@ -449,37 +499,36 @@ pub fn run(args: &[String]) -> Result<()> {
         ),
     };
     series.push(linux_series);
-    match (&guest, &rapi, &fn_initrd) {
-        (Ok(g), Ok(r), Ok(initrd)) => {
-            notes.push(format!("{FN_LINUX}: the guest's `/init` loads {} from the kernel package, gives eth0 {} and runs rust-echo with AWS_LAMBDA_RUNTIME_API={}:{}; QEMU runs with Mayfly's flags but `acpi=on` (Debian's kernel finds virtio-mmio devices only through ACPI) and `-netdev user` (slirp, reaching this host's loopback) in place of Mayfly's socket pair: both only for this row. Timed from QEMU's spawn to the response arriving at the runtime API here; QEMU is killed then.", linux::NET_MODULES.join(", "), linux::GUEST_ADDR, linux::HOST_FROM_GUEST, r.port()));
-            let console = fn_console.as_path();
-            let qemu = &qemu;
-            series.push(Series::new(
-                FN_LINUX,
-                fn_linux_what,
-                plan.linux_runs,
-                0,
-                move |_| {
+    if let (Ok(_), Ok(r)) = (&guest, &rapi) {
+        notes.push(format!("Linux microVM rows of the functions ({}): the guest's `/init` loads {} from the kernel package, gives eth0 {} and runs the function's `bootstrap` (the very binary its zip holds, in an initramfs of its own) with AWS_LAMBDA_RUNTIME_API={}:{}; QEMU runs with Mayfly's flags but `acpi=on` (Debian's kernel finds virtio-mmio devices only through ACPI) and `-netdev user` (slirp, reaching this host's loopback) in place of Mayfly's socket pair: both only for these rows. Timed from QEMU's spawn to the response arriving at the runtime API here; QEMU is killed then.", OUTSIDE.map(|o| o.name).join(", "), linux::NET_MODULES.join(", "), linux::GUEST_ADDR, linux::HOST_FROM_GUEST, r.port()));
+    }
+    for (o, _, initrd) in &outside {
+        let (label, what) = o.linux;
+        match (&guest, &rapi, initrd) {
+            (Ok(g), Ok(r), Ok(initrd)) => {
+                let console = dir.join(format!("linux-function-{}-console.log", o.name));
+                let qemu = &qemu;
+                series.push(Series::new(label, what, plan.linux_runs, 0, move |_| {
                     let boot = procs::LinuxBoot {
                         vmlinux: &g.vmlinux,
                         initrd,
                         cmdline: linux::CMDLINE,
-                        console,
+                        console: &console,
                         marker: linux::NET_MARKER,
                     };
                     let spawn = || qemu.spawn_linux_function(&boot);
-                    let describe = || format!("; console tail:\n{}", procs::console_tail(console));
+                    let describe = || format!("; console tail:\n{}", procs::console_tail(&console));
                     r.one_event(spawn, Duration::from_secs(120), describe)
                         .map(|d| d.as_secs_f64() * 1000.0)
-                },
-            ));
+                }));
+            }
+            (_, _, Err(e)) => series.push(Series::unavailable(
+                label,
+                what,
+                Outcome::Skipped(e.clone()),
+            )),
+            _ => unreachable!("the initramfs is Ok only when the guest and the API are"),
         }
-        (_, _, Err(e)) => series.push(Series::unavailable(
-            FN_LINUX,
-            fn_linux_what,
-            Outcome::Skipped(e.clone()),
-        )),
-        _ => unreachable!("fn_initrd is Ok only when the guest and the API are"),
     }
 
     // One unmeasured run of each warms caches; then the rounds.
@@ -527,7 +576,7 @@ pub fn run(args: &[String]) -> Result<()> {
     };
     let at = rows
         .iter()
-        .rposition(|r| [COLD, COLD_RUST, COLD_C].contains(&r.label))
+        .rposition(|r| r.label == COLD || LINUX_FUNCTIONS.iter().any(|f| f.1 == r.label))
         .map_or(rows.len(), |i| i + 1);
     rows.insert(
         at,
@@ -622,6 +671,11 @@ fn example_sizes(built: &[images::Image]) -> Vec<String> {
     for (name, kind) in [
         ("echo", "native Mayfly image (bootable ELF)"),
         ("rust-echo", "static Linux program, stripped"),
+        ("rust-echo-mt", "static Linux program, stripped"),
+        (
+            "go-echo",
+            "static Linux program (Go, CGO_ENABLED=0), stripped",
+        ),
         ("c-echo", "static Linux program, stripped"),
     ] {
         match built.iter().find(|i| i.name == name) {
