@@ -262,6 +262,15 @@ pub struct Frame {
     pub ss: u64,
 }
 
+/// The FPU state the running exception interrupted (a Linux program's),
+/// as the stub saved it.
+pub fn interrupted_fpu() -> [u8; 512] {
+    // SAFETY: the stub wrote the area before calling the handler, and
+    // nothing else writes it while the handler runs (one CPU, interrupts
+    // off).
+    unsafe { (*addr_of!(EXCEPTION_FX)).0 }
+}
+
 /// The address a page fault was for.
 pub fn fault_address() -> u64 {
     let cr2: u64;

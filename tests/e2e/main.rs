@@ -12,6 +12,7 @@ mod support;
 mod linux;
 mod linux_cargo_test;
 mod linux_examples;
+mod linux_signals;
 mod linux_threads;
 mod run;
 mod run_input;

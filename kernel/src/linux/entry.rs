@@ -218,3 +218,44 @@ pub fn enter_user(entry: u64, sp: u64) -> ! {
         )
     }
 }
+
+/// Resumes the program with every register as `ctx` gives it and the FPU
+/// state saved for the running thread (rt_sigreturn): through `iretq`,
+/// since `sysretq` would lose rcx and r11. `ctx`'s rip and rsp are user
+/// addresses and its RFLAGS sanitised (see [`super::signal::sigreturn`]).
+pub fn resume(ctx: &super::signal::Context) -> ! {
+    // SAFETY: the selectors are the GDT's user ones; the kernel stack this
+    // runs on is abandoned (the next entry starts at its top again), and
+    // `ctx`, on that stack above the pushes, is read before iretq.
+    unsafe {
+        asm!(
+            "mov rax, [rip + MAYFLY_CURRENT_FX]",
+            "fxrstor [rax]",
+            "push {ss}",
+            "push qword ptr [rdi + 120]",
+            "push qword ptr [rdi + 136]",
+            "push {cs}",
+            "push qword ptr [rdi + 128]",
+            "mov r8, [rdi]",
+            "mov r9, [rdi + 8]",
+            "mov r10, [rdi + 16]",
+            "mov r11, [rdi + 24]",
+            "mov r12, [rdi + 32]",
+            "mov r13, [rdi + 40]",
+            "mov r14, [rdi + 48]",
+            "mov r15, [rdi + 56]",
+            "mov rsi, [rdi + 72]",
+            "mov rbp, [rdi + 80]",
+            "mov rbx, [rdi + 88]",
+            "mov rdx, [rdi + 96]",
+            "mov rax, [rdi + 104]",
+            "mov rcx, [rdi + 112]",
+            "mov rdi, [rdi + 64]",
+            "iretq",
+            in("rdi") ctx.regs.as_ptr(),
+            ss = const USER_DATA_SELECTOR as u64,
+            cs = const USER_CODE_SELECTOR as u64,
+            options(noreturn)
+        )
+    }
+}

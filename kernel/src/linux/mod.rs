@@ -29,6 +29,7 @@ pub mod paging;
 pub mod pipe;
 pub mod process;
 pub mod sched;
+pub mod signal;
 pub mod syscall;
 pub mod timer;
 
@@ -45,50 +46,104 @@ pub fn fatal(message: fmt::Arguments) -> ! {
 }
 
 /// An exception raised by the program: a page touched for the first time
-/// is mapped and the program resumes; anything else ends it with the
-/// signal Linux would send.
+/// is mapped and the program resumes; a fault its handler takes (Go's
+/// nil-dereference panic, Rust's stack-overflow report) goes to that
+/// handler; anything else ends it with the signal Linux would send.
 pub fn user_exception(frame: &mut Frame) {
     use mayfly_proto::exit::signal::{SIGBUS, SIGFPE, SIGILL, SIGSEGV, SIGTRAP};
     const PAGE_FAULT: u64 = 14;
+    let mut fault = signal::Fault {
+        signal: SIGSEGV,
+        code: 0x80, // SI_KERNEL
+        addr: 0,
+        trapno: frame.vector,
+        err: frame.error_code,
+    };
     if frame.vector == PAGE_FAULT {
         let addr = crate::exceptions::fault_address();
         let write = frame.error_code & 2 != 0;
         let fetch = frame.error_code & 16 != 0;
-        match process::with(|p| p.fault_in(addr, write, fetch)) {
-            Some(Ok(())) => return,
-            Some(Err(memory::FaultError::OutOfMemory)) => process::out_of_memory(),
-            _ => {}
+        let mapped =
+            match process::with(|p| (p.fault_in(addr, write, fetch), p.space.find(addr).is_some()))
+            {
+                Some((Ok(()), _)) => return,
+                Some((Err(memory::FaultError::OutOfMemory), _)) => process::out_of_memory(),
+                Some((Err(_), mapped)) => mapped,
+                None => false,
+            };
+        fault.code = if mapped { 2 } else { 1 }; // SEGV_ACCERR, SEGV_MAPERR
+        fault.addr = addr;
+    } else {
+        (fault.signal, fault.code) = match frame.vector {
+            0 => (SIGFPE, 1),      // FPE_INTDIV
+            1 | 3 => (SIGTRAP, 1), // TRAP_BRKPT
+            6 => (SIGILL, 2),      // ILL_ILLOPN
+            16 | 19 => (SIGFPE, 0),
+            17 => (SIGBUS, 1), // BUS_ADRALN
+            _ => (SIGSEGV, 0x80),
+        };
+        if fault.signal != SIGSEGV {
+            fault.addr = frame.rip;
         }
-        console::flush();
-        console::kernel_line(format_args!(
-            "segmentation fault at {addr:#x} (rip {:#x}, {})",
+    }
+    let mut ctx = signal::Context {
+        regs: [
+            frame.r8,
+            frame.r9,
+            frame.r10,
+            frame.r11,
+            frame.r12,
+            frame.r13,
+            frame.r14,
+            frame.r15,
+            frame.rdi,
+            frame.rsi,
+            frame.rbp,
+            frame.rbx,
+            frame.rdx,
+            frame.rax,
+            frame.rcx,
+            frame.rsp,
             frame.rip,
-            if write {
+            frame.rflags,
+        ],
+    };
+    let fx = crate::exceptions::interrupted_fpu();
+    if let Some(Ok(true)) = process::with(|p| signal::deliver(p, fault, &mut ctx, &fx)) {
+        use signal::reg::*;
+        let r = &ctx.regs;
+        frame.rdi = r[RDI];
+        frame.rsi = r[RSI];
+        frame.rdx = r[RDX];
+        frame.rax = r[RAX];
+        frame.rsp = r[RSP];
+        frame.rip = r[RIP];
+        frame.rflags = r[RFLAGS];
+        return;
+    }
+    console::flush();
+    if frame.vector == PAGE_FAULT {
+        console::kernel_line(format_args!(
+            "segmentation fault at {:#x} (rip {:#x}, {})",
+            fault.addr,
+            frame.rip,
+            if frame.error_code & 2 != 0 {
                 "write"
-            } else if fetch {
+            } else if frame.error_code & 16 != 0 {
                 "instruction fetch"
             } else {
                 "read"
             }
         ));
-        process::killed(SIGSEGV);
+    } else {
+        let message = format!(
+            "{} at rip {:#x} (vector {}, error code {:#x})",
+            crate::exceptions::vector_name(frame.vector),
+            frame.rip,
+            frame.vector,
+            frame.error_code
+        );
+        console::kernel_line(format_args!("{message}"));
     }
-    let signal = match frame.vector {
-        0 => SIGFPE,
-        3 | 1 => SIGTRAP,
-        6 => SIGILL,
-        16 | 19 => SIGFPE,
-        17 => SIGBUS,
-        _ => SIGSEGV,
-    };
-    console::flush();
-    let message = format!(
-        "{} at rip {:#x} (vector {}, error code {:#x})",
-        crate::exceptions::vector_name(frame.vector),
-        frame.rip,
-        frame.vector,
-        frame.error_code
-    );
-    console::kernel_line(format_args!("{message}"));
-    process::killed(signal)
+    process::killed(fault.signal)
 }

@@ -70,6 +70,8 @@ pub struct Process {
     pub umask: u32,
     /// The network.
     pub net: net::Network,
+    /// Each signal's action (signal N at N - 1).
+    pub actions: [super::signal::Action; 64],
 }
 
 static PROCESS: Global<Option<Process>> = Global::new(None);
@@ -158,6 +160,7 @@ pub fn start(boot: &'static BootInfo) -> ! {
         random,
         umask: 0o022,
         net,
+        actions: [super::signal::Action::default(); 64],
     };
     let stdio = [File::Stdin, File::Console, File::Console];
     for file in stdio {

@@ -51,6 +51,12 @@ pub struct Thread {
     /// When its waiting syscall gives up (monotonic ns), set by the first
     /// attempt and kept while it is restarted.
     pub deadline: Option<u64>,
+    /// Its blocked signals.
+    pub sigmask: u64,
+    /// Its alternate signal stack: (base, size, flags).
+    pub altstack: (u64, u64, u32),
+    /// Where rt_sigreturn resumes it: registers and FPU state.
+    pub resume: Option<Box<(super::signal::Context, [u8; 512])>>,
 }
 
 impl Drop for Thread {
@@ -146,6 +152,9 @@ pub fn init() {
         futex: None,
         woken: false,
         deadline: None,
+        sigmask: 0,
+        altstack: (0, 0, 2),
+        resume: None,
     });
     s.current = 0;
     install(0);
@@ -174,6 +183,12 @@ pub fn current() -> &'static mut Thread {
 /// The thread `tid`, if it exists.
 pub fn thread(tid: u32) -> Option<&'static mut Thread> {
     sched().threads.iter_mut().find(|t| t.tid == tid)
+}
+
+/// The running thread's saved FPU state (what the kernel restores when
+/// it returns to ring 3).
+pub fn current_fx() -> &'static mut [u8; 512] {
+    &mut current().fx.0
 }
 
 /// Number of threads that have not exited.
@@ -226,6 +241,7 @@ pub fn spawn(frame: &SyscallFrame, fs_base: u64) -> Result<u32, SpawnError> {
     }
     let mut fx = Box::new(FxArea([0; 512]));
     fx.0.copy_from_slice(&current().fx.0);
+    let sigmask = current().sigmask;
     let tid = s.next_tid;
     s.next_tid += 1;
     s.threads.push(Thread {
@@ -240,6 +256,9 @@ pub fn spawn(frame: &SyscallFrame, fs_base: u64) -> Result<u32, SpawnError> {
         futex: None,
         woken: false,
         deadline: None,
+        sigmask,
+        altstack: (0, 0, 2),
+        resume: None,
     });
     Ok(tid)
 }

@@ -147,6 +147,9 @@ const SYS_CLONE: u64 = 56;
 /// sched_yield: gives the CPU away, which no handler may do while it
 /// holds the process.
 const SYS_SCHED_YIELD: u64 = 24;
+/// rt_sigreturn: resumes the program where its signal frame says, with
+/// every register (so not through sysret, which loses rcx and r11).
+const SYS_RT_SIGRETURN: u64 = 15;
 
 /// Runs the syscall the program made; its result goes back in `rax`.
 ///
@@ -168,6 +171,15 @@ pub fn dispatch(frame: &mut SyscallFrame) {
         let result = process::with(|p| {
             if nr == SYS_CLONE {
                 return proc::clone(p, frame);
+            }
+            if nr == SYS_RT_SIGRETURN {
+                return match super::signal::sigreturn(p, frame.rsp) {
+                    Ok(resume) => {
+                        sched::current().resume = Some(alloc::boxed::Box::new(resume));
+                        Ok(0)
+                    }
+                    Err(e) => Err(e),
+                };
             }
             match handler(nr) {
                 Some(f) => f(p, &args),
@@ -197,6 +209,21 @@ pub fn dispatch(frame: &mut SyscallFrame) {
     frame.rax = to_return(result);
     if sched::current().exiting {
         sched::exit_current();
+    }
+    if nr == SYS_RT_SIGRETURN {
+        match sched::current().resume.take() {
+            Some(resume) => {
+                let (ctx, fx) = *resume;
+                *sched::current_fx() = fx;
+                super::entry::resume(&ctx)
+            }
+            None => {
+                console::flush();
+                console::kernel_line(format_args!("rt_sigreturn with a bad signal frame"));
+                process::with(|p| p.net.flush());
+                process::killed(mayfly_proto::exit::signal::SIGSEGV)
+            }
+        }
     }
 }
 

@@ -179,35 +179,19 @@ pub fn sched_getaffinity(p: &mut Process, a: &Args) -> SysResult {
     Ok(8)
 }
 
-/// rt_sigaction: accepted; no signal is delivered to a handler in this
-/// part (a fault ends the program, as with no handler).
+/// rt_sigaction.
 pub fn rt_sigaction(p: &mut Process, a: &Args) -> SysResult {
-    if a[0] == 0 || a[0] > 64 || a[0] == 9 || a[0] == 19 {
-        return Err(Errno::EINVAL);
-    }
-    if a[2] != 0 {
-        // No handler was ever installed: the old action is the default.
-        p.write_user(a[2], &[0u8; 32])?;
-    }
-    Ok(0)
+    crate::linux::signal::rt_sigaction(p, a)
 }
 
-/// rt_sigprocmask: accepted; the old mask reads empty.
+/// rt_sigprocmask.
 pub fn rt_sigprocmask(p: &mut Process, a: &Args) -> SysResult {
-    if a[2] != 0 {
-        p.write_user(a[2], &[0u8; 8])?;
-    }
-    Ok(0)
+    crate::linux::signal::rt_sigprocmask(p, a)
 }
 
-/// sigaltstack: accepted; the old one reads disabled.
+/// sigaltstack.
 pub fn sigaltstack(p: &mut Process, a: &Args) -> SysResult {
-    if a[1] != 0 {
-        let mut old = [0u8; 24];
-        old[8..12].copy_from_slice(&2u32.to_le_bytes()); // SS_DISABLE
-        p.write_user(a[1], &old)?;
-    }
-    Ok(0)
+    crate::linux::signal::sigaltstack(p, a)
 }
 
 /// prctl: PR_SET_NAME and friends are accepted.

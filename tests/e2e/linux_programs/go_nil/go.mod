@@ -1,0 +1,3 @@
+module gonil
+
+go 1.19
