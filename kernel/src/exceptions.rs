@@ -386,16 +386,21 @@ pub fn set_kernel_stack(top: u64) {
 pub fn set_interrupt_handler(vector: u8, handler: u64) {
     // SAFETY: one CPU with interrupts off; the entry is written whole
     // before any interrupt can use it.
-    unsafe {
-        (*addr_of_mut!(IDT))[vector as usize] = IdtEntry {
-            offset_low: handler as u16,
-            selector: CODE_SELECTOR,
-            ist: 0,
-            attributes: 0x8e,
-            offset_mid: (handler >> 16) as u16,
-            offset_high: (handler >> 32) as u32,
-            reserved: 0,
-        };
+    unsafe { (*addr_of_mut!(IDT))[vector as usize] = gate(handler, 0) };
+}
+
+/// A present 64-bit interrupt gate (interrupts off in the handler) to
+/// `handler` in the kernel's code segment, on stack `ist` (0: the current
+/// one, or TSS.rsp0 from ring 3).
+fn gate(handler: u64, ist: u8) -> IdtEntry {
+    IdtEntry {
+        offset_low: handler as u16,
+        selector: CODE_SELECTOR,
+        ist,
+        attributes: 0x8e,
+        offset_mid: (handler >> 16) as u16,
+        offset_high: (handler >> 32) as u32,
+        reserved: 0,
     }
 }
 
@@ -427,15 +432,7 @@ pub fn init() {
         let idt = &mut *addr_of_mut!(IDT);
         let table = &*addr_of!(mayfly_exception_table);
         for (entry, &handler) in idt.iter_mut().zip(table.iter()) {
-            *entry = IdtEntry {
-                offset_low: handler as u16,
-                selector: CODE_SELECTOR,
-                ist: 1,
-                attributes: 0x8e,
-                offset_mid: (handler >> 16) as u16,
-                offset_high: (handler >> 32) as u32,
-                reserved: 0,
-            };
+            *entry = gate(handler, 1);
         }
         let idt_pointer = TablePointer {
             limit: (core::mem::size_of::<[IdtEntry; IDT_ENTRIES]>() - 1) as u16,

@@ -100,20 +100,39 @@ pub fn has_musl_gcc() -> bool {
 /// Installs Debian's `musl-tools` (which provides `musl-gcc`) if needed;
 /// fails with instructions if it cannot.
 pub fn ensure_musl() -> Result<()> {
-    if has_musl_gcc() {
+    ensure_tool(
+        has_musl_gcc,
+        "musl-gcc",
+        "the C example Linux functions are built with it",
+        "musl-tools",
+        "MAYFLY_MUSL_GCC",
+    )
+}
+
+/// Installs Debian's `package` when `present` says the tool `tool` (which
+/// `why` is needed for, and `env` may name instead) is missing; fails with
+/// instructions if it cannot.
+fn ensure_tool(
+    present: fn() -> bool,
+    tool: &str,
+    why: &str,
+    package: &str,
+    env: &str,
+) -> Result<()> {
+    if present() {
         return Ok(());
     }
     if !is_root() {
         bail!(
-            "musl-gcc is not installed (the C example Linux functions are built with it). As root, run:\n  \
-             apt-get update && apt-get install -y musl-tools\n\
-             (or set MAYFLY_MUSL_GCC to a musl-gcc)"
+            "{tool} is not installed ({why}). As root, run:\n  \
+             apt-get update && apt-get install -y {package}\n\
+             (or set {env} to a {tool})"
         );
     }
-    eprintln!("xtask: musl-gcc is missing; installing musl-tools with apt-get");
-    apt_install("musl-tools")?;
-    if !has_musl_gcc() {
-        bail!("musl-gcc still does not run after installing musl-tools");
+    eprintln!("xtask: {tool} is missing; installing {package} with apt-get");
+    apt_install(package)?;
+    if !present() {
+        bail!("{tool} still does not run after installing {package}");
     }
     Ok(())
 }
@@ -142,22 +161,13 @@ pub fn has_go() -> bool {
 /// Installs Debian's `golang-go` if needed (the Go example Linux function
 /// is built with it); fails with instructions if it cannot.
 pub fn ensure_go() -> Result<()> {
-    if has_go() {
-        return Ok(());
-    }
-    if !is_root() {
-        bail!(
-            "go is not installed (the Go example Linux function is built with it). As root, run:\n  \
-             apt-get update && apt-get install -y golang-go\n\
-             (or set MAYFLY_GO to a go binary)"
-        );
-    }
-    eprintln!("xtask: go is missing; installing golang-go with apt-get");
-    apt_install("golang-go")?;
-    if !has_go() {
-        bail!("go still does not run after installing golang-go");
-    }
-    Ok(())
+    ensure_tool(
+        has_go,
+        "go",
+        "the Go example Linux function is built with it",
+        "golang-go",
+        "MAYFLY_GO",
+    )
 }
 
 /// The real AWS clients the end-to-end tests drive: the AWS CLI (`aws`)
