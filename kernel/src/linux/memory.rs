@@ -19,8 +19,10 @@ use crate::heap;
 /// Why a page could not be made accessible.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultError {
-    /// No region there, or it does not allow the access.
-    Segfault,
+    /// No region there (SEGV_MAPERR).
+    Unmapped,
+    /// The region does not allow the access (SEGV_ACCERR).
+    Denied,
     /// No frame left: the program touched all the VM's memory.
     OutOfMemory,
 }
@@ -31,7 +33,7 @@ impl Process {
     /// from its region's backing.
     pub fn fault_in(&mut self, addr: u64, write: bool, fetch: bool) -> Result<(), FaultError> {
         let page = addr & !(PAGE_SIZE - 1);
-        let region = self.space.find(addr).ok_or(FaultError::Segfault)?;
+        let region = self.space.find(addr).ok_or(FaultError::Unmapped)?;
         let prot = region.prot;
         let allowed = if write {
             prot & PROT_WRITE != 0
@@ -41,7 +43,7 @@ impl Process {
             prot & (PROT_READ | PROT_WRITE | PROT_EXEC) != 0
         };
         if !allowed {
-            return Err(FaultError::Segfault);
+            return Err(FaultError::Denied);
         }
         match paging::state(page) {
             // Present and allowed: a fault the region permits is a stale
@@ -88,7 +90,7 @@ impl Process {
         }
         match self.fault_in(page, write, false) {
             Ok(()) => paging::frame_of(page).ok_or(Errno::EFAULT),
-            Err(FaultError::Segfault) => Err(Errno::EFAULT),
+            Err(FaultError::Unmapped | FaultError::Denied) => Err(Errno::EFAULT),
             Err(FaultError::OutOfMemory) => super::process::out_of_memory(),
         }
     }

@@ -63,15 +63,12 @@ pub fn user_exception(frame: &mut Frame) {
         let addr = crate::exceptions::fault_address();
         let write = frame.error_code & 2 != 0;
         let fetch = frame.error_code & 16 != 0;
-        let mapped =
-            match process::with(|p| (p.fault_in(addr, write, fetch), p.space.find(addr).is_some()))
-            {
-                Some((Ok(()), _)) => return,
-                Some((Err(memory::FaultError::OutOfMemory), _)) => process::out_of_memory(),
-                Some((Err(_), mapped)) => mapped,
-                None => false,
-            };
-        fault.code = if mapped { 2 } else { 1 }; // SEGV_ACCERR, SEGV_MAPERR
+        fault.code = match process::with(|p| p.fault_in(addr, write, fetch)) {
+            Some(Ok(())) => return,
+            Some(Err(memory::FaultError::OutOfMemory)) => process::out_of_memory(),
+            Some(Err(memory::FaultError::Denied)) => 2, // SEGV_ACCERR
+            _ => 1,                                     // SEGV_MAPERR
+        };
         fault.addr = addr;
     } else {
         (fault.signal, fault.code) = match frame.vector {

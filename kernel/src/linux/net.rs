@@ -168,6 +168,17 @@ struct ApiTap {
 }
 
 impl Socket {
+    /// TCP_NODELAY. Nagle stays off either way (see [`Network::connect`]):
+    /// the flag is only remembered, for getsockopt.
+    pub fn set_nodelay(&mut self, on: bool) {
+        self.nodelay = on;
+    }
+
+    /// Whether TCP_NODELAY is on.
+    pub fn nodelay(&self) -> bool {
+        self.nodelay
+    }
+
     /// Whether a connection attempt is under way.
     pub fn connecting(&self) -> bool {
         self.connecting && self.handle.is_some()
@@ -226,12 +237,6 @@ pub struct Interest {
 pub struct Epoll {
     /// Watched descriptors, by number.
     pub interests: BTreeMap<i32, Interest>,
-}
-
-/// Why an operation on a socket cannot go on now.
-pub enum Wait {
-    /// Try again after the stack turned (blocking sockets).
-    Again,
 }
 
 /// The sockaddr_in for an endpoint.
@@ -502,17 +507,5 @@ impl Network {
         }
         socket.local_port = port;
         Ok(())
-    }
-
-    /// TCP_NODELAY.
-    pub fn set_nodelay(&mut self, socket: &mut Socket, on: bool) {
-        // Nagle stays off either way (see `connect`): the flag is only
-        // remembered, for getsockopt.
-        socket.nodelay = on;
-    }
-
-    /// Whether TCP_NODELAY is on.
-    pub fn nodelay(socket: &Socket) -> bool {
-        socket.nodelay
     }
 }

@@ -132,6 +132,7 @@ pub fn start(boot: &'static BootInfo) -> ! {
         fatal(format_args!("no program named in the boot configuration"))
     };
     clock::finish_calibration();
+    super::timer::start_calibration();
     super::syscall::time::set_wall_clock(config.host_clock_ms);
     let pack = initrd_pack(boot);
     // /tmp lives in the VM's memory: it may take all of it but a quarter

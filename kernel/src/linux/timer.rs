@@ -99,9 +99,24 @@ extern "C" fn timer_tick() {
     super::sched::tick();
 }
 
+/// TSC time when [`start_calibration`] set the APIC counting.
+static CALIBRATION_START: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Sets the local APIC's timer counting down, masked, so that [`init`]
+/// can tell its rate from how far it got meanwhile: the calibration
+/// overlaps the process's start instead of waiting.
+pub fn start_calibration() {
+    apic_write(APIC_SVR, 0x100 | u32::from(SPURIOUS_VECTOR));
+    apic_write(APIC_TIMER_DIVIDE, 0x3); // divide by 16
+    apic_write(APIC_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+    apic_write(APIC_TIMER_INITIAL, u32::MAX);
+    CALIBRATION_START.store(clock::micros(), core::sync::atomic::Ordering::Relaxed);
+}
+
 /// Masks the legacy PIC (its vectors would collide with the CPU's
-/// exceptions), enables the local APIC and starts its timer, periodic,
-/// with its rate measured against the TSC.
+/// exceptions), and starts the local APIC's timer, periodic, with its rate
+/// measured against the TSC since [`start_calibration`] (waiting only if
+/// that was under 250 µs ago).
 pub fn init() {
     // SAFETY: the 8259's data ports: writing 0xff masks every line.
     unsafe {
@@ -113,17 +128,13 @@ pub fn init() {
         SPURIOUS_VECTOR,
         mayfly_spurious_interrupt as *const () as u64,
     );
-    apic_write(APIC_SVR, 0x100 | u32::from(SPURIOUS_VECTOR));
-    apic_write(APIC_TIMER_DIVIDE, 0x3); // divide by 16
-    apic_write(APIC_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
-    apic_write(APIC_TIMER_INITIAL, u32::MAX);
-    let start = clock::micros();
+    let start = CALIBRATION_START.load(core::sync::atomic::Ordering::Relaxed);
     while clock::micros() - start < 250 {
         arch::pause();
     }
-    // Counts in 250 µs.
-    let per_quarter_ms = u64::from(u32::MAX - apic_read(APIC_TIMER_CURRENT)).max(1);
-    let count = (per_quarter_ms * QUANTUM_MICROS / 250).clamp(1, u64::from(u32::MAX)) as u32;
+    let elapsed = (clock::micros() - start).max(1);
+    let counted = u64::from(u32::MAX - apic_read(APIC_TIMER_CURRENT)).max(1);
+    let count = (counted * QUANTUM_MICROS / elapsed).clamp(1, u64::from(u32::MAX)) as u32;
     apic_write(APIC_LVT_TIMER, LVT_PERIODIC | u32::from(TIMER_VECTOR));
     apic_write(APIC_TIMER_INITIAL, count);
 }

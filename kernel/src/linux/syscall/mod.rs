@@ -234,8 +234,3 @@ pub fn deadline(compute: impl FnOnce() -> u64) -> u64 {
     let thread = sched::current();
     *thread.deadline.get_or_insert_with(compute)
 }
-
-/// A pointer argument that may be null.
-pub fn nonnull(addr: u64) -> Option<u64> {
-    (addr != 0).then_some(addr)
-}

@@ -167,7 +167,7 @@ fn send_from(p: &mut Process, file: &FileRef, data: &[u8], flags: u64) -> SysRes
     Ok(sent as u64)
 }
 
-/// read on a socket or an eventfd.
+/// read on a socket, an eventfd or a pipe (what waits like a stream).
 pub fn read_stream(p: &mut Process, file: &FileRef, addr: u64, len: usize) -> SysResult {
     if matches!(&*file.borrow(), File::EventFd(_)) {
         return super::poll::eventfd_read(p, file, addr, len);
@@ -184,7 +184,7 @@ pub fn read_stream(p: &mut Process, file: &FileRef, addr: u64, len: usize) -> Sy
     recv_into(p, file, addr, len, 0)
 }
 
-/// write on a socket or an eventfd.
+/// write on a socket, an eventfd or a pipe.
 pub fn write_stream(p: &mut Process, file: &FileRef, addr: u64, len: usize) -> SysResult {
     if matches!(&*file.borrow(), File::EventFd(_)) {
         return super::poll::eventfd_write(p, file, addr, len);
@@ -336,7 +336,7 @@ pub fn setsockopt(p: &mut Process, a: &Args) -> SysResult {
     let file = socket_file(p, a[0] as i32)?;
     if a[1] == IPPROTO_TCP && a[2] == TCP_NODELAY {
         let on = u32::from_le_bytes(p.read_array::<4>(a[3])?) != 0;
-        with_socket(p, &file, |net, s| net.set_nodelay(s, on));
+        with_socket(p, &file, |_, s| s.set_nodelay(on));
     }
     Ok(0)
 }
@@ -351,7 +351,7 @@ pub fn getsockopt(p: &mut Process, a: &Args) -> SysResult {
         }
         (SOL_SOCKET, SO_TYPE) => SOCK_STREAM as u32,
         (SOL_SOCKET, SO_SNDBUF | SO_RCVBUF) => crate::net::TCP_BUFFER_BYTES as u32,
-        (IPPROTO_TCP, TCP_NODELAY) => u32::from(with_socket(p, &file, |_, s| Network::nodelay(s))),
+        (IPPROTO_TCP, TCP_NODELAY) => u32::from(with_socket(p, &file, |_, s| s.nodelay())),
         _ => 0,
     };
     let room = u32::from_le_bytes(p.read_array::<4>(a[4])?) as usize;

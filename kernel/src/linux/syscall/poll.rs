@@ -34,16 +34,9 @@ impl Deadline {
         if addr == 0 {
             return Ok(Deadline::Never);
         }
-        let ts = p.read_array::<16>(addr)?;
-        let (sec, nsec) = abi::read_timespec(&ts).ok_or(Errno::EINVAL)?;
-        if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
-            return Err(Errno::EINVAL);
-        }
-        Ok(Deadline::At(
-            monotonic_ns()
-                .saturating_add((sec as u64).saturating_mul(1_000_000_000))
-                .saturating_add(nsec as u64),
-        ))
+        Ok(Deadline::At(super::time::user_deadline(
+            p, addr, false, false,
+        )?))
     }
 
     fn passed(self) -> bool {

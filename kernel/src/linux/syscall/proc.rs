@@ -338,20 +338,12 @@ pub fn futex(p: &mut Process, a: &Args) -> SysResult {
                     p.net.flush();
                     process::killed(signal::SIGKILL)
                 }
-                let deadline = match a[3] {
-                    0 => u64::MAX,
+                match a[3] {
+                    0 => super::deadline(|| u64::MAX),
                     ts => {
-                        let ts = p.read_array::<16>(ts)?;
-                        let (sec, nsec) = abi::read_timespec(&ts).ok_or(Errno::EINVAL)?;
-                        super::time::deadline_of(
-                            sec,
-                            nsec,
-                            op == FUTEX_WAIT_BITSET,
-                            a[1] & 256 != 0,
-                        )?
+                        super::time::user_deadline(p, ts, op == FUTEX_WAIT_BITSET, a[1] & 256 != 0)?
                     }
                 };
-                super::deadline(|| deadline);
                 sched::current().futex = Some(a[0]);
             }
             p.net.poll();

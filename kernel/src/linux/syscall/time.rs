@@ -117,17 +117,22 @@ pub fn deadline_of(sec: i64, nsec: i64, absolute: bool, realtime: bool) -> SysRe
     })
 }
 
-/// Waits until the given time: the syscall is made again (other threads
-/// running meanwhile) until it has passed.
-pub fn sleep_until(
-    p: &mut Process,
-    sec: i64,
-    nsec: i64,
-    absolute: bool,
-    realtime: bool,
-) -> SysResult<()> {
+/// The deadline (monotonic ns) of the waiting syscall being made, from the
+/// program's timespec at `addr`: read on the first attempt, kept for the
+/// restarts (see [`super::deadline`]).
+pub fn user_deadline(p: &mut Process, addr: u64, absolute: bool, realtime: bool) -> SysResult<u64> {
+    if let Some(deadline) = crate::linux::sched::current().deadline {
+        return Ok(deadline);
+    }
+    let ts = p.read_array::<16>(addr)?;
+    let (sec, nsec) = abi::read_timespec(&ts).ok_or(Errno::EINVAL)?;
     let deadline = deadline_of(sec, nsec, absolute, realtime)?;
-    let deadline = super::deadline(|| deadline);
+    Ok(super::deadline(|| deadline))
+}
+
+/// Waits until `deadline`: the syscall is made again (other threads
+/// running meanwhile) until it has passed.
+fn wait_until(p: &mut Process, deadline: u64) -> SysResult<()> {
     p.net.poll();
     if monotonic_ns() < deadline {
         return Err(Errno::ERESTARTNOINTR);
@@ -137,9 +142,8 @@ pub fn sleep_until(
 
 /// nanosleep.
 pub fn nanosleep(p: &mut Process, a: &Args) -> SysResult {
-    let ts = p.read_array::<16>(a[0])?;
-    let (sec, nsec) = abi::read_timespec(&ts).ok_or(Errno::EINVAL)?;
-    sleep_until(p, sec, nsec, false, false)?;
+    let deadline = user_deadline(p, a[0], false, false)?;
+    wait_until(p, deadline)?;
     Ok(0)
 }
 
@@ -147,14 +151,7 @@ pub fn nanosleep(p: &mut Process, a: &Args) -> SysResult {
 pub fn clock_nanosleep(p: &mut Process, a: &Args) -> SysResult {
     const TIMER_ABSTIME: u64 = 1;
     read_clock(a[0])?;
-    let ts = p.read_array::<16>(a[2])?;
-    let (sec, nsec) = abi::read_timespec(&ts).ok_or(Errno::EINVAL)?;
-    sleep_until(
-        p,
-        sec,
-        nsec,
-        a[1] & TIMER_ABSTIME != 0,
-        a[0] == CLOCK_REALTIME,
-    )?;
+    let deadline = user_deadline(p, a[2], a[1] & TIMER_ABSTIME != 0, a[0] == CLOCK_REALTIME)?;
+    wait_until(p, deadline)?;
     Ok(0)
 }
