@@ -16,6 +16,7 @@ use core::ptr::{addr_of, addr_of_mut};
 
 use mayfly_proto::exit;
 
+use crate::percpu::{self, MAX_CPUS};
 use crate::{arch, console};
 
 /// Bytes of the exception stack.
@@ -27,8 +28,11 @@ const VECTORS: usize = 32;
 const IDT_ENTRIES: usize = 256;
 /// Code segment selector (the boot GDT's, kept in the new one).
 const CODE_SELECTOR: u16 = 0x08;
-/// TSS selector in the new GDT.
-const TSS_SELECTOR: u16 = 0x28;
+/// The first CPU's TSS selector in the GDT; CPU `i`'s is 16 bytes further
+/// per CPU (a TSS descriptor takes two entries).
+const FIRST_TSS_SELECTOR: u16 = 0x28;
+/// Entries of the GDT: five segments, then a TSS descriptor per CPU.
+const GDT_ENTRIES: usize = 5 + 2 * MAX_CPUS;
 /// Kernel data selector (also SYSCALL's stack selector).
 pub const KERNEL_DATA_SELECTOR: u16 = 0x10;
 /// User data selector, with RPL 3.
@@ -68,33 +72,39 @@ struct TablePointer {
 #[repr(C, align(16))]
 struct ExceptionStack([u8; STACK_BYTES]);
 
-static mut TSS: Tss = Tss {
-    reserved0: 0,
-    rsp: [0; 3],
-    reserved1: 0,
-    ist: [0; 7],
-    reserved2: 0,
-    reserved3: 0,
-    iomap_base: core::mem::size_of::<Tss>() as u16,
+/// Each CPU's TSS: its stack for interrupts from ring 3 and its exception
+/// stack.
+static mut TSS: [Tss; MAX_CPUS] = [const {
+    Tss {
+        reserved0: 0,
+        rsp: [0; 3],
+        reserved1: 0,
+        ist: [0; 7],
+        reserved2: 0,
+        reserved3: 0,
+        iomap_base: core::mem::size_of::<Tss>() as u16,
+    }
+}; MAX_CPUS];
+static mut EXCEPTION_STACK: [ExceptionStack; MAX_CPUS] =
+    [const { ExceptionStack([0; STACK_BYTES]) }; MAX_CPUS];
+/// Null, kernel 64-bit code, kernel data, user data, user 64-bit code (in
+/// the order SYSRET requires: user data at STAR's selector plus 8, user
+/// code plus 16), then each CPU's TSS descriptor (two entries each),
+/// written by [`init_cpu`].
+static mut GDT: [u64; GDT_ENTRIES] = {
+    let mut gdt = [0; GDT_ENTRIES];
+    gdt[1] = 0x00af_9a00_0000_ffff;
+    gdt[2] = 0x00cf_9200_0000_ffff;
+    gdt[3] = 0x00cf_f200_0000_ffff;
+    gdt[4] = 0x00af_fa00_0000_ffff;
+    gdt
 };
-static mut EXCEPTION_STACK: ExceptionStack = ExceptionStack([0; STACK_BYTES]);
-/// Null, kernel 64-bit code, kernel data, user data, user 64-bit code (the
-/// order SYSRET requires: user data at STAR's selector + 8, user code at
-/// + 16), and the two halves of the TSS descriptor.
-static mut GDT: [u64; 7] = [
-    0,
-    0x00af_9a00_0000_ffff,
-    0x00cf_9200_0000_ffff,
-    0x00cf_f200_0000_ffff,
-    0x00af_fa00_0000_ffff,
-    0,
-    0,
-];
 /// Where an exception saves the interrupted FPU and SSE state (a Linux
-/// program's, which the kernel's own SSE code would otherwise clobber).
+/// program's, which the kernel's own SSE code would otherwise clobber):
+/// one per CPU, found through GS.
 #[repr(C, align(16))]
 struct FxArea([u8; 512]);
-static mut EXCEPTION_FX: FxArea = FxArea([0; 512]);
+static mut EXCEPTION_FX: [FxArea; MAX_CPUS] = [const { FxArea([0; 512]) }; MAX_CPUS];
 static mut IDT: [IdtEntry; IDT_ENTRIES] = [IdtEntry {
     offset_low: 0,
     selector: 0,
@@ -157,6 +167,10 @@ global_asm!(
     EXC_ERR 30
     EXC_NOERR 31
     mayfly_exception_common:
+        test qword ptr [rsp + 24], 3
+        jz 1f
+        swapgs
+    1:
         push rax
         push rbx
         push rcx
@@ -172,13 +186,15 @@ global_asm!(
         push r13
         push r14
         push r15
-        fxsave [rip + {fx}]
+        mov rax, gs:[{fx}]
+        fxsave [rax]
         mov rdi, rsp
         mov rbp, rsp
         and rsp, -16
         call {handler}
         mov rsp, rbp
-        fxrstor [rip + {fx}]
+        mov rax, gs:[{fx}]
+        fxrstor [rax]
         pop r15
         pop r14
         pop r13
@@ -195,6 +211,10 @@ global_asm!(
         pop rbx
         pop rax
         add rsp, 16
+        test qword ptr [rsp + 8], 3
+        jz 2f
+        swapgs
+    2:
         iretq
 
     .section .rodata.exceptions, "a"
@@ -205,7 +225,7 @@ global_asm!(
     .endr
     "#,
     handler = sym exception,
-    fx = sym EXCEPTION_FX,
+    fx = const percpu::EXCEPTION_FX,
 );
 
 extern "C" {
@@ -265,10 +285,10 @@ pub struct Frame {
 /// The FPU state the running exception interrupted (a Linux program's),
 /// as the stub saved it.
 pub fn interrupted_fpu() -> [u8; 512] {
-    // SAFETY: the stub wrote the area before calling the handler, and
-    // nothing else writes it while the handler runs (one CPU, interrupts
-    // off).
-    unsafe { (*addr_of!(EXCEPTION_FX)).0 }
+    // SAFETY: the stub wrote this CPU's area before calling the handler,
+    // and nothing else writes it while the handler runs (interrupts are
+    // off, and other CPUs have their own).
+    unsafe { (*addr_of!(EXCEPTION_FX))[percpu::index()].0 }
 }
 
 /// The address a page fault was for.
@@ -324,7 +344,9 @@ extern "C" fn exception(frame: *mut Frame) {
     let frame = unsafe { &mut *frame };
     if frame.cs & 3 == 3 {
         // A Linux program's: resolved and resumed, or the program ends.
+        crate::linux::smp::enter_kernel();
         crate::linux::user_exception(frame);
+        crate::linux::smp::leave_kernel();
         return;
     }
     kernel_exception(frame)
@@ -373,19 +395,21 @@ fn guard_page() -> usize {
     addr_of!(__stack_guard) as usize
 }
 
-/// Where an interrupt from ring 3 switches the stack to (the running
-/// thread's kernel stack).
+/// Where an interrupt from ring 3 switches the stack to on this CPU (the
+/// running thread's kernel stack).
 pub fn set_kernel_stack(top: u64) {
-    // SAFETY: one CPU with interrupts off: the CPU reads `rsp[0]` only on
-    // an interrupt from ring 3, which cannot come while this runs.
-    unsafe { (*addr_of_mut!(TSS)).rsp[0] = top };
+    // SAFETY: this CPU's TSS, with interrupts off: the CPU reads `rsp[0]`
+    // only on an interrupt from ring 3, which cannot come while this runs,
+    // and no other CPU touches this TSS.
+    unsafe { (*addr_of_mut!(TSS))[percpu::index()].rsp[0] = top };
 }
 
 /// Points `vector` at `handler`, an interrupt gate on the current stack
 /// (IST 0), so an interrupt from ring 3 runs on the thread's kernel stack.
 pub fn set_interrupt_handler(vector: u8, handler: u64) {
-    // SAFETY: one CPU with interrupts off; the entry is written whole
-    // before any interrupt can use it.
+    // SAFETY: set by the boot CPU before any other CPU starts, with
+    // interrupts off; the entry is written whole before any interrupt can
+    // use it.
     unsafe { (*addr_of_mut!(IDT))[vector as usize] = gate(handler, 0) };
 }
 
@@ -404,39 +428,54 @@ fn gate(handler: u64, ist: u8) -> IdtEntry {
     }
 }
 
-/// Installs the GDT with a TSS, and the IDT; every exception on IST 1.
+/// Builds the IDT (every exception on IST 1) and sets up the boot CPU.
 pub fn init() {
-    // SAFETY: early boot on one CPU with interrupts off: nothing else uses
-    // these tables. The new GDT keeps the boot GDT's code and data
-    // descriptors at the same selectors, so the loaded segments stay valid.
+    // SAFETY: early boot on the boot CPU with interrupts off, before any
+    // other CPU runs: nothing else uses the IDT.
     unsafe {
-        let stack_top = addr_of!(EXCEPTION_STACK) as u64 + STACK_BYTES as u64;
-        let tss = &mut *addr_of_mut!(TSS);
-        tss.ist[0] = stack_top;
-        let base = addr_of!(TSS) as u64;
-        let limit = (core::mem::size_of::<Tss>() - 1) as u64;
-        let gdt = &mut *addr_of_mut!(GDT);
-        gdt[5] = (limit & 0xffff)
-            | ((base & 0xff_ffff) << 16)
-            | (0x89 << 40)
-            | (((limit >> 16) & 0xf) << 48)
-            | (((base >> 24) & 0xff) << 56);
-        gdt[6] = base >> 32;
-        let gdt_pointer = TablePointer {
-            limit: (core::mem::size_of::<[u64; 7]>() - 1) as u16,
-            base: gdt.as_ptr() as u64,
-        };
-        asm!("lgdt [{}]", in(reg) &gdt_pointer, options(readonly, nostack, preserves_flags));
-        asm!("ltr {0:x}", in(reg) TSS_SELECTOR, options(nomem, nostack, preserves_flags));
-
         let idt = &mut *addr_of_mut!(IDT);
         let table = &*addr_of!(mayfly_exception_table);
         for (entry, &handler) in idt.iter_mut().zip(table.iter()) {
             *entry = gate(handler, 1);
         }
+    }
+    init_cpu(0);
+}
+
+/// Sets up CPU `index` (each CPU calls it once, first thing): its per-CPU
+/// area, the GDT with its own TSS (its own exception stack), and the IDT.
+pub fn init_cpu(index: usize) {
+    // SAFETY: the address of this CPU's own save area, a static.
+    let fx = unsafe { addr_of!((*addr_of!(EXCEPTION_FX))[index]) } as u64;
+    percpu::init(index, fx);
+    // SAFETY: interrupts are off; this CPU writes only its own TSS and its
+    // own two GDT entries, which no other CPU reads. The GDT keeps the boot
+    // GDT's code and data descriptors at the same selectors, so the loaded
+    // segments stay valid.
+    unsafe {
+        let stack_top = addr_of!((*addr_of!(EXCEPTION_STACK))[index]) as u64 + STACK_BYTES as u64;
+        let tss = &mut (*addr_of_mut!(TSS))[index];
+        tss.ist[0] = stack_top;
+        let base = tss as *mut Tss as u64;
+        let limit = (core::mem::size_of::<Tss>() - 1) as u64;
+        let gdt = &mut *addr_of_mut!(GDT);
+        let slot = 5 + 2 * index;
+        gdt[slot] = (limit & 0xffff)
+            | ((base & 0xff_ffff) << 16)
+            | (0x89 << 40)
+            | (((limit >> 16) & 0xf) << 48)
+            | (((base >> 24) & 0xff) << 56);
+        gdt[slot + 1] = base >> 32;
+        let gdt_pointer = TablePointer {
+            limit: (core::mem::size_of::<[u64; GDT_ENTRIES]>() - 1) as u16,
+            base: gdt.as_ptr() as u64,
+        };
+        asm!("lgdt [{}]", in(reg) &gdt_pointer, options(readonly, nostack, preserves_flags));
+        let selector = FIRST_TSS_SELECTOR + 16 * index as u16;
+        asm!("ltr {0:x}", in(reg) selector, options(nomem, nostack, preserves_flags));
         let idt_pointer = TablePointer {
             limit: (core::mem::size_of::<[IdtEntry; IDT_ENTRIES]>() - 1) as u16,
-            base: idt.as_ptr() as u64,
+            base: addr_of!(IDT) as u64,
         };
         asm!("lidt [{}]", in(reg) &idt_pointer, options(readonly, nostack, preserves_flags));
     }

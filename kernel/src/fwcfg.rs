@@ -42,13 +42,18 @@ fn read_be32() -> u32 {
     u32::from_be_bytes(b)
 }
 
-/// The content of the `fw_cfg` file `name`, or `None` when there is no
-/// `fw_cfg` device, no such file, or it is larger than 64 KiB.
-pub fn read_file(name: &str) -> Option<Vec<u8>> {
+/// Whether the VM has a `fw_cfg` device (its signature reads "QEMU").
+fn present() -> bool {
     select(KEY_SIGNATURE);
     let mut signature = [0u8; 4];
     read_into(&mut signature);
-    if &signature != b"QEMU" {
+    &signature == b"QEMU"
+}
+
+/// The content of the `fw_cfg` file `name`, or `None` when there is no
+/// `fw_cfg` device, no such file, or it is larger than 64 KiB.
+pub fn read_file(name: &str) -> Option<Vec<u8>> {
+    if !present() {
         return None;
     }
     select(KEY_FILE_DIR);
@@ -75,4 +80,19 @@ pub fn read_file(name: &str) -> Option<Vec<u8>> {
     let mut content = alloc::vec![0u8; size as usize];
     read_into(&mut content);
     Some(content)
+}
+
+/// Key of the number of CPUs the VM boots with (16 bits, little-endian).
+const KEY_NB_CPUS: u16 = 0x0005;
+
+/// The number of CPUs QEMU gave the VM (`-smp`), or `None` without a
+/// `fw_cfg` device.
+pub fn cpu_count() -> Option<u16> {
+    if !present() {
+        return None;
+    }
+    select(KEY_NB_CPUS);
+    let mut count = [0u8; 2];
+    read_into(&mut count);
+    Some(u16::from_le_bytes(count))
 }

@@ -34,6 +34,7 @@ mod http;
 mod libc_mem;
 pub mod linux;
 mod net;
+mod percpu;
 pub mod raw;
 mod runtime;
 pub mod sdk;

@@ -3,15 +3,17 @@
 //! switches to the kernel's stack, calls [`crate::linux::syscall::dispatch`]
 //! and returns with `sysretq`.
 //!
-//! The kernel stack and the FPU save area are the running thread's
-//! ([`super::sched`] keeps them in `MAYFLY_KSTACK_TOP` and
-//! `MAYFLY_CURRENT_FX`); the first thread's stack is the boot stack
-//! (nothing below `run` is ever returned to). A new thread starts at
-//! `mayfly_syscall_return` with a copy of its parent's frame.
+//! The kernel stack and the FPU save area are the running thread's, found
+//! in this CPU's [`crate::percpu`] area through GS (`swapgs` at every
+//! crossing of the ring boundary); the first thread's stack is the boot
+//! stack (nothing below `run` is ever returned to). A new thread starts at
+//! `mayfly_syscall_return` with a copy of its parent's frame. Every return
+//! to ring 3 goes through [`super::smp::leave_kernel`].
 
 use core::arch::{asm, global_asm};
 
 use crate::exceptions::{KERNEL_DATA_SELECTOR, USER_CODE_SELECTOR, USER_DATA_SELECTOR};
+use crate::percpu;
 
 const MSR_EFER: u32 = 0xC000_0080;
 const MSR_STAR: u32 = 0xC000_0081;
@@ -64,8 +66,6 @@ pub struct SyscallFrame {
     pub rsp: u64,
 }
 
-static mut USER_RSP: u64 = 0;
-
 extern "C" {
     fn mayfly_syscall_entry();
 }
@@ -79,9 +79,10 @@ global_asm!(
     .section .text.syscall, "ax"
     .global mayfly_syscall_entry
 mayfly_syscall_entry:
-    mov [rip + {user_rsp}], rsp
-    mov rsp, [rip + MAYFLY_KSTACK_TOP]
-    push qword ptr [rip + {user_rsp}]
+    swapgs
+    mov gs:[{user_rsp}], rsp
+    mov rsp, gs:[{kstack_top}]
+    push qword ptr gs:[{user_rsp}]
     push r11
     push rcx
     push r15
@@ -97,13 +98,14 @@ mayfly_syscall_entry:
     push rsi
     push rdi
     push rax
-    mov rax, [rip + MAYFLY_CURRENT_FX]
+    mov rax, gs:[{current_fx}]
     fxsave [rax]
     mov rdi, rsp
     call {dispatch}
     .global mayfly_syscall_return
 mayfly_syscall_return:
-    mov rax, [rip + MAYFLY_CURRENT_FX]
+    call {leave_kernel}
+    mov rax, gs:[{current_fx}]
     fxrstor [rax]
     pop rax
     pop rdi
@@ -121,16 +123,25 @@ mayfly_syscall_return:
     pop rcx
     pop r11
     pop rsp
+    swapgs
     sysretq
     "#,
-    user_rsp = sym USER_RSP,
+    user_rsp = const percpu::USER_RSP,
+    kstack_top = const percpu::KSTACK_TOP,
+    current_fx = const percpu::CURRENT_FX,
     dispatch = sym syscall_entry_rust,
+    leave_kernel = sym leave_kernel,
 );
+
+extern "C" fn leave_kernel() {
+    super::smp::leave_kernel();
+}
 
 extern "C" fn syscall_entry_rust(frame: *mut SyscallFrame) {
     // SAFETY: the entry passes the frame it just built on the kernel stack;
     // nothing else refers to it until the entry pops it.
     let frame = unsafe { &mut *frame };
+    super::smp::enter_kernel();
     crate::linux::syscall::dispatch(frame);
 }
 
@@ -182,6 +193,7 @@ pub fn init() {
 /// and the FPU in its initial state. Never returns: the kernel comes back
 /// only through `syscall` and exceptions.
 pub fn enter_user(entry: u64, sp: u64) -> ! {
+    super::smp::leave_kernel();
     // SAFETY: `entry` and `sp` lie in the program's mapped half (checked by
     // the loader); the selectors are the GDT's user ones. iretq switches to
     // ring 3 atomically; the kernel's state is not needed again.
@@ -208,6 +220,7 @@ pub fn enter_user(entry: u64, sp: u64) -> ! {
             "xor r13d, r13d",
             "xor r14d, r14d",
             "xor r15d, r15d",
+            "swapgs",
             "iretq",
             ss = in(reg) u64::from(USER_DATA_SELECTOR),
             sp = in(reg) sp,
@@ -224,12 +237,15 @@ pub fn enter_user(entry: u64, sp: u64) -> ! {
 /// since `sysretq` would lose rcx and r11. `ctx`'s rip and rsp are user
 /// addresses and its RFLAGS sanitised (see [`super::signal::sigreturn`]).
 pub fn resume(ctx: &super::signal::Context) -> ! {
+    super::smp::leave_kernel();
     // SAFETY: the selectors are the GDT's user ones; the kernel stack this
     // runs on is abandoned (the next entry starts at its top again), and
-    // `ctx`, on that stack above the pushes, is read before iretq.
+    // `ctx`, on that stack above the pushes, is read before iretq (the
+    // running thread's stack, which no other CPU uses or frees while this
+    // one runs it, lock or not).
     unsafe {
         asm!(
-            "mov rax, [rip + MAYFLY_CURRENT_FX]",
+            "mov rax, gs:[{current_fx}]",
             "fxrstor [rax]",
             "push {ss}",
             "push qword ptr [rdi + 120]",
@@ -251,8 +267,10 @@ pub fn resume(ctx: &super::signal::Context) -> ! {
             "mov rax, [rdi + 104]",
             "mov rcx, [rdi + 112]",
             "mov rdi, [rdi + 64]",
+            "swapgs",
             "iretq",
             in("rdi") ctx.regs.as_ptr(),
+            current_fx = const percpu::CURRENT_FX,
             ss = const USER_DATA_SELECTOR as u64,
             cs = const USER_CODE_SELECTOR as u64,
             options(noreturn)

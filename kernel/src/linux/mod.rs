@@ -11,7 +11,8 @@
 //! - [`memory`]: demand paging and copying to and from the program;
 //! - [`syscall`]: the dispatch table, one file per syscall family;
 //! - [`process`]: the process's state, its start and its end;
-//! - [`sched`]: threads and their scheduler; [`timer`]: preemption.
+//! - [`sched`]: threads and their scheduler; [`timer`]: preemption;
+//! - [`smp`]: the other CPUs, the kernel lock, TLB shootdowns.
 
 use alloc::format;
 use core::fmt;
@@ -22,6 +23,7 @@ use crate::boot::BootInfo;
 use crate::exceptions::Frame;
 use crate::{arch, console};
 
+pub mod apic;
 pub mod entry;
 pub mod memory;
 pub mod net;
@@ -30,6 +32,7 @@ pub mod pipe;
 pub mod process;
 pub mod sched;
 pub mod signal;
+pub mod smp;
 pub mod syscall;
 pub mod timer;
 

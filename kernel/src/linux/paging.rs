@@ -3,11 +3,14 @@
 //! (its image in the low 4 MiB, supervisor-only, and the upper-half alias
 //! of all RAM).
 
+use alloc::vec::Vec;
 use core::arch::asm;
 use core::ptr::{addr_of, addr_of_mut};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use mayfly_linux::vma::{PROT_EXEC, PROT_WRITE};
 
+use crate::global::Global;
 use crate::heap::{self, alloc_frame, phys_to_virt, virt_to_phys};
 
 /// Present.
@@ -80,7 +83,7 @@ pub fn init() -> Result<(), OutOfFrames> {
 }
 
 /// Reloads CR3, dropping every cached translation.
-fn flush_all() {
+pub fn flush_all() {
     // SAFETY: writing CR3 with its own value only flushes the TLB.
     unsafe {
         asm!("mov {t}, cr3", "mov cr3, {t}", t = out(reg) _, options(nostack, preserves_flags));
@@ -92,6 +95,36 @@ fn flush(addr: u64) {
     unsafe { crate::arch::invlpg(addr as usize) };
 }
 
+/// Whether an entry lost a frame or an access right since the last
+/// [`settle`]: other CPUs may still have it in their TLBs.
+static STALE: AtomicBool = AtomicBool::new(false);
+/// Frames unmapped since the last [`settle`] while other CPUs run: they
+/// may still be reached through those CPUs' TLBs until the shootdown.
+static UNSETTLED: Global<Vec<u64>> = Global::new(Vec::new());
+
+/// After page-table changes: if another CPU may still cache what was
+/// taken away, shoots its TLB down, then frees the frames unmapped
+/// meanwhile. Called (with the kernel lock) before every return to ring 3.
+pub fn settle() {
+    if !STALE.swap(false, Ordering::Relaxed) {
+        return;
+    }
+    super::smp::shoot_down();
+    let frames = UNSETTLED.with(core::mem::take).unwrap_or_default();
+    for frame in frames {
+        // SAFETY: unmapped before the shootdown, which has made every CPU
+        // forget it: nothing maps it any more.
+        unsafe { heap::free_frame(frame) };
+    }
+}
+
+/// Notes that the entry just changed took something away.
+fn taken_away() {
+    if super::smp::several_online() {
+        STALE.store(true, Ordering::Relaxed);
+    }
+}
+
 /// The page-table entry for `addr`, creating the tables on the way when
 /// `create`; `None` if a table is missing (and not created) or the address
 /// is not in the program's half.
@@ -101,7 +134,7 @@ fn entry(addr: u64, create: bool) -> Result<Option<*mut u64>, OutOfFrames> {
     }
     // SAFETY: the PML4 is the boot one, a static; lower-level tables are
     // frames reached through the alias. Entries of the program's half are
-    // only ever written here, on one CPU.
+    // only ever written here, under the kernel lock.
     unsafe {
         let mut current: *mut [u64; 512] = addr_of_mut!(BOOT_PML4);
         for shift in [39u32, 30, 21] {
@@ -169,8 +202,11 @@ pub fn map(page: u64, frame: u64, prot: u32) -> Result<(), OutOfFrames> {
         virt_to_phys(frame) | flags(prot)
     };
     // SAFETY: a live entry of the program's half.
-    unsafe { *e = value };
+    let old = unsafe { core::mem::replace(&mut *e, value) };
     flush(page);
+    if old & P != 0 {
+        taken_away();
+    }
     Ok(())
 }
 
@@ -186,11 +222,17 @@ pub fn protect(page: u64, prot: u32) {
                 return;
             }
             let frame = old & ADDR;
-            *e = if prot == 0 {
+            let new = if prot == 0 {
                 frame | PARKED
             } else {
                 frame | flags(prot)
             };
+            *e = new;
+            let lost_write = old & W != 0 && new & W == 0;
+            let lost_exec = old & NX == 0 && new & NX != 0;
+            if old & P != 0 && (new & P == 0 || lost_write || lost_exec) {
+                taken_away();
+            }
         }
         flush(page);
     }
@@ -200,7 +242,8 @@ pub fn protect(page: u64, prot: u32) {
 pub fn unmap(page: u64) {
     if let Ok(Some(e)) = entry(page, false) {
         // SAFETY: a live entry of the program's half; once cleared and
-        // flushed, nothing maps the frame any more, so it can be freed.
+        // flushed, nothing on this CPU maps the frame any more. With other
+        // CPUs running, it is freed only once they have flushed too.
         unsafe {
             let old = *e;
             if old & (P | PARKED) == 0 {
@@ -208,7 +251,15 @@ pub fn unmap(page: u64) {
             }
             *e = 0;
             flush(page);
-            heap::free_frame(phys_to_virt(old & ADDR));
+            let frame = phys_to_virt(old & ADDR);
+            if super::smp::several_online() {
+                STALE.store(true, Ordering::Relaxed);
+                if UNSETTLED.with(|frames| frames.push(frame)).is_none() {
+                    super::fatal(format_args!("page tables changed re-entrantly"));
+                }
+            } else {
+                heap::free_frame(frame);
+            }
         }
     }
 }

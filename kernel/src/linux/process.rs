@@ -179,6 +179,10 @@ pub fn start(boot: &'static BootInfo) -> ! {
     PROCESS.with(|slot| *slot = Some(process));
     super::sched::init();
     super::timer::init();
+    // The boot CPU holds the kernel lock until it enters the program; the
+    // other CPUs wait for it in their idle loops.
+    super::smp::lock();
+    super::smp::start_others();
     entry::enter_user(entry_point, sp)
 }
 

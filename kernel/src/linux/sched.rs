@@ -1,12 +1,16 @@
-//! Threads and their scheduler, on the VM's one CPU.
+//! Threads and their scheduler, on all of the VM's CPUs.
 //!
-//! Every thread has its own kernel stack and its own saved FPU state. The
-//! kernel runs with interrupts off, so a thread leaves the CPU only at two
-//! points: a syscall that must wait (it answers [`Errno::ERESTARTNOINTR`]
-//! to the dispatcher, which yields here and runs it again: a waiting
-//! syscall holds nothing while others run), and the timer interrupt, which
-//! preempts a thread running in ring 3, so a thread spinning without
-//! syscalls cannot starve the others or the network.
+//! Every thread has its own kernel stack and its own saved FPU state, and
+//! runs on whichever CPU is free. The kernel runs with interrupts off and
+//! under the kernel lock ([`super::smp`]), so a thread leaves its CPU only
+//! at two points: a syscall that must wait (it answers
+//! [`Errno::ERESTARTNOINTR`] to the dispatcher, which yields here and runs
+//! it again: a waiting syscall holds nothing while others run), and the
+//! timer interrupt, which preempts a thread running in ring 3, so a thread
+//! spinning without syscalls cannot starve the others or the network. A
+//! CPU with no thread to run idles in [`idle_loop`].
+//!
+//! [`Errno::ERESTARTNOINTR`]: mayfly_linux::errno::Errno::ERESTARTNOINTR
 
 use alloc::alloc::{alloc_zeroed, Layout};
 use alloc::boxed::Box;
@@ -16,10 +20,14 @@ use core::cell::UnsafeCell;
 use core::ptr::addr_of;
 
 use super::entry::{self, SyscallFrame};
+use super::smp;
+use crate::percpu::{self, MAX_CPUS};
 
 /// Bytes of a thread's kernel stack (the first thread uses the boot
 /// stack).
 const KSTACK_BYTES: usize = 128 * 1024;
+/// Bytes of the boot CPU's idle stack (the others idle on their own).
+const IDLE_STACK_BYTES: usize = 16 * 1024;
 /// The most threads a program may have at once.
 pub const MAX_THREADS: usize = 256;
 
@@ -44,6 +52,8 @@ pub struct Thread {
     pub clear_child_tid: u64,
     /// It called exit: it never runs again once it leaves the CPU.
     pub exiting: bool,
+    /// The CPU running it, if one is.
+    cpu: Option<usize>,
     /// The futex address it waits on, while it does.
     pub futex: Option<u64>,
     /// A FUTEX_WAKE chose it.
@@ -72,34 +82,32 @@ impl Drop for Thread {
 
 struct Scheduler {
     threads: Vec<Thread>,
-    current: usize,
+    /// The thread each CPU runs (an index into `threads`); `None` while
+    /// it idles.
+    running: [Option<usize>; MAX_CPUS],
+    /// Each CPU's idle context while the CPU runs a thread.
+    idle_ksp: [u64; MAX_CPUS],
     next_tid: u32,
 }
 
-/// The scheduler's state: one CPU, touched only by the kernel with
-/// interrupts off.
+/// The scheduler's state, touched only under the kernel lock.
 struct Cell(UnsafeCell<Scheduler>);
-// SAFETY: one CPU, and the kernel runs with interrupts off: accesses never
-// overlap (see `sched`).
+// SAFETY: every access is made with the kernel lock held (the kernel runs
+// under it, see `super::smp`), so accesses from different CPUs never
+// overlap.
 unsafe impl Sync for Cell {}
 
 static SCHED: Cell = Cell(UnsafeCell::new(Scheduler {
     threads: Vec::new(),
-    current: 0,
+    running: [None; MAX_CPUS],
+    idle_ksp: [0; MAX_CPUS],
     next_tid: 2,
 }));
 
-/// Read by the entry code: the running thread's kernel stack top and where
-/// its FPU state is saved.
-#[no_mangle]
-static mut MAYFLY_KSTACK_TOP: u64 = 0;
-#[no_mangle]
-static mut MAYFLY_CURRENT_FX: u64 = 0;
-
 fn sched() -> &'static mut Scheduler {
-    // SAFETY: one CPU with interrupts off in the kernel, and no caller
-    // keeps the reference across a switch (each function below takes it
-    // afresh), so no two live references overlap.
+    // SAFETY: the kernel lock is held, and no caller keeps the reference
+    // across a switch or across giving the lock up (each function below
+    // takes it afresh), so no two live references overlap.
     unsafe { &mut *SCHED.0.get() }
 }
 
@@ -136,10 +144,41 @@ mayfly_switch:
     "#
 );
 
-/// Makes the running program its first thread (tid 1) on the boot stack.
+/// Lays out a context that `mayfly_switch` resumes by returning to `ret`
+/// on the stack whose top is `top`: the return address, and six zeros for
+/// it to pop. Returns the context's stack pointer.
+///
+/// # Safety
+/// The 56 bytes below `top` must be a stack nothing else uses.
+unsafe fn new_context(top: u64, ret: u64) -> u64 {
+    let ret_at = top - 8;
+    // SAFETY: within the stack, as the caller promises.
+    unsafe { core::ptr::write(ret_at as *mut u64, ret) };
+    ret_at - 6 * 8
+}
+
+extern "C" fn idle_entry() -> ! {
+    idle_loop()
+}
+
+/// A CPU without a thread to run: runs one as soon as one is free, and
+/// halts meanwhile. Entered with the kernel lock.
+pub fn idle_loop() -> ! {
+    loop {
+        yield_now();
+        smp::idle_wait();
+    }
+}
+
+/// Makes the running program its first thread (tid 1) on the boot stack,
+/// running on the boot CPU, and gives that CPU an idle context.
 pub fn init() {
     let top = addr_of!(__stack_top) as u64;
+    let idle_stack = Box::leak(Box::new(IdleStack([0; IDLE_STACK_BYTES])));
+    let idle_top = idle_stack.0.as_ptr() as u64 + IDLE_STACK_BYTES as u64;
     let s = sched();
+    // SAFETY: the idle stack was just allocated, for this alone.
+    s.idle_ksp[0] = unsafe { new_context(idle_top - 8, idle_entry as *const () as u64) };
     s.threads.push(Thread {
         tid: 1,
         kstack: None,
@@ -149,6 +188,7 @@ pub fn init() {
         fs_base: 0,
         clear_child_tid: 0,
         exiting: false,
+        cpu: Some(0),
         futex: None,
         woken: false,
         deadline: None,
@@ -156,27 +196,25 @@ pub fn init() {
         altstack: (0, 0, 2),
         resume: None,
     });
-    s.current = 0;
+    s.running[0] = Some(0);
     install(0);
 }
 
-/// Points the entry code, the TSS and FS at thread `index`.
+#[repr(C, align(16))]
+struct IdleStack([u8; IDLE_STACK_BYTES]);
+
+/// Points this CPU's entry code, TSS and FS at thread `index`.
 fn install(index: usize) {
     let t = &sched().threads[index];
-    // SAFETY: plain stores to the statics the entry code reads; interrupts
-    // are off, so no entry can observe them half-written.
-    unsafe {
-        MAYFLY_KSTACK_TOP = t.kstack_top;
-        MAYFLY_CURRENT_FX = &*t.fx as *const FxArea as u64;
-    }
+    percpu::set_thread(t.kstack_top, &*t.fx as *const FxArea as u64);
     crate::exceptions::set_kernel_stack(t.kstack_top);
     entry::set_fs_base(t.fs_base);
 }
 
-/// The running thread.
+/// The thread this CPU runs (never called from the idle loop).
 pub fn current() -> &'static mut Thread {
     let s = sched();
-    let i = s.current;
+    let i = s.running[percpu::index()].expect("a thread runs on this CPU");
     &mut s.threads[i]
 }
 
@@ -212,9 +250,11 @@ pub fn spawn(frame: &SyscallFrame, fs_base: u64) -> Result<u32, SpawnError> {
     let s = sched();
     // Threads that exited and are not running can never run again: their
     // stacks go.
-    let running = s.threads[s.current].tid;
-    s.threads.retain(|t| !t.exiting || t.tid == running);
-    s.current = s.threads.iter().position(|t| t.tid == running).unwrap_or(0);
+    let running = s.running.map(|r| r.map(|i| s.threads[i].tid));
+    s.threads.retain(|t| !t.exiting || t.cpu.is_some());
+    for (slot, tid) in s.running.iter_mut().zip(running) {
+        *slot = tid.and_then(|tid| s.threads.iter().position(|t| t.tid == tid));
+    }
     if s.threads.len() >= MAX_THREADS {
         return Err(SpawnError::TooMany);
     }
@@ -228,17 +268,12 @@ pub fn spawn(frame: &SyscallFrame, fs_base: u64) -> Result<u32, SpawnError> {
     // From the top: the frame the syscall return path pops, the address it
     // is entered at, and six zeros for `mayfly_switch` to pop.
     let frame_at = top - core::mem::size_of::<SyscallFrame>() as u64;
-    let ret_at = frame_at - 8;
-    let ksp = ret_at - 6 * 8;
-    // SAFETY: all three lie in the stack just allocated (KSTACK_BYTES is
-    // far larger), which nothing else uses yet.
-    unsafe {
+    // SAFETY: the frame and the context lie in the stack just allocated
+    // (KSTACK_BYTES is far larger), which nothing else uses yet.
+    let ksp = unsafe {
         core::ptr::write(frame_at as *mut SyscallFrame, *frame);
-        core::ptr::write(
-            ret_at as *mut u64,
-            mayfly_syscall_return as *const () as u64,
-        );
-    }
+        new_context(frame_at, mayfly_syscall_return as *const () as u64)
+    };
     let mut fx = Box::new(FxArea([0; 512]));
     fx.0.copy_from_slice(&current().fx.0);
     let sigmask = current().sigmask;
@@ -253,6 +288,7 @@ pub fn spawn(frame: &SyscallFrame, fs_base: u64) -> Result<u32, SpawnError> {
         fs_base,
         clear_child_tid: 0,
         exiting: false,
+        cpu: None,
         futex: None,
         woken: false,
         deadline: None,
@@ -260,34 +296,71 @@ pub fn spawn(frame: &SyscallFrame, fs_base: u64) -> Result<u32, SpawnError> {
         altstack: (0, 0, 2),
         resume: None,
     });
+    wake_an_idle_cpu(s);
     Ok(tid)
 }
 
-/// Gives the CPU to the next thread that can run, if there is one; comes
-/// back when this thread's turn comes again.
-pub fn yield_now() {
-    let s = sched();
-    let n = s.threads.len();
-    let from = s.current;
-    let Some(to) = (1..=n)
-        .map(|k| (from + k) % n)
-        .find(|&i| i != from && !s.threads[i].exiting)
-    else {
-        return;
-    };
-    switch(from, to);
+/// Wakes a CPU that idles, if one does: a thread is free to run.
+fn wake_an_idle_cpu(s: &Scheduler) {
+    let me = percpu::index();
+    let configured = smp::configured() as usize;
+    let idle = |c: &usize| *c != me && s.running[*c].is_none() && smp::is_online(*c);
+    if let Some(cpu) = (0..configured).find(idle) {
+        smp::wake(cpu);
+    }
 }
 
-fn switch(from: usize, to: usize) {
+/// The next thread this CPU may run after `from` (round robin): one that
+/// has not exited and that no CPU runs.
+fn next_free(s: &Scheduler, from: Option<usize>) -> Option<usize> {
+    let n = s.threads.len();
+    let start = from.map_or(0, |f| f + 1);
+    (0..n)
+        .map(|k| (start + k) % n)
+        .find(|&i| Some(i) != from && !s.threads[i].exiting && s.threads[i].cpu.is_none())
+}
+
+/// Gives the CPU to the next thread that can run, if there is one; comes
+/// back when this thread's turn comes again (on whichever CPU).
+pub fn yield_now() {
     let s = sched();
-    s.threads[from].fs_base = entry::fs_base();
-    s.current = to;
-    install(to);
-    let next_ksp = s.threads[to].ksp;
-    let prev_ksp: *mut u64 = &mut s.threads[from].ksp;
-    // SAFETY: `next_ksp` is a stack saved by `mayfly_switch` (or laid out
-    // by `spawn` the same way) of a thread that is not running; `prev_ksp`
-    // is where this thread's is kept. Interrupts are off.
+    let from = s.running[percpu::index()];
+    if let Some(to) = next_free(s, from) {
+        switch(from, Some(to));
+    }
+}
+
+/// Switches this CPU from `from` to `to` (`None`: its idle context).
+fn switch(from: Option<usize>, to: Option<usize>) {
+    let cpu = percpu::index();
+    let s = sched();
+    let prev_ksp: *mut u64 = match from {
+        Some(f) => {
+            let t = &mut s.threads[f];
+            t.fs_base = entry::fs_base();
+            t.cpu = None;
+            &mut t.ksp
+        }
+        None => &mut s.idle_ksp[cpu],
+    };
+    let next_ksp = match to {
+        Some(t) => {
+            s.threads[t].cpu = Some(cpu);
+            s.threads[t].ksp
+        }
+        None => s.idle_ksp[cpu],
+    };
+    s.running[cpu] = to;
+    if let Some(t) = to {
+        install(t);
+    }
+    if from.is_some_and(|f| !s.threads[f].exiting) {
+        wake_an_idle_cpu(s);
+    }
+    // SAFETY: `next_ksp` is a context saved by `mayfly_switch` (or laid
+    // out by `new_context`) that no CPU runs; `prev_ksp` is where this
+    // one's is kept. Interrupts are off and the kernel lock is held, which
+    // the context resumed here goes on holding.
     unsafe { mayfly_switch(prev_ksp, next_ksp) };
 }
 
@@ -295,9 +368,12 @@ fn switch(from: usize, to: usize) {
 /// has others). Its stack is freed by a later `spawn`.
 pub fn exit_current() -> ! {
     current().exiting = true;
-    yield_now();
-    // No other thread can run: the caller ends the process before this.
-    super::fatal(format_args!("the last thread left the CPU"))
+    let s = sched();
+    let from = s.running[percpu::index()];
+    let to = next_free(s, from);
+    switch(from, to);
+    // An exiting thread is never chosen again.
+    super::fatal(format_args!("an exited thread ran again"))
 }
 
 /// Wakes up to `n` threads waiting on the futex at `addr`; how many.

@@ -1,11 +1,15 @@
-//! The preemption timer: the local APIC's, periodic, on vector
-//! [`TIMER_VECTOR`]. It only ever interrupts ring 3 (the kernel runs with
-//! interrupts off), saves the thread's registers and FPU state on its
-//! kernel stack and lets the scheduler run another thread.
+//! The preemption timer: each CPU's local APIC timer, periodic, on vector
+//! [`TIMER_VECTOR`]. It interrupts ring 3 (the kernel runs with interrupts
+//! off), saves the thread's registers and FPU state on its kernel stack
+//! and lets the scheduler run another thread; or it ends an idle CPU's
+//! `hlt`, so that it looks for a thread again.
 
 use core::arch::global_asm;
 
-use crate::{arch, clock, exceptions, heap};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use super::apic;
+use crate::{arch, clock, exceptions};
 
 /// The timer's vector: the first after the CPU's exceptions.
 pub const TIMER_VECTOR: u8 = 32;
@@ -14,43 +18,29 @@ const SPURIOUS_VECTOR: u8 = 0xff;
 /// How long a thread runs before another gets the CPU.
 const QUANTUM_MICROS: u64 = 4_000;
 
-/// The local APIC's registers (xAPIC, memory-mapped).
-const APIC_BASE: u64 = 0xfee0_0000;
-const APIC_EOI: u64 = 0xb0;
-const APIC_SVR: u64 = 0xf0;
-const APIC_LVT_TIMER: u64 = 0x320;
-const APIC_TIMER_INITIAL: u64 = 0x380;
-const APIC_TIMER_CURRENT: u64 = 0x390;
-const APIC_TIMER_DIVIDE: u64 = 0x3e0;
+/// The APIC timer's initial count for one quantum, measured by the boot
+/// CPU and used by every CPU.
+static QUANTUM_COUNT: AtomicU32 = AtomicU32::new(0);
 const LVT_MASKED: u32 = 1 << 16;
 const LVT_PERIODIC: u32 = 1 << 17;
-
-fn apic_write(reg: u64, value: u32) {
-    // SAFETY: the local APIC's register page, reached through the alias of
-    // physical memory; these writes configure only the timer, EOI and the
-    // spurious vector.
-    unsafe { core::ptr::write_volatile(heap::phys_to_virt(APIC_BASE + reg) as *mut u32, value) };
-}
-
-fn apic_read(reg: u64) -> u32 {
-    // SAFETY: as for `apic_write`; reading these registers has no effect.
-    unsafe { core::ptr::read_volatile(heap::phys_to_virt(APIC_BASE + reg) as *const u32) }
-}
 
 extern "C" {
     fn mayfly_timer_interrupt();
     fn mayfly_spurious_interrupt();
 }
 
-// Entered from ring 3 only, on the running thread's kernel stack (IST 0,
-// TSS.rsp0): the CPU has pushed SS, RSP, RFLAGS, CS, RIP (40 bytes, from a
-// 16-byte aligned top), and the 15 pushes below keep the stack aligned for
-// the call.
+// From ring 3, on the running thread's kernel stack (IST 0, TSS.rsp0):
+// the CPU has pushed SS, RSP, RFLAGS, CS, RIP (40 bytes, from a 16-byte
+// aligned top), and the 15 pushes below keep the stack aligned for the
+// call. From ring 0 (only ever an idle CPU's `hlt`), it just acknowledges.
 global_asm!(
     r#"
     .section .text.timer, "ax"
     .global mayfly_timer_interrupt
 mayfly_timer_interrupt:
+    test qword ptr [rsp + 8], 3
+    jz 1f
+    swapgs
     push rax
     push rbx
     push rcx
@@ -66,10 +56,10 @@ mayfly_timer_interrupt:
     push r13
     push r14
     push r15
-    mov rax, [rip + MAYFLY_CURRENT_FX]
+    mov rax, gs:[{current_fx}]
     fxsave [rax]
     call {tick}
-    mov rax, [rip + MAYFLY_CURRENT_FX]
+    mov rax, gs:[{current_fx}]
     fxrstor [rax]
     pop r15
     pop r14
@@ -86,31 +76,42 @@ mayfly_timer_interrupt:
     pop rcx
     pop rbx
     pop rax
+    swapgs
+    iretq
+1:
+    push rax
+    movabs rax, {apic_eoi}
+    mov dword ptr [rax], 0
+    pop rax
     iretq
     .global mayfly_spurious_interrupt
 mayfly_spurious_interrupt:
     iretq
     "#,
     tick = sym timer_tick,
+    current_fx = const crate::percpu::CURRENT_FX,
+    apic_eoi = const apic::register_address(apic::EOI),
 );
 
 extern "C" fn timer_tick() {
-    apic_write(APIC_EOI, 0);
+    apic::eoi();
+    super::smp::enter_kernel();
     super::sched::tick();
+    super::smp::leave_kernel();
 }
 
 /// TSC time when [`start_calibration`] set the APIC counting.
-static CALIBRATION_START: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static CALIBRATION_START: AtomicU64 = AtomicU64::new(0);
 
 /// Sets the local APIC's timer counting down, masked, so that [`init`]
 /// can tell its rate from how far it got meanwhile: the calibration
 /// overlaps the process's start instead of waiting.
 pub fn start_calibration() {
-    apic_write(APIC_SVR, 0x100 | u32::from(SPURIOUS_VECTOR));
-    apic_write(APIC_TIMER_DIVIDE, 0x3); // divide by 16
-    apic_write(APIC_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
-    apic_write(APIC_TIMER_INITIAL, u32::MAX);
-    CALIBRATION_START.store(clock::micros(), core::sync::atomic::Ordering::Relaxed);
+    apic::write(apic::SVR, 0x100 | u32::from(SPURIOUS_VECTOR));
+    apic::write(apic::TIMER_DIVIDE, 0x3); // divide by 16
+    apic::write(apic::LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+    apic::write(apic::TIMER_INITIAL, u32::MAX);
+    CALIBRATION_START.store(clock::micros(), Ordering::Relaxed);
 }
 
 /// Masks the legacy PIC (its vectors would collide with the CPU's
@@ -128,13 +129,22 @@ pub fn init() {
         SPURIOUS_VECTOR,
         mayfly_spurious_interrupt as *const () as u64,
     );
-    let start = CALIBRATION_START.load(core::sync::atomic::Ordering::Relaxed);
+    let start = CALIBRATION_START.load(Ordering::Relaxed);
     while clock::micros() - start < 250 {
         arch::pause();
     }
     let elapsed = (clock::micros() - start).max(1);
-    let counted = u64::from(u32::MAX - apic_read(APIC_TIMER_CURRENT)).max(1);
+    let counted = u64::from(u32::MAX - apic::read(apic::TIMER_CURRENT)).max(1);
     let count = (counted * QUANTUM_MICROS / elapsed).clamp(1, u64::from(u32::MAX)) as u32;
-    apic_write(APIC_LVT_TIMER, LVT_PERIODIC | u32::from(TIMER_VECTOR));
-    apic_write(APIC_TIMER_INITIAL, count);
+    QUANTUM_COUNT.store(count, Ordering::Relaxed);
+    start_this_cpu();
+}
+
+/// Starts this CPU's timer, periodic, at the rate [`init`] measured (the
+/// APIC enabled first: the other CPUs' come up disabled).
+pub fn start_this_cpu() {
+    apic::write(apic::SVR, 0x100 | u32::from(SPURIOUS_VECTOR));
+    apic::write(apic::TIMER_DIVIDE, 0x3);
+    apic::write(apic::LVT_TIMER, LVT_PERIODIC | u32::from(TIMER_VECTOR));
+    apic::write(apic::TIMER_INITIAL, QUANTUM_COUNT.load(Ordering::Relaxed));
 }

@@ -202,8 +202,11 @@ pub fn dispatch(frame: &mut SyscallFrame) {
         sched::yield_now();
         // Under TCG, PAUSE also lets QEMU's I/O thread in (it leaves the
         // translated code): without it, a lone thread polling the network
-        // waits for the next timer tick to see its packets.
+        // waits for the next timer tick to see its packets. Meanwhile the
+        // other CPUs may have the kernel.
+        super::smp::unlock();
         crate::arch::pause();
+        super::smp::lock();
     };
     sched::current().deadline = None;
     frame.rax = to_return(result);

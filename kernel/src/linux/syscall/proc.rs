@@ -167,14 +167,14 @@ pub fn prlimit64(p: &mut Process, a: &Args) -> SysResult {
     write_limit(p, a[1], a[3])
 }
 
-/// sched_getaffinity: one CPU.
+/// sched_getaffinity: every CPU the VM has.
 pub fn sched_getaffinity(p: &mut Process, a: &Args) -> SysResult {
     let len = a[1] as usize;
     if len < 8 || !len.is_multiple_of(8) {
         return Err(Errno::EINVAL);
     }
-    let mut mask = [0u8; 8];
-    mask[0] = 1;
+    let cpus = crate::linux::smp::configured();
+    let mask = ((1u64 << cpus) - 1).to_le_bytes();
     p.write_user(a[2], &mask)?;
     Ok(8)
 }
