@@ -12,7 +12,9 @@
 //!   `/dev`;
 //! - [`fd`]: the descriptor table;
 //! - [`abi`]: Linux's structure layouts and flag values;
-//! - [`names`]: every x86_64 syscall's name, for the "unsupported" line.
+//! - [`names`]: every x86_64 syscall's name, for the "unsupported" line;
+//! - [`signal`]: what becomes of a signal sent, and which interrupted
+//!   syscalls are made again.
 #![no_std]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -26,6 +28,7 @@ pub mod elf;
 pub mod errno;
 pub mod fd;
 pub mod names;
+pub mod signal;
 pub mod stack;
 pub mod vfs;
 pub mod vma;

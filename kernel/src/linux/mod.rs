@@ -12,6 +12,7 @@
 //! - [`syscall`]: the dispatch table, one file per syscall family;
 //! - [`process`]: the process's state, its start and its end;
 //! - [`sched`]: threads and their scheduler; [`timer`]: preemption;
+//!   [`interrupt`]: the timer's and the signal kick's interrupts;
 //! - [`smp`]: the other CPUs, the kernel lock, TLB shootdowns.
 
 use alloc::format;
@@ -25,6 +26,7 @@ use crate::{arch, console};
 
 pub mod apic;
 pub mod entry;
+pub mod interrupt;
 pub mod memory;
 pub mod net;
 pub mod paging;
@@ -86,39 +88,10 @@ pub fn user_exception(frame: &mut Frame) {
             fault.addr = frame.rip;
         }
     }
-    let mut ctx = signal::Context {
-        regs: [
-            frame.r8,
-            frame.r9,
-            frame.r10,
-            frame.r11,
-            frame.r12,
-            frame.r13,
-            frame.r14,
-            frame.r15,
-            frame.rdi,
-            frame.rsi,
-            frame.rbp,
-            frame.rbx,
-            frame.rdx,
-            frame.rax,
-            frame.rcx,
-            frame.rsp,
-            frame.rip,
-            frame.rflags,
-        ],
-    };
+    let mut ctx = signal::Context::of_interrupt(frame);
     let fx = crate::exceptions::interrupted_fpu();
     if let Some(Ok(true)) = process::with(|p| signal::deliver(p, fault, &mut ctx, &fx)) {
-        use signal::reg::*;
-        let r = &ctx.regs;
-        frame.rdi = r[RDI];
-        frame.rsi = r[RSI];
-        frame.rdx = r[RDX];
-        frame.rax = r[RAX];
-        frame.rsp = r[RSP];
-        frame.rip = r[RIP];
-        frame.rflags = r[RFLAGS];
+        ctx.enter(frame);
         return;
     }
     console::flush();

@@ -53,7 +53,9 @@ pub struct Thread {
     /// It called exit: it never runs again once it leaves the CPU.
     pub exiting: bool,
     /// The CPU running it, if one is.
-    cpu: Option<usize>,
+    pub cpu: Option<usize>,
+    /// It is in a syscall that waits (made again until it completes).
+    pub waiting: bool,
     /// The futex address it waits on, while it does.
     pub futex: Option<u64>,
     /// A FUTEX_WAKE chose it.
@@ -63,6 +65,10 @@ pub struct Thread {
     pub deadline: Option<u64>,
     /// Its blocked signals.
     pub sigmask: u64,
+    /// Signals sent to it and not yet delivered.
+    pub pending: u64,
+    /// Which of `pending` came from kill (the others from tkill/tgkill).
+    pub pending_from_kill: u64,
     /// Its alternate signal stack: (base, size, flags).
     pub altstack: (u64, u64, u32),
     /// Where rt_sigreturn resumes it: registers and FPU state.
@@ -189,10 +195,13 @@ pub fn init() {
         clear_child_tid: 0,
         exiting: false,
         cpu: Some(0),
+        waiting: false,
         futex: None,
         woken: false,
         deadline: None,
         sigmask: 0,
+        pending: 0,
+        pending_from_kill: 0,
         altstack: (0, 0, 2),
         resume: None,
     });
@@ -221,6 +230,11 @@ pub fn current() -> &'static mut Thread {
 /// The thread `tid`, if it exists.
 pub fn thread(tid: u32) -> Option<&'static mut Thread> {
     sched().threads.iter_mut().find(|t| t.tid == tid)
+}
+
+/// The tid of the first thread for which `pred` holds.
+pub fn find_thread(pred: impl Fn(&Thread) -> bool) -> Option<u32> {
+    sched().threads.iter().find(|t| pred(t)).map(|t| t.tid)
 }
 
 /// The running thread's saved FPU state (what the kernel restores when
@@ -289,10 +303,13 @@ pub fn spawn(frame: &SyscallFrame, fs_base: u64) -> Result<u32, SpawnError> {
         clear_child_tid: 0,
         exiting: false,
         cpu: None,
+        waiting: false,
         futex: None,
         woken: false,
         deadline: None,
         sigmask,
+        pending: 0,
+        pending_from_kill: 0,
         altstack: (0, 0, 2),
         resume: None,
     });
@@ -311,13 +328,14 @@ fn wake_an_idle_cpu(s: &Scheduler) {
 }
 
 /// The next thread this CPU may run after `from` (round robin): one that
-/// has not exited and that no CPU runs.
-fn next_free(s: &Scheduler, from: Option<usize>) -> Option<usize> {
+/// has not exited, that no CPU runs, and for which `also` holds.
+fn next_free(s: &Scheduler, from: Option<usize>, also: impl Fn(&Thread) -> bool) -> Option<usize> {
     let n = s.threads.len();
     let start = from.map_or(0, |f| f + 1);
-    (0..n)
-        .map(|k| (start + k) % n)
-        .find(|&i| Some(i) != from && !s.threads[i].exiting && s.threads[i].cpu.is_none())
+    (0..n).map(|k| (start + k) % n).find(|&i| {
+        let t = &s.threads[i];
+        Some(i) != from && !t.exiting && t.cpu.is_none() && also(t)
+    })
 }
 
 /// Gives the CPU to the next thread that can run, if there is one; comes
@@ -325,9 +343,31 @@ fn next_free(s: &Scheduler, from: Option<usize>) -> Option<usize> {
 pub fn yield_now() {
     let s = sched();
     let from = s.running[percpu::index()];
-    if let Some(to) = next_free(s, from) {
+    if let Some(to) = next_free(s, from, |_| true) {
         switch(from, Some(to));
     }
+}
+
+/// Whether another CPU runs a thread that waits: that CPU makes the
+/// waiting syscalls again (the free waiting threads' too, in turn), so
+/// this one need not.
+pub fn another_cpu_polls() -> bool {
+    let s = sched();
+    let me = percpu::index();
+    s.running
+        .iter()
+        .enumerate()
+        .any(|(c, r)| c != me && r.is_some_and(|i| s.threads[i].waiting))
+}
+
+/// Leaves the running thread, which waits, to the CPU that polls: this
+/// CPU runs a thread that does not wait, or idles. Comes back when the
+/// thread is run again (on whichever CPU).
+pub fn park() {
+    let s = sched();
+    let from = s.running[percpu::index()];
+    let to = next_free(s, from, |t| !t.waiting);
+    switch(from, to);
 }
 
 /// Switches this CPU from `from` to `to` (`None`: its idle context).
@@ -354,7 +394,9 @@ fn switch(from: Option<usize>, to: Option<usize>) {
     if let Some(t) = to {
         install(t);
     }
-    if from.is_some_and(|f| !s.threads[f].exiting) {
+    // A thread left runnable: an idle CPU may take it. (A waiting one is
+    // left to the polling CPU.)
+    if from.is_some_and(|f| !s.threads[f].exiting && !s.threads[f].waiting) {
         wake_an_idle_cpu(s);
     }
     // SAFETY: `next_ksp` is a context saved by `mayfly_switch` (or laid
@@ -370,7 +412,7 @@ pub fn exit_current() -> ! {
     current().exiting = true;
     let s = sched();
     let from = s.running[percpu::index()];
-    let to = next_free(s, from);
+    let to = next_free(s, from, |_| true);
     switch(from, to);
     // An exiting thread is never chosen again.
     super::fatal(format_args!("an exited thread ran again"))
@@ -388,6 +430,9 @@ pub fn futex_wake(addr: u64, n: usize) -> usize {
             t.woken = true;
             woken += 1;
         }
+    }
+    if woken > 0 {
+        wake_an_idle_cpu(sched());
     }
     woken
 }

@@ -5,11 +5,22 @@
 //! nil dereference into its panic and Rust reports a stack overflow;
 //! rt_sigreturn returns from it. A fault with no handler ends the program,
 //! as before.
+//!
+//! Signals sent by the program to itself (kill, tkill, tgkill: Go's
+//! preemption requests, SIGURG) wait in the target thread's pending set
+//! and are delivered when it next crosses back to ring 3: at the end of a
+//! syscall (a waiting one is interrupted, then restarted or answered
+//! EINTR as Linux does), or at the timer's tick, so within one quantum
+//! for a thread that runs without syscalls.
 
 use mayfly_linux::errno::{Errno, SysResult};
+pub use mayfly_linux::signal::Disposition;
+use mayfly_linux::signal::{self as rules};
 
+use super::entry::SyscallFrame;
 use super::process::Process;
 use super::sched;
+use crate::exceptions::Frame;
 
 /// `sa_flags` bits.
 pub const SA_SIGINFO: u64 = 4;
@@ -45,6 +56,43 @@ pub struct Action {
 pub struct Context {
     /// r8..r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip, rflags.
     pub regs: [u64; 18],
+}
+
+impl Context {
+    /// The registers an interrupt or exception from ring 3 saved.
+    pub fn of_interrupt(f: &Frame) -> Context {
+        Context {
+            regs: [
+                f.r8, f.r9, f.r10, f.r11, f.r12, f.r13, f.r14, f.r15, f.rdi, f.rsi, f.rbp, f.rbx,
+                f.rdx, f.rax, f.rcx, f.rsp, f.rip, f.rflags,
+            ],
+        }
+    }
+
+    /// The registers the program will have after the syscall `f` (its
+    /// result already in `rax`): rcx and r11 hold the return address and
+    /// RFLAGS, as the `syscall` instruction left them.
+    pub fn of_syscall(f: &SyscallFrame) -> Context {
+        Context {
+            regs: [
+                f.r8, f.r9, f.r10, f.r11, f.r12, f.r13, f.r14, f.r15, f.rdi, f.rsi, f.rbp, f.rbx,
+                f.rdx, f.rax, f.rcx, f.rsp, f.rcx, f.r11,
+            ],
+        }
+    }
+
+    /// Writes into `f` the registers a handler's entry sets, so that the
+    /// interrupt's return enters the handler.
+    pub fn enter(&self, f: &mut Frame) {
+        let r = &self.regs;
+        f.rdi = r[reg::RDI];
+        f.rsi = r[reg::RSI];
+        f.rdx = r[reg::RDX];
+        f.rax = r[reg::RAX];
+        f.rsp = r[reg::RSP];
+        f.rip = r[reg::RIP];
+        f.rflags = r[reg::RFLAGS];
+    }
 }
 
 /// Indices into [`Context::regs`].
@@ -83,6 +131,88 @@ pub struct Fault {
     pub trapno: u64,
     /// The CPU's error code.
     pub err: u64,
+}
+
+impl Fault {
+    /// A signal sent with kill (`SI_USER`, 0) or tkill/tgkill
+    /// (`SI_TKILL`, -6): `siginfo_t` then holds the sender's pid and uid
+    /// where a fault's holds `si_addr`.
+    pub fn sent(signal: u8, code: i32, pid: u32, uid: u32) -> Fault {
+        Fault {
+            signal,
+            code,
+            addr: u64::from(pid) | (u64::from(uid) << 32),
+            trapno: 0,
+            err: 0,
+        }
+    }
+}
+
+/// `si_code` of a signal sent by kill.
+pub const SI_USER: i32 = 0;
+/// `si_code` of a signal sent by tkill or tgkill.
+pub const SI_TKILL: i32 = -6;
+
+/// Where `signal` (1..=64) goes if sent now to a thread with `mask`.
+pub fn disposition(p: &Process, signal: u8, mask: u64) -> Disposition {
+    rules::disposition(p.actions[usize::from(signal) - 1].handler, signal, mask)
+}
+
+/// The next pending signal the running thread must take now: the lowest
+/// unblocked one with a handler. Pending signals that have meanwhile
+/// become ignored are dropped; one whose default action is fatal ends the
+/// program here.
+pub fn next_pending(p: &mut Process) -> Option<(u8, Action)> {
+    loop {
+        let thread = sched::current();
+        let ready = thread.pending & !thread.sigmask;
+        if ready == 0 {
+            return None;
+        }
+        let signal = ready.trailing_zeros() as u8 + 1;
+        let action = p.actions[usize::from(signal) - 1];
+        match action.handler {
+            0 if !rules::ignored_by_default(signal) => {
+                p.net.flush();
+                super::process::killed(signal)
+            }
+            0 | 1 => thread.pending &= !(1 << (signal - 1)),
+            _ => return Some((signal, action)),
+        }
+    }
+}
+
+/// Delivers the next pending signal of the running thread, if one is
+/// ready, at a return to ring 3 with registers `ctx` and FPU state `fx`:
+/// `ctx` then enters the handler. Whether one was delivered; a frame that
+/// cannot be written ends the program with SIGSEGV, as on Linux.
+pub fn deliver_pending(p: &mut Process, ctx: &mut Context, fx: &[u8; 512]) -> bool {
+    let Some((signal, _)) = next_pending(p) else {
+        return false;
+    };
+    let thread = sched::current();
+    let bit = 1u64 << (signal - 1);
+    thread.pending &= !bit;
+    let code = if thread.pending_from_kill & bit != 0 {
+        SI_USER
+    } else {
+        SI_TKILL
+    };
+    thread.pending_from_kill &= !bit;
+    let info = Fault::sent(
+        signal,
+        code,
+        super::syscall::proc::PID as u32,
+        super::syscall::proc::UID,
+    );
+    match deliver(p, info, ctx, fx) {
+        Ok(true) => true,
+        Ok(false) => false,
+        Err(_) => {
+            p.net.flush();
+            super::process::killed(mayfly_proto::exit::signal::SIGSEGV)
+        }
+    }
 }
 
 /// Bytes of the kernel's `struct ucontext` before `uc_mcontext`.

@@ -11,7 +11,7 @@ use mayfly_linux::names::syscall_name;
 
 use super::entry::SyscallFrame;
 use super::process::{self, Process};
-use super::sched;
+use super::{sched, signal};
 use crate::console;
 
 pub mod fd;
@@ -155,13 +155,18 @@ const SYS_RT_SIGRETURN: u64 = 15;
 ///
 /// A syscall that must wait answers [`Errno::ERESTARTNOINTR`]: the
 /// process is let go, other threads run, and the syscall is made again
-/// (waiting syscalls keep their deadline in their thread meanwhile). A
-/// thread that called exit leaves the CPU here, for good.
+/// (waiting syscalls keep their deadline in their thread meanwhile),
+/// until it completes or a signal with a handler interrupts it. A thread
+/// that called exit leaves the CPU here, for good. On the way back, a
+/// pending signal enters its handler (see [`super::signal`]).
 pub fn dispatch(frame: &mut SyscallFrame) {
     let nr = frame.rax;
     let args = [
         frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
     ];
+    // Whether a signal interrupted the wait, and if so whether the syscall
+    // is made again once its handler returns.
+    let mut interrupted: Option<bool> = None;
     let result = loop {
         if nr == SYS_SCHED_YIELD {
             process::with(|p| p.net.poll());
@@ -199,6 +204,17 @@ pub fn dispatch(frame: &mut SyscallFrame) {
         if result != Err(Errno::ERESTARTNOINTR) {
             break result;
         }
+        if let Some(Some((_, action))) = process::with(signal::next_pending) {
+            interrupted = Some(mayfly_linux::signal::restarts_after_handler(action.flags, nr, &args));
+            break Err(Errno::EINTR);
+        }
+        sched::current().waiting = true;
+        if sched::another_cpu_polls() {
+            // One CPU making waiting syscalls again is enough; this one
+            // runs something else or halts.
+            sched::park();
+            continue;
+        }
         sched::yield_now();
         // Under TCG, PAUSE also lets QEMU's I/O thread in (it leaves the
         // translated code): without it, a lone thread polling the network
@@ -208,6 +224,7 @@ pub fn dispatch(frame: &mut SyscallFrame) {
         crate::arch::pause();
         super::smp::lock();
     };
+    sched::current().waiting = false;
     sched::current().deadline = None;
     frame.rax = to_return(result);
     if sched::current().exiting {
@@ -216,8 +233,10 @@ pub fn dispatch(frame: &mut SyscallFrame) {
     if nr == SYS_RT_SIGRETURN {
         match sched::current().resume.take() {
             Some(resume) => {
-                let (ctx, fx) = *resume;
+                let (mut ctx, fx) = *resume;
                 *sched::current_fx() = fx;
+                // The restored mask may let a pending signal in.
+                process::with(|p| signal::deliver_pending(p, &mut ctx, &fx));
                 super::entry::resume(&ctx)
             }
             None => {
@@ -226,6 +245,19 @@ pub fn dispatch(frame: &mut SyscallFrame) {
                 process::with(|p| p.net.flush());
                 process::killed(mayfly_proto::exit::signal::SIGSEGV)
             }
+        }
+    }
+    if sched::current().pending != 0 {
+        let mut ctx = signal::Context::of_syscall(frame);
+        if interrupted == Some(true) {
+            // As Linux restarts: the `syscall` instruction (2 bytes) again,
+            // with its number.
+            ctx.regs[signal::reg::RAX] = nr;
+            ctx.regs[signal::reg::RIP] = frame.rcx - 2;
+        }
+        let fx = *sched::current_fx();
+        if process::with(|p| signal::deliver_pending(p, &mut ctx, &fx)) == Some(true) {
+            super::entry::resume(&ctx)
         }
     }
 }

@@ -9,11 +9,12 @@ use super::Args;
 use crate::linux::entry::{self, SyscallFrame};
 use crate::linux::process::{self, Process};
 use crate::linux::sched;
+use crate::linux::signal::{self as signals, Disposition};
 
 /// The program's pid (and tid: one thread).
 pub const PID: u64 = 1;
 /// Lambda's sandbox user and group.
-const UID: u64 = 993;
+pub const UID: u32 = 993;
 const GID: u64 = 990;
 
 /// exit: the thread ends (its clear-child-tid word is zeroed and woken, as
@@ -58,7 +59,7 @@ pub fn getppid(_: &mut Process, _: &Args) -> SysResult {
 
 /// getuid and geteuid.
 pub fn getuid(_: &mut Process, _: &Args) -> SysResult {
-    Ok(UID)
+    Ok(u64::from(UID))
 }
 
 /// getgid and getegid.
@@ -181,17 +182,17 @@ pub fn sched_getaffinity(p: &mut Process, a: &Args) -> SysResult {
 
 /// rt_sigaction.
 pub fn rt_sigaction(p: &mut Process, a: &Args) -> SysResult {
-    crate::linux::signal::rt_sigaction(p, a)
+    signals::rt_sigaction(p, a)
 }
 
 /// rt_sigprocmask.
 pub fn rt_sigprocmask(p: &mut Process, a: &Args) -> SysResult {
-    crate::linux::signal::rt_sigprocmask(p, a)
+    signals::rt_sigprocmask(p, a)
 }
 
 /// sigaltstack.
 pub fn sigaltstack(p: &mut Process, a: &Args) -> SysResult {
-    crate::linux::signal::sigaltstack(p, a)
+    signals::sigaltstack(p, a)
 }
 
 /// prctl: PR_SET_NAME and friends are accepted.
@@ -205,19 +206,53 @@ pub fn prctl(_: &mut Process, a: &Args) -> SysResult {
     }
 }
 
-/// A signal sent to the process by itself: 0 checks, the fatal ones end
-/// it (abort() raises SIGABRT this way), others are ignored.
-fn signal_self(p: &mut Process, sig: u64) -> SysResult {
-    match sig {
-        0 => Ok(0),
-        s if s > 64 => Err(Errno::EINVAL),
-        // Ignored by default: SIGCHLD, SIGURG, SIGWINCH, SIGCONT.
-        17 | 23 | 28 | 18 => Ok(0),
-        s => {
+/// A signal the process sends itself, to thread `tid` (kill: any
+/// thread that does not block it, this one first): 0 only checks; one it
+/// handles (or blocks) waits in the thread's pending set, delivered when
+/// the thread next returns to ring 3; an ignored one goes; a fatal one
+/// ends the process (abort() raises SIGABRT this way).
+fn send_signal(p: &mut Process, tid: Option<u32>, sig: u64) -> SysResult {
+    if sig > 64 {
+        return Err(Errno::EINVAL);
+    }
+    if sig == 0 {
+        return Ok(0);
+    }
+    let signal = sig as u8;
+    let bit = 1u64 << (signal - 1);
+    let target = match tid {
+        Some(tid) => sched::thread(tid).filter(|t| !t.exiting),
+        None => {
+            let me = sched::current().tid;
+            let unblocked = sched::find_thread(|t| !t.exiting && t.sigmask & bit == 0);
+            let chosen = if sched::current().sigmask & bit == 0 {
+                me
+            } else {
+                unblocked.unwrap_or(me)
+            };
+            sched::thread(chosen)
+        }
+    };
+    let Some(target) = target else {
+        return Err(Errno::ESRCH);
+    };
+    match signals::disposition(p, signal, target.sigmask) {
+        Disposition::Discard => {}
+        Disposition::Queue => {
+            target.pending |= bit;
+            if tid.is_none() {
+                target.pending_from_kill |= bit;
+            } else {
+                target.pending_from_kill &= !bit;
+            }
+            crate::linux::interrupt::kick(target.cpu);
+        }
+        Disposition::Kill => {
             p.net.flush();
-            process::killed(s as u8)
+            process::killed(signal)
         }
     }
+    Ok(0)
 }
 
 /// kill.
@@ -225,31 +260,22 @@ pub fn kill(p: &mut Process, a: &Args) -> SysResult {
     if a[0] as i64 != PID as i64 && a[0] as i64 != 0 && a[0] as i64 != -1 {
         return Err(Errno::ESRCH);
     }
-    signal_self(p, a[1])
-}
-
-/// Whether `tid` names one of the process's live threads.
-fn is_thread(tid: u64) -> bool {
-    u32::try_from(tid)
-        .ok()
-        .and_then(sched::thread)
-        .is_some_and(|t| !t.exiting)
+    send_signal(p, None, a[1])
 }
 
 /// tkill.
 pub fn tkill(p: &mut Process, a: &Args) -> SysResult {
-    if !is_thread(a[0]) {
-        return Err(Errno::ESRCH);
-    }
-    signal_self(p, a[1])
+    let tid = u32::try_from(a[0]).map_err(|_| Errno::ESRCH)?;
+    send_signal(p, Some(tid), a[1])
 }
 
 /// tgkill.
 pub fn tgkill(p: &mut Process, a: &Args) -> SysResult {
-    if a[0] != PID || !is_thread(a[1]) {
+    if a[0] != PID {
         return Err(Errno::ESRCH);
     }
-    signal_self(p, a[2])
+    let tid = u32::try_from(a[1]).map_err(|_| Errno::ESRCH)?;
+    send_signal(p, Some(tid), a[2])
 }
 
 /// clone, for threads: CLONE_VM with CLONE_THREAD, as glibc's
