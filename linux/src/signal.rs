@@ -109,6 +109,10 @@ mod tests {
         }
         let futex_wait = |timeout| [0x1000, 0x80, 1, timeout, 0, 0];
         assert!(restarts_after_handler(SA_RESTART, 202, &futex_wait(0)));
-        assert!(!restarts_after_handler(SA_RESTART, 202, &futex_wait(0x7fff_0000)));
+        assert!(!restarts_after_handler(
+            SA_RESTART,
+            202,
+            &futex_wait(0x7fff_0000)
+        ));
     }
 }

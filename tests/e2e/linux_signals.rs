@@ -1,7 +1,8 @@
 //! Signals: a synchronous fault goes to the program's handler (on its
 //! alternate stack), with Linux's signal frame, and rt_sigreturn resumes
 //! it: Go's nil-dereference panic and Rust's stack-overflow report appear
-//! as on Linux.
+//! as on Linux. Signals a program sends itself reach their handlers as on
+//! Linux, so Go preempts a spinning goroutine.
 
 use std::process::Command;
 
@@ -10,12 +11,12 @@ use crate::support::command::mayfly;
 use crate::support::fixtures::{b64decode, write_zip};
 use crate::support::{root, Server};
 
-/// `linux_programs/go_nil` built with `CGO_ENABLED=0`.
-fn go_nil() -> std::path::PathBuf {
-    let out = root().join("target/e2e-linux/go_nil");
+/// The Go module `linux_programs/<name>` built with `CGO_ENABLED=0`.
+fn go_program(name: &str) -> std::path::PathBuf {
+    let out = root().join("target/e2e-linux").join(name);
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
     let status = Command::new(std::env::var("MAYFLY_GO").unwrap_or_else(|_| "go".into()))
-        .current_dir(root().join("tests/e2e/linux_programs/go_nil"))
+        .current_dir(root().join("tests/e2e/linux_programs").join(name))
         .args(["build", "-o"])
         .arg(&out)
         .arg(".")
@@ -32,7 +33,7 @@ fn go_nil() -> std::path::PathBuf {
 fn a_go_nil_dereference_is_gos_panic_in_the_log_and_a_runtime_exit_error() {
     let s = Server::start();
     let zip = s.tmp().join("go-nil.zip");
-    let program = std::fs::read(go_nil()).unwrap();
+    let program = std::fs::read(go_program("go_nil")).unwrap();
     write_zip(&zip, &[("bootstrap", &program[..])]);
     s.create("go-nil", &zip, &[]);
     let (meta, payload) = s.invoke("go-nil", &["--log-type", "Tail"]);
@@ -70,4 +71,68 @@ fn a_rust_stack_overflow_reports_rusts_message_and_aborts() {
         "{stdout}"
     );
     assert_eq!(out.status.code(), Some(128 + 6), "{stdout}\n{stderr}");
+}
+
+/// The number in `line` between `prefix` and `suffix`.
+fn number_in(text: &str, prefix: &str, suffix: &str) -> u64 {
+    let start = text
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no {prefix:?} in {text}"))
+        + prefix.len();
+    let rest = &text[start..];
+    let end = rest
+        .find(suffix)
+        .unwrap_or_else(|| panic!("no {suffix:?} in {text}"));
+    rest[..end]
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("not a number in {text}"))
+}
+
+#[test]
+fn signals_sent_with_pthread_kill_reach_handlers_restart_reads_and_wait_while_blocked() {
+    // 128 MB: one vCPU; 3,538 MB: two (each thread may run on either).
+    for memory in ["128", "3538"] {
+        let out = mayfly()
+            .args(["exec", "--memory", memory, "--timeout", "30"])
+            .arg(program("signals"))
+            .output()
+            .expect("run mayfly exec");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(
+            lines[0], "self: 1 handler run before pthread_kill returned",
+            "{stdout}"
+        );
+        assert!(
+            lines[1].starts_with("spinner: handler ran on the spinner thread true after "),
+            "{stdout}"
+        );
+        // Linux: under a millisecond; the next timer tick would be 4 ms.
+        assert!(number_in(lines[1], "after ", " ms") < 100, "{stdout}");
+        assert_eq!(
+            lines[2], "blocked: 0 while blocked, 1 once unblocked",
+            "{stdout}"
+        );
+        assert_eq!(lines[3], "restart: read returned 1 errno 0", "{stdout}");
+        assert_eq!(lines[4], "no-restart: read returned -1 errno 4", "{stdout}");
+    }
+}
+
+#[test]
+fn go_preempts_a_goroutine_that_spins_without_calls() {
+    let out = mayfly()
+        .args(["exec", "--timeout", "60"])
+        .arg(go_program("go_preempt"))
+        .output()
+        .expect("run mayfly exec");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    // Linux: about 13 ms. Without asynchronous preemption main would wait
+    // for the spinner's 4e9 iterations (seconds).
+    let woke = number_in(&stdout, "main woke after", "ms");
+    assert!(woke < 500, "{stdout}");
 }
