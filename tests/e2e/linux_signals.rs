@@ -118,6 +118,10 @@ fn signals_sent_with_pthread_kill_reach_handlers_restart_reads_and_wait_while_bl
         );
         assert_eq!(lines[3], "restart: read returned 1 errno 0", "{stdout}");
         assert_eq!(lines[4], "no-restart: read returned -1 errno 4", "{stdout}");
+        assert_eq!(
+            lines[5], "ppoll: returned -1 errno 4 handler 1 early true mask restored true",
+            "{stdout}"
+        );
     }
 }
 

@@ -67,6 +67,9 @@ pub struct Thread {
     pub sigmask: u64,
     /// Signals sent to it and not yet delivered.
     pub pending: u64,
+    /// Its own mask while a ppoll, pselect6 or epoll_pwait waits under
+    /// the one it gave.
+    pub saved_sigmask: Option<u64>,
     /// Which of `pending` came from kill (the others from tkill/tgkill).
     pub pending_from_kill: u64,
     /// Its alternate signal stack: (base, size, flags).
@@ -201,6 +204,7 @@ pub fn init() {
         deadline: None,
         sigmask: 0,
         pending: 0,
+        saved_sigmask: None,
         pending_from_kill: 0,
         altstack: (0, 0, 2),
         resume: None,
@@ -309,6 +313,7 @@ pub fn spawn(frame: &SyscallFrame, fs_base: u64) -> Result<u32, SpawnError> {
         deadline: None,
         sigmask,
         pending: 0,
+        saved_sigmask: None,
         pending_from_kill: 0,
         altstack: (0, 0, 2),
         resume: None,

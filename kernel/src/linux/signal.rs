@@ -215,6 +215,48 @@ pub fn deliver_pending(p: &mut Process, ctx: &mut Context, fx: &[u8; 512]) -> bo
     }
 }
 
+/// SIGKILL's and SIGSTOP's bits: never blocked.
+const UNBLOCKABLE: u64 = (1 << 8) | (1 << 18);
+
+/// ppoll, pselect6 and epoll_pwait wait with the signal mask they are
+/// given (so a program can unblock a signal for the wait alone, without a
+/// race): sets it for the running thread, keeping its own until
+/// [`restore_wait_mask`] (or a handler's frame, which records it).
+pub fn set_wait_mask(p: &mut Process, nr: u64, a: &[u64; 6]) -> SysResult<()> {
+    const PSELECT6: u64 = 270;
+    const PPOLL: u64 = 271;
+    const EPOLL_PWAIT: u64 = 281;
+    let (addr, size) = match nr {
+        PSELECT6 if a[5] != 0 => {
+            let raw = p.read_array::<16>(a[5])?;
+            (get(&raw, 0), get(&raw, 8))
+        }
+        PPOLL => (a[3], a[4]),
+        EPOLL_PWAIT => (a[4], a[5]),
+        _ => return Ok(()),
+    };
+    if addr == 0 {
+        return Ok(());
+    }
+    if size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let mask = p.read_u64(addr)? & !UNBLOCKABLE;
+    let thread = sched::current();
+    thread.saved_sigmask = Some(thread.sigmask);
+    thread.sigmask = mask;
+    Ok(())
+}
+
+/// Gives the running thread its own mask back after a wait under one it
+/// gave, unless a handler's frame took it (rt_sigreturn restores it then).
+pub fn restore_wait_mask() {
+    let thread = sched::current();
+    if let Some(mask) = thread.saved_sigmask.take() {
+        thread.sigmask = mask;
+    }
+}
+
 /// Bytes of the kernel's `struct ucontext` before `uc_mcontext`.
 const UC_MCONTEXT: u64 = 40;
 /// Bytes of `struct ucontext`.
@@ -270,7 +312,7 @@ pub fn rt_sigprocmask(p: &mut Process, a: &[u64; 6]) -> SysResult {
     let thread = sched::current();
     let old = thread.sigmask;
     if a[1] != 0 {
-        let set = p.read_u64(a[1])? & !((1 << 8) | (1 << 18)); // never SIGKILL, SIGSTOP
+        let set = p.read_u64(a[1])? & !UNBLOCKABLE;
         thread.sigmask = match a[0] {
             0 => old | set,
             1 => old & !set,
@@ -338,6 +380,9 @@ pub fn deliver(
         return Ok(false);
     }
     let thread = sched::current();
+    // The mask rt_sigreturn restores: the thread's own, even if it waited
+    // under another (ppoll, pselect6, epoll_pwait).
+    let frame_mask = thread.saved_sigmask.take().unwrap_or(thread.sigmask);
     let (alt_sp, alt_size, _) = thread.altstack;
     let rsp = ctx.regs[reg::RSP];
     let on_alt = alt_size != 0 && rsp > alt_sp && rsp <= alt_sp + alt_size;
@@ -377,10 +422,10 @@ pub fn deliver(
     bytes[mc + 150..mc + 152].copy_from_slice(&crate::exceptions::USER_DATA_SELECTOR.to_le_bytes());
     put(&mut bytes, mc + 152, fault.err);
     put(&mut bytes, mc + 160, fault.trapno);
-    put(&mut bytes, mc + 168, thread.sigmask);
+    put(&mut bytes, mc + 168, frame_mask);
     put(&mut bytes, mc + 176, fault.addr);
     put(&mut bytes, mc + 184, fpstate);
-    put(&mut bytes, uc + 296, thread.sigmask);
+    put(&mut bytes, uc + 296, frame_mask);
     let info = 8 + UCONTEXT_BYTES;
     bytes[info..info + 4].copy_from_slice(&i32::from(fault.signal).to_le_bytes());
     bytes[info + 8..info + 12].copy_from_slice(&fault.code.to_le_bytes());

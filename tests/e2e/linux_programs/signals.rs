@@ -2,7 +2,8 @@
 //! before pthread_kill to itself returns; a thread spinning without a
 //! syscall gets its signal (on its own thread) within milliseconds; a
 //! blocked signal waits until it is unblocked; a read a handler interrupts
-//! is made again under SA_RESTART and fails with EINTR without it.
+//! is made again under SA_RESTART and fails with EINTR without it; ppoll
+//! waits under the mask it is given, and the thread's own comes back.
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,7 @@ extern "C" {
     fn read(fd: i32, buf: *mut u8, n: usize) -> isize;
     fn write(fd: i32, buf: *const u8, n: usize) -> isize;
     fn gettid() -> i32;
+    fn ppoll(fds: *mut u8, n: u64, timeout: *const [i64; 2], mask: *const [u64; 16]) -> i32;
     fn __errno_location() -> *mut i32;
 }
 
@@ -115,4 +117,41 @@ fn main() {
         let (n, errno) = reader.join().unwrap();
         println!("{name}: read returned {n} errno {errno}");
     }
+    ppoll_under_its_own_mask();
+}
+
+fn ppoll_under_its_own_mask() {
+    let mut usr1 = [0u64; 16];
+    usr1[0] = 1 << (SIGUSR1 - 1);
+    let mut old = [0u64; 16];
+    // SAFETY: valid sigsets; SIG_BLOCK.
+    unsafe { sigprocmask(0, &usr1, &mut old) };
+    // SAFETY: pthread_self has no preconditions.
+    let main = unsafe { pthread_self() } as u64;
+    let before = HITS.load(SeqCst);
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        // SAFETY: main is alive: it joins this thread.
+        unsafe { pthread_kill(main as usize, SIGUSR1) };
+    });
+    let timeout = [2i64, 0];
+    let none = [0u64; 16];
+    let start = Instant::now();
+    // SAFETY: no descriptors; a valid timespec and sigset.
+    let n = unsafe { ppoll(std::ptr::null_mut(), 0, &timeout, &none) };
+    // SAFETY: errno is this thread's.
+    let errno = unsafe { *__errno_location() };
+    let took = start.elapsed();
+    sender.join().unwrap();
+    let mut now = [0u64; 16];
+    // SAFETY: only reads the mask (a null set).
+    unsafe { sigprocmask(0, std::ptr::null(), &mut now) };
+    println!(
+        "ppoll: returned {n} errno {errno} handler {} early {} mask restored {}",
+        HITS.load(SeqCst) - before,
+        took < Duration::from_secs(1),
+        now[0] & usr1[0] != 0
+    );
+    // SAFETY: restores the mask from before.
+    unsafe { sigprocmask(2, &old, std::ptr::null_mut()) };
 }

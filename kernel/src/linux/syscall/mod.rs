@@ -164,49 +164,53 @@ pub fn dispatch(frame: &mut SyscallFrame) {
     let args = [
         frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
     ];
-    // Whether a signal interrupted the wait, and if so whether the syscall
-    // is made again once its handler returns.
-    let mut interrupted: Option<bool> = None;
-    let result = loop {
+    let (result, interrupted) =
+        match process::with(|p| signal::set_wait_mask(p, nr, &args)).unwrap_or(Ok(())) {
+            Ok(()) => complete(frame, nr, &args),
+            Err(e) => (Err(e), None),
+        };
+    sched::current().waiting = false;
+    sched::current().deadline = None;
+    frame.rax = to_return(result);
+    if sched::current().exiting {
+        sched::exit_current();
+    }
+    if nr == SYS_RT_SIGRETURN {
+        return_from_handler();
+    }
+    if sched::current().pending != 0 {
+        let mut ctx = signal::Context::of_syscall(frame);
+        if interrupted == Some(true) {
+            // As Linux restarts: the `syscall` instruction (2 bytes) again,
+            // with its number.
+            ctx.regs[signal::reg::RAX] = nr;
+            ctx.regs[signal::reg::RIP] = frame.rcx - 2;
+        }
+        let fx = *sched::current_fx();
+        if process::with(|p| signal::deliver_pending(p, &mut ctx, &fx)) == Some(true) {
+            super::entry::resume(&ctx)
+        }
+    }
+    signal::restore_wait_mask();
+}
+
+/// Makes the syscall, again while it must wait, until it completes or a
+/// signal with a handler interrupts it; then whether it is to be made
+/// again after the handler (`Some(true)`) or answers EINTR.
+fn complete(frame: &mut SyscallFrame, nr: u64, args: &Args) -> (SysResult, Option<bool>) {
+    loop {
         if nr == SYS_SCHED_YIELD {
             process::with(|p| p.net.poll());
             sched::yield_now();
-            break Ok(0);
+            return (Ok(0), None);
         }
-        let result = process::with(|p| {
-            if nr == SYS_CLONE {
-                return proc::clone(p, frame);
-            }
-            if nr == SYS_RT_SIGRETURN {
-                return match super::signal::sigreturn(p, frame.rsp) {
-                    Ok(resume) => {
-                        sched::current().resume = Some(alloc::boxed::Box::new(resume));
-                        Ok(0)
-                    }
-                    Err(e) => Err(e),
-                };
-            }
-            match handler(nr) {
-                Some(f) => f(p, &args),
-                None => {
-                    if !quietly_unsupported(nr) && p.reported.insert(nr) {
-                        console::flush();
-                        console::kernel_line(format_args!(
-                            "unsupported syscall {} ({nr})",
-                            syscall_name(nr).unwrap_or("unknown")
-                        ));
-                    }
-                    Err(Errno::ENOSYS)
-                }
-            }
-        })
-        .unwrap_or(Err(Errno::EFAULT));
+        let result = process::with(|p| attempt(p, frame, nr, args)).unwrap_or(Err(Errno::EFAULT));
         if result != Err(Errno::ERESTARTNOINTR) {
-            break result;
+            return (result, None);
         }
         if let Some(Some((_, action))) = process::with(signal::next_pending) {
-            interrupted = Some(mayfly_linux::signal::restarts_after_handler(action.flags, nr, &args));
-            break Err(Errno::EINTR);
+            let restart = mayfly_linux::signal::restarts_after_handler(action.flags, nr, args);
+            return (Err(Errno::EINTR), Some(restart));
         }
         sched::current().waiting = true;
         if sched::another_cpu_polls() {
@@ -223,41 +227,50 @@ pub fn dispatch(frame: &mut SyscallFrame) {
         super::smp::unlock();
         crate::arch::pause();
         super::smp::lock();
-    };
-    sched::current().waiting = false;
-    sched::current().deadline = None;
-    frame.rax = to_return(result);
-    if sched::current().exiting {
-        sched::exit_current();
+    }
+}
+
+/// One attempt at syscall `nr`.
+fn attempt(p: &mut Process, frame: &SyscallFrame, nr: u64, args: &Args) -> SysResult {
+    if nr == SYS_CLONE {
+        return proc::clone(p, frame);
     }
     if nr == SYS_RT_SIGRETURN {
-        match sched::current().resume.take() {
-            Some(resume) => {
-                let (mut ctx, fx) = *resume;
-                *sched::current_fx() = fx;
-                // The restored mask may let a pending signal in.
-                process::with(|p| signal::deliver_pending(p, &mut ctx, &fx));
-                super::entry::resume(&ctx)
-            }
-            None => {
+        let resume = super::signal::sigreturn(p, frame.rsp)?;
+        sched::current().resume = Some(alloc::boxed::Box::new(resume));
+        return Ok(0);
+    }
+    match handler(nr) {
+        Some(f) => f(p, args),
+        None => {
+            if !quietly_unsupported(nr) && p.reported.insert(nr) {
                 console::flush();
-                console::kernel_line(format_args!("rt_sigreturn with a bad signal frame"));
-                process::with(|p| p.net.flush());
-                process::killed(mayfly_proto::exit::signal::SIGSEGV)
+                console::kernel_line(format_args!(
+                    "unsupported syscall {} ({nr})",
+                    syscall_name(nr).unwrap_or("unknown")
+                ));
             }
+            Err(Errno::ENOSYS)
         }
     }
-    if sched::current().pending != 0 {
-        let mut ctx = signal::Context::of_syscall(frame);
-        if interrupted == Some(true) {
-            // As Linux restarts: the `syscall` instruction (2 bytes) again,
-            // with its number.
-            ctx.regs[signal::reg::RAX] = nr;
-            ctx.regs[signal::reg::RIP] = frame.rcx - 2;
-        }
-        let fx = *sched::current_fx();
-        if process::with(|p| signal::deliver_pending(p, &mut ctx, &fx)) == Some(true) {
+}
+
+/// rt_sigreturn: the program resumes where its signal frame says (or,
+/// with a frame it broke, ends with SIGSEGV as on Linux).
+fn return_from_handler() -> ! {
+    match sched::current().resume.take() {
+        Some(resume) => {
+            let (mut ctx, fx) = *resume;
+            *sched::current_fx() = fx;
+            // The restored mask may let a pending signal in.
+            process::with(|p| signal::deliver_pending(p, &mut ctx, &fx));
             super::entry::resume(&ctx)
+        }
+        None => {
+            console::flush();
+            console::kernel_line(format_args!("rt_sigreturn with a bad signal frame"));
+            process::with(|p| p.net.flush());
+            process::killed(mayfly_proto::exit::signal::SIGSEGV)
         }
     }
 }
