@@ -23,7 +23,7 @@ use crate::support::{payload_json, root, Server};
 
 /// `target/images/<file>`, built by `cargo xtask images`; a missing one
 /// fails the test (never skips it).
-fn example(file: &str) -> PathBuf {
+pub(crate) fn example(file: &str) -> PathBuf {
     let path = root().join("target").join("images").join(file);
     assert!(
         path.exists(),

@@ -14,6 +14,7 @@ mod linux_cargo_test;
 mod linux_examples;
 mod linux_signals;
 mod linux_threads;
+mod linux_vcpus;
 mod run;
 mod run_input;
 

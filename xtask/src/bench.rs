@@ -97,6 +97,7 @@ async fn boot_floor(accel: Accel, floor: &Path) -> Result<Duration> {
     let config = qemu::VmConfig {
         accel,
         memory_mb: 128,
+        vcpus: 1,
         kernel: floor,
         initrd: None,
         boot: &boot,

@@ -57,6 +57,7 @@ const LINUX_EXAMPLES: &[(&str, Build)] = &[
     ("rust-echo", Build::Rust),
     ("rust-echo-mt", Build::Rust),
     ("rust-probe", Build::Rust),
+    ("rust-wordcount", Build::Rust),
     ("c-echo", Build::C("c-echo/echo.c")),
     ("c-probe", Build::C("c-probe/probe.c")),
     ("go-echo", Build::Go("go-echo")),

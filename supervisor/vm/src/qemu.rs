@@ -39,6 +39,32 @@ pub const NET_FD: RawFd = 3;
 const CONSOLE_PIPE_BYTES: usize = 1024 * 1024;
 /// Bytes of QEMU's own stderr kept for error messages.
 const STDERR_KEPT: usize = 8 * 1024;
+/// The memory that buys a Linux function's VM one vCPU, as Lambda
+/// allots CPU: one vCPU up to 1,769 MB, one more for each further
+/// 1,769 MB.
+pub const MB_PER_VCPU: u32 = 1769;
+/// The most vCPUs a VM gets (Lambda's six, at 10,240 MB).
+pub const MAX_VCPUS: u32 = 6;
+
+/// The vCPUs of a Linux function's VM with `memory_mb` of RAM on a host
+/// that lets this process run on `host_cpus` CPUs: `ceil(memory_mb /
+/// 1769)`, 1 to [`MAX_VCPUS`], and never more than the host has (a vCPU
+/// is a host thread; more of them than cores would only take turns). A
+/// native image always gets one: it has a single thread of control.
+pub fn vcpus_for(memory_mb: u32, host_cpus: usize) -> u32 {
+    let host = u32::try_from(host_cpus).unwrap_or(u32::MAX).max(1);
+    memory_mb
+        .div_ceil(MB_PER_VCPU)
+        .clamp(1, MAX_VCPUS)
+        .min(host)
+}
+
+/// The CPUs this process may run on (`available_parallelism`: its
+/// affinity and its cgroup's CPU quota), read once; 1 when unknown.
+pub fn host_cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
 
 /// Which binary to run: `override_binary` (from [`QEMU_ENV`]) if given;
 /// with KVM, [`QEMU_MICROVM`] when it is in `path`; else [`QEMU_FULL`].
@@ -68,6 +94,8 @@ pub struct VmConfig<'a> {
     pub accel: Accel,
     /// RAM, in MB.
     pub memory_mb: u32,
+    /// Virtual CPUs (`-smp`; 0 counts as 1): see [`vcpus_for`].
+    pub vcpus: u32,
     /// The unikernel ELF.
     pub kernel: &'a Path,
     /// The initrd (a Linux program's pack), if any.
@@ -104,11 +132,16 @@ pub fn argv_with(config: &VmConfig<'_>, extras: &Extras) -> Vec<OsString> {
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     // The microvm has no PCI, ACPI or option ROMs to probe: the fastest boot.
     push(&["-M", "microvm,x-option-roms=off,rtc=off,acpi=off"]);
+    let vcpus = config.vcpus.max(1);
     match config.accel {
         Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
+        // Multi-threaded TCG: a host thread per vCPU, so that they run in
+        // parallel (one thread would take turns among them).
+        Accel::Tcg if vcpus > 1 => push(&["-accel", "tcg,thread=multi"]),
         Accel::Tcg => push(&["-accel", "tcg"]),
     }
-    push(&["-m", &format!("{}M", config.memory_mb), "-smp", "1"]);
+    push(&["-m", &format!("{}M", config.memory_mb)]);
+    push(&["-smp", &vcpus.to_string()]);
     push(&["-nodefaults", "-no-user-config", "-display", "none"]);
     // A reset (or triple fault) ends the VM instead of rebooting it.
     push(&["-no-reboot"]);
@@ -328,6 +361,7 @@ pub fn spawn(
         image: config.kernel,
         initrd: config.initrd,
         memory_mb: config.memory_mb,
+        vcpus: config.vcpus.max(1),
         kvm: config.accel == Accel::Kvm,
         env: env.as_ref().map(|e| e.as_bytes()),
     })?;
@@ -353,7 +387,13 @@ pub fn spawn(
     drop((nic, console_write, stderr_write));
     let pidfd = sys::register(spawned.pidfd, tokio::io::Interest::READABLE)
         .map_err(|e| SpawnError::Console(e.into_parts().1))?;
-    tracing::debug!(pid = spawned.pid, binary = %binary.display(), "QEMU started");
+    tracing::debug!(
+        pid = spawned.pid,
+        vcpus = config.vcpus.max(1),
+        memory_mb = config.memory_mb,
+        binary = %binary.display(),
+        "QEMU started"
+    );
     let process = Process {
         pid: spawned.pid,
         pidfd,
@@ -484,6 +524,7 @@ mod tests {
         let args = argv(&VmConfig {
             accel: Accel::Tcg,
             memory_mb: 256,
+            vcpus: 1,
             kernel,
             initrd: None,
             boot: &boot,
@@ -533,6 +574,7 @@ mod tests {
         let args = argv(&VmConfig {
             accel: Accel::Kvm,
             memory_mb: 128,
+            vcpus: 1,
             kernel: Path::new("k"),
             initrd: None,
             boot: &boot,
@@ -548,6 +590,7 @@ mod tests {
         let args = argv(&VmConfig {
             accel: Accel::Tcg,
             memory_mb: 128,
+            vcpus: 1,
             kernel: Path::new("/k/linux.elf"),
             initrd: Some(Path::new("/data/images/x.pack")),
             boot: &boot,
@@ -558,6 +601,72 @@ mod tests {
             &args[at..at + 4],
             ["-kernel", "/k/linux.elf", "-initrd", "/data/images/x.pack"]
         );
+    }
+
+    #[test]
+    fn vcpus_follow_memory_as_lambdas_do() {
+        let many = 64;
+        for (mb, vcpus) in [
+            (128, 1),
+            (1769, 1),
+            (1770, 2),
+            (3538, 2),
+            (3539, 3),
+            (5307, 3),
+            (5308, 4),
+            (8845, 5),
+            (8846, 6),
+            (10240, 6),
+            (u32::MAX, 6),
+            (0, 1),
+        ] {
+            assert_eq!(vcpus_for(mb, many), vcpus, "{mb} MB");
+        }
+        // Never more than the host has, never fewer than one.
+        assert_eq!(vcpus_for(10240, 2), 2);
+        assert_eq!(vcpus_for(3538, 1), 1);
+        assert_eq!(vcpus_for(3539, 2), 2);
+        assert_eq!(vcpus_for(1770, 0), 1);
+        assert_eq!(vcpus_for(128, 0), 1);
+        assert!(host_cpus() >= 1);
+    }
+
+    #[test]
+    fn several_vcpus_under_tcg_are_multi_threaded() {
+        let boot = BootConfig::new("f", 3538);
+        let config = |accel, vcpus| VmConfig {
+            accel,
+            memory_mb: 3538,
+            vcpus,
+            kernel: Path::new("/k/linux.elf"),
+            initrd: Some(Path::new("/data/images/x.pack")),
+            boot: &boot,
+        };
+        let args = argv(&config(Accel::Tcg, 2));
+        let args = strings(&args);
+        assert_eq!(
+            &args[2..8],
+            ["-accel", "tcg,thread=multi", "-m", "3538M", "-smp", "2"]
+        );
+        let args = argv(&config(Accel::Tcg, 6));
+        let args = strings(&args);
+        assert_eq!(
+            &args[2..8],
+            ["-accel", "tcg,thread=multi", "-m", "3538M", "-smp", "6"]
+        );
+        // One vCPU (or 0, read as one) keeps TCG's default, single thread.
+        for vcpus in [0, 1] {
+            let args = argv(&config(Accel::Tcg, vcpus));
+            let args = strings(&args);
+            assert_eq!(&args[2..8], ["-accel", "tcg", "-m", "3538M", "-smp", "1"]);
+        }
+        let args = argv(&config(Accel::Kvm, 3));
+        let args = strings(&args);
+        assert_eq!(
+            &args[2..10],
+            ["-accel", "kvm", "-cpu", "host", "-m", "3538M", "-smp", "3"]
+        );
+        assert_eq!(args.iter().filter(|a| **a == "-smp").count(), 1);
     }
 
     #[test]

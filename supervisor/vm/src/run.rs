@@ -110,6 +110,16 @@ pub async fn run_in(
     running.finish(ending, &request.request_id, false).await
 }
 
+/// The vCPUs of `template`'s VM: a Linux program's by its memory, as
+/// Lambda's (see [`qemu::vcpus_for`]), capped by this host's CPUs; a
+/// native image's, one.
+pub fn vcpus(template: &VmTemplate) -> u32 {
+    match template.linux {
+        Some(_) => qemu::vcpus_for(template.memory_mb, qemu::host_cpus()),
+        None => 1,
+    }
+}
+
 /// One VM and everything that serves it.
 struct Running {
     vm: qemu::Vm,
@@ -182,6 +192,7 @@ impl Running {
         let config = VmConfig {
             accel,
             memory_mb: template.memory_mb,
+            vcpus: vcpus(template),
             kernel: &image,
             initrd: initrd.as_deref(),
             boot: &boot,
@@ -498,5 +509,29 @@ mod tests {
             InvocationResult::Success(bytes::Bytes::new()).error_type(),
             None
         );
+    }
+
+    #[test]
+    fn only_a_linux_programs_vm_gets_vcpus_by_memory() {
+        let template = |memory_mb, linux: bool| VmTemplate {
+            image: "/k/linux.elf".into(),
+            linux: linux.then(|| mayfly_runner::linux::LinuxBoot {
+                pack: "/p.pack".into(),
+                program: "/var/task/bootstrap".into(),
+                args: vec!["bootstrap".into()],
+                tmp_mb: 512,
+                lambda: None,
+            }),
+            memory_mb,
+            env: Vec::new(),
+            function_name: "f".into(),
+            function_version: "$LATEST".into(),
+        };
+        let host = qemu::host_cpus() as u32;
+        assert_eq!(vcpus(&template(1769, true)), 1);
+        assert_eq!(vcpus(&template(3538, true)), 2.min(host));
+        assert_eq!(vcpus(&template(10240, true)), 6.min(host));
+        // A native image has one thread of control, whatever its memory.
+        assert_eq!(vcpus(&template(10240, false)), 1);
     }
 }

@@ -3,6 +3,7 @@
 //! cgroup with limits, nothing secret on its command line, and leaves no
 //! cgroup behind. Needs root (as the jail's uid switch and cgroups do).
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -254,6 +255,75 @@ async fn a_jailed_vm_is_confined_and_leaves_nothing() {
     assert!(ours.is_empty(), "{ours:?}");
 }
 
+/// A Linux function's VM of 10,240 MB asks for six vCPUs: under
+/// multi-threaded TCG that is a QEMU thread each, which the jail's
+/// seccomp filter, its pids limit and its rlimits must all allow; its
+/// cgroup allows a little memory for each vCPU beyond the first.
+#[tokio::test]
+async fn six_vcpus_under_multi_threaded_tcg_run_in_the_jail() {
+    let Some(binary) = qemu() else {
+        eprintln!("skipped: no QEMU");
+        return;
+    };
+    if mayfly_vm::sys::euid() != 0 || !Path::new("/sys/fs/cgroup/memory").is_dir() {
+        eprintln!("skipped: needs root and cgroup v1 memory (this test checks v1 files)");
+        return;
+    }
+    let jail = Jail::detect(JailMode::Require, &binary).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spin = write_image(dir.path(), "spin6.elf", testing::SPIN);
+    let boot = mayfly_proto::boot::BootConfig::new("six", 10240);
+    let config = mayfly_vm::qemu::VmConfig {
+        accel: Accel::Tcg,
+        memory_mb: 10240,
+        vcpus: 6,
+        kernel: &spin,
+        initrd: None,
+        boot: &boot,
+    };
+    let (_host, guest) = mayfly_vm::net::socket_pair().unwrap();
+    let mut vm = mayfly_vm::qemu::spawn(&binary, &config, guest, &jail).unwrap();
+    drop(vm.take_console());
+    let pid = vm.pid().unwrap();
+    // QEMU has started every vCPU's thread once it runs the guest; the
+    // boot processor spins, the others wait for a startup IPI.
+    let mut threads = 0;
+    for _ in 0..300 {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            threads = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0);
+            if threads >= 7 && status_field(pid, "Seccomp") == "2" {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        (7..=mayfly_vm::jail::PIDS_MAX).contains(&threads),
+        "{threads} threads"
+    );
+    let memory = cgroup_of(pid, "memory");
+    let limit: u64 = std::fs::read_to_string(memory.join("memory.limit_in_bytes"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(limit, mayfly_vm::jail::cgroup_memory_bytes(10240, 6));
+    // Still running: no thread was refused.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), vm.wait())
+            .await
+            .is_err(),
+        "QEMU ended: {}",
+        vm.stderr_tail().await
+    );
+    let status = vm.kill().await.unwrap();
+    assert_eq!(status.signal(), Some(9), "{}", vm.stderr_tail().await);
+}
+
 #[tokio::test]
 async fn an_unjailed_vm_still_gets_its_environment_privately() {
     if qemu().is_none() {
@@ -288,6 +358,7 @@ async fn what_the_jail_costs() {
     let config = mayfly_vm::qemu::VmConfig {
         accel: Accel::Tcg,
         memory_mb: 128,
+        vcpus: 1,
         kernel: &floor,
         initrd: None,
         boot: &boot,

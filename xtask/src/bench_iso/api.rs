@@ -133,11 +133,23 @@ impl Server {
     /// CreateFunction of `name` from `zip` (128 MB, 10 s): a native image
     /// or a static Linux `bootstrap`, as the server tells them apart.
     pub fn create(&self, name: &str, zip: &Path) -> Result<()> {
+        self.create_sized(name, zip, 128, 10)
+    }
+
+    /// CreateFunction of `name` from `zip` with `memory_mb` and a timeout
+    /// of `timeout_s` seconds.
+    pub fn create_sized(
+        &self,
+        name: &str,
+        zip: &Path,
+        memory_mb: u32,
+        timeout_s: u32,
+    ) -> Result<()> {
         let code = base64::engine::general_purpose::STANDARD.encode(std::fs::read(zip)?);
         let body = serde_json::json!({
             "FunctionName": name, "Runtime": "provided.al2023", "Handler": "bootstrap",
-            "Role": "arn:aws:iam::000000000000:role/mayfly", "MemorySize": 128, "Timeout": 10,
-            "Code": {"ZipFile": code},
+            "Role": "arn:aws:iam::000000000000:role/mayfly", "MemorySize": memory_mb,
+            "Timeout": timeout_s, "Code": {"ZipFile": code},
         });
         let r = self.json("POST", "/2015-03-31/functions", &body)?;
         r.expect(201, "CreateFunction")
@@ -202,6 +214,23 @@ impl Server {
         qualifier: Option<&str>,
         tail: bool,
     ) -> Result<(Duration, Option<String>)> {
+        let (elapsed, body, log) = self.invoke_with(function, qualifier, EVENT, tail)?;
+        if body != EVENT {
+            bail!("{function} answered {:?}", String::from_utf8_lossy(&body));
+        }
+        Ok((elapsed, log))
+    }
+
+    /// One synchronous Invoke of `function` (of `qualifier` if given) with
+    /// `event`: the round trip, the answer (an error if the function
+    /// failed), and the decoded log tail when `tail`.
+    pub fn invoke_with(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+        event: &[u8],
+        tail: bool,
+    ) -> Result<(Duration, Vec<u8>, Option<String>)> {
         let target = match qualifier {
             Some(q) => format!("/2015-03-31/functions/{function}/invocations?Qualifier={q}"),
             None => format!("/2015-03-31/functions/{function}/invocations"),
@@ -211,7 +240,7 @@ impl Server {
             headers.push(("x-amz-log-type", "Tail"));
         }
         let started = Instant::now();
-        let r = self.request("POST", &target, &headers, EVENT, true)?;
+        let r = self.request("POST", &target, &headers, event, true)?;
         let elapsed = started.elapsed();
         r.expect_ok("Invoke")?;
         if let Some(kind) = r.header("x-amz-function-error") {
@@ -220,9 +249,6 @@ impl Server {
                 String::from_utf8_lossy(&r.body)
             );
         }
-        if r.body != EVENT {
-            bail!("{function} answered {:?}", String::from_utf8_lossy(&r.body));
-        }
         let log = match r.header("x-amz-log-result") {
             Some(b64) => Some(
                 String::from_utf8_lossy(&base64::engine::general_purpose::STANDARD.decode(b64)?)
@@ -230,7 +256,7 @@ impl Server {
             ),
             None => None,
         };
-        Ok((elapsed, log))
+        Ok((elapsed, r.body, log))
     }
 
     fn json(&self, method: &str, target: &str, body: &serde_json::Value) -> Result<Response> {
@@ -269,6 +295,14 @@ pub fn report_is_warm(log: &str) -> Option<bool> {
         .rev()
         .find(|l| l.starts_with("REPORT"))
         .map(|l| !l.contains("Init Duration"))
+}
+
+/// The `Duration` of the last `REPORT` line in a log tail, in ms: the
+/// function's own time, event delivered to response.
+pub fn report_duration_ms(log: &str) -> Option<f64> {
+    let report = log.lines().rev().find(|l| l.starts_with("REPORT"))?;
+    let (_, rest) = report.split_once("\tDuration: ")?;
+    rest.split(" ms").next()?.trim().parse().ok()
 }
 
 /// An HTTP response.
@@ -404,5 +438,16 @@ mod tests {
         assert_eq!(report_is_warm(cold), Some(false));
         assert_eq!(report_is_warm(warm), Some(true));
         assert_eq!(report_is_warm("no report"), None);
+    }
+
+    #[test]
+    fn reads_a_reports_duration() {
+        let log = "START RequestId: a\nREPORT RequestId: a\tDuration: 1689.15 ms\tBilled Duration: 1690 ms\tMemory Size: 1769 MB\n";
+        assert_eq!(report_duration_ms(log), Some(1689.15));
+        assert_eq!(
+            report_duration_ms("REPORT RequestId: a\tBilled Duration: 3 ms\n"),
+            None
+        );
+        assert_eq!(report_duration_ms("nothing"), None);
     }
 }

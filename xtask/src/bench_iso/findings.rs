@@ -154,6 +154,9 @@ pub fn goals(r: &Report) -> Vec<Goal> {
             },
         });
     }
+    if let Some(wc) = &r.word_count {
+        goals.push(wc.goal());
+    }
     goals
 }
 

@@ -70,6 +70,7 @@ impl JailedFloor {
         let config = qemu::VmConfig {
             accel: self.qemu.accel,
             memory_mb: 128,
+            vcpus: 1,
             kernel: floor,
             initrd: None,
             boot: &boot,

@@ -1,11 +1,15 @@
-//! `cargo xtask bench [--quick]`: what each kind of isolation costs on this
-//! machine, every row measured in one run so that the ratios compare like
-//! with like. Writes `target/bench/report.md` and `target/bench/report.svg`.
+//! `cargo xtask bench [--quick] [--only wordcount]`: what each kind of
+//! isolation costs on this machine, every row measured in one run so that
+//! the ratios compare like with like. Writes `target/bench/report.md` and
+//! `target/bench/report.svg`.
 //!
 //! The latency rows run interleaved (one run of each in turn) so that a
 //! change in the machine's load touches every row alike; throughput, peak
-//! memory and the warm pool come after, each alone, because they load the
+//! memory, the warm pool and the CPU-bound word count (`wordcount.rs`: one
+//! vCPU against two) come after, each alone, because they load the
 //! machine differently. A row that fails says why and the others go on.
+//! `--only wordcount` runs the word count alone (into
+//! `target/bench/wordcount.md`).
 
 mod api;
 mod findings;
@@ -16,6 +20,7 @@ mod report;
 mod runtime_api;
 mod stats;
 mod svg;
+mod wordcount;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -220,13 +225,39 @@ impl<'a> Series<'a> {
     }
 }
 
+/// `cargo xtask bench`'s usage.
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--only wordcount]";
+
+/// The sections `--only` can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Only {
+    /// The CPU-bound word count ([`wordcount::TITLE`]).
+    WordCount,
+}
+
+/// `[--quick] [--only SECTION]`, in any order.
+fn parse(args: &[String]) -> Result<(&'static Plan, Option<Only>)> {
+    let (mut plan, mut only) = (&FULL, None);
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => plan = &QUICK,
+            "--only" => match args.next().map(String::as_str) {
+                Some("wordcount") => only = Some(Only::WordCount),
+                _ => bail!("--only takes a section: wordcount\n{USAGE}"),
+            },
+            _ => bail!("{USAGE}"),
+        }
+    }
+    Ok((plan, only))
+}
+
 /// Runs the benchmark.
 pub fn run(args: &[String]) -> Result<()> {
-    let plan = match args {
-        [] => &FULL,
-        [q] if q == "--quick" => &QUICK,
-        _ => bail!("usage: cargo xtask bench [--quick]"),
-    };
+    let (plan, only) = parse(args)?;
+    if only == Some(Only::WordCount) {
+        return run_wordcount();
+    }
     let started = Instant::now();
     let mut last = Instant::now();
     // Where the time goes, so that a slow run can be explained.
@@ -586,8 +617,29 @@ pub fn run(args: &[String]) -> Result<()> {
             outcome: warm,
         },
     );
-    drop(server);
     phase("warm invocations");
+
+    // CPU-bound, on every core: alone, after the rest.
+    eprintln!("xtask: bench: {}", wordcount::TITLE);
+    let word_count = match (&server, built.iter().find(|i| i.name == "rust-wordcount")) {
+        (Ok(s), Some(image)) => Some(wordcount::measure(s, &image.zip)),
+        (Err(e), _) => {
+            notes.push(format!(
+                "{} not measured: mayfly serve: {e:#}",
+                wordcount::TITLE
+            ));
+            None
+        }
+        (_, None) => {
+            notes.push(format!(
+                "{} not measured: rust-wordcount was not built",
+                wordcount::TITLE
+            ));
+            None
+        }
+    };
+    drop(server);
+    phase("word count");
 
     let rss_of = |label: &str| {
         rows.iter()
@@ -620,6 +672,7 @@ pub fn run(args: &[String]) -> Result<()> {
         rows,
         throughput,
         memory,
+        word_count,
         goals: Vec::new(),
         sizes,
         notes,
@@ -635,6 +688,12 @@ pub fn run(args: &[String]) -> Result<()> {
     println!();
     for line in &report.memory {
         println!("- {line}");
+    }
+    if let Some(wc) = &report.word_count {
+        println!();
+        println!("{}", wordcount::TITLE);
+        println!();
+        print!("{}", wc.markdown());
     }
     println!();
     print!("{}", report.goals_list());
@@ -659,6 +718,41 @@ pub fn run(args: &[String]) -> Result<()> {
         dir.join("report.svg").display(),
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// `--only wordcount`: the CPU-bound section alone, on its own server;
+/// printed, and written to `target/bench/wordcount.md`.
+fn run_wordcount() -> Result<()> {
+    bootstrap::ensure_host_tools()?;
+    let built = images::build()?;
+    let mayfly = util::build_mayfly()?;
+    let image = built
+        .iter()
+        .find(|i| i.name == "rust-wordcount")
+        .context("rust-wordcount was not built")?;
+    let dir = util::root().join("target").join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let choice = accel::detect(AccelRequest::Auto).context("choosing the accelerator")?;
+    println!("accelerator: {} ({})", choice.accel, choice.reason);
+    println!(
+        "host CPUs: {}; vCPUs at {} and {} MB: {} and {}",
+        mayfly_vm::qemu::host_cpus(),
+        wordcount::SIZES[0],
+        wordcount::SIZES[1],
+        mayfly_vm::qemu::vcpus_for(wordcount::SIZES[0], mayfly_vm::qemu::host_cpus()),
+        mayfly_vm::qemu::vcpus_for(wordcount::SIZES[1], mayfly_vm::qemu::host_cpus()),
+    );
+    let server = api::Server::start(&mayfly, &dir)?;
+    eprintln!("xtask: bench: {}", wordcount::TITLE);
+    let wc = wordcount::measure(&server, &image.zip);
+    drop(server);
+    let text = format!("## {}\n\n{}", wordcount::TITLE, wc.markdown());
+    println!();
+    print!("{text}");
+    let path = dir.join("wordcount.md");
+    std::fs::write(&path, &text)?;
+    println!("\nwrote {}", path.display());
     Ok(())
 }
 

@@ -320,6 +320,7 @@ impl Qemu {
         qemu::argv(&qemu::VmConfig {
             accel: self.accel,
             memory_mb: 128,
+            vcpus: 1,
             kernel,
             initrd: None,
             boot: &boot,

@@ -109,6 +109,8 @@ pub struct Report {
     pub throughput: Vec<Throughput>,
     /// Host memory per VM, as sentences.
     pub memory: Vec<String>,
+    /// The CPU-bound word count at one vCPU and two, when measured.
+    pub word_count: Option<super::wordcount::WordCount>,
     /// The goals.
     pub goals: Vec<Goal>,
     /// The examples' sizes, as sentences.
@@ -227,6 +229,9 @@ impl Report {
         s.push_str(&self.table());
         s.push_str("\n## Throughput\n\nEach client loops for a fixed time; the rate is completions over the window.\n\n");
         s.push_str(&self.throughput_table());
+        if let Some(wc) = &self.word_count {
+            let _ = write!(s, "\n## {}\n\n{}", super::wordcount::TITLE, wc.markdown());
+        }
         s.push_str("\n## Host memory per VM\n\n");
         for line in &self.memory {
             let _ = writeln!(s, "- {line}");

@@ -1,7 +1,7 @@
 //! `rust-probe`: a plain Rust std program for `mayfly exec` tests (and for
 //! any other place that wants to see what a Linux program finds around it).
-//! It uses only the standard library, so every system call it makes is one
-//! an ordinary Rust program makes.
+//! It uses the standard library (and tokio, for `--tokio-threads` alone), so
+//! every system call it makes is one an ordinary Rust program makes.
 //!
 //! What it does, in this order, one line of output per fact:
 //!
@@ -20,11 +20,27 @@
 //! 6. `exit: N`, then it exits with N: the status given with `--exit N`
 //!    (default 0), or 1 if anything above failed (each failure is named on
 //!    stderr as `rust-probe: ...`).
+//!
+//! Two modes measure threads on the CPUs instead (and print only their
+//! line, then `exit: N`):
+//!
+//! - `--pingpong MILLIS`: two threads bounce a counter between them, each
+//!   spinning (without system calls) until the other has incremented it,
+//!   for MILLIS ms; prints `pingpong rounds R cpus C`, R the increments
+//!   made and C `available_parallelism()`. On one CPU a spinning thread
+//!   holds it until it is preempted, so each round costs a time slice; on
+//!   two they run at once.
+//! - `--tokio-threads`: a default (multi-thread) tokio runtime runs 64
+//!   tasks of a little CPU work each; prints `tokio workers W threads-used
+//!   T`, W the runtime's worker threads and T how many of them ran tasks.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// The variables printed unless asked for more: what Lambda sets for a
 /// custom runtime, and what a shell would look at.
@@ -48,15 +64,27 @@ const ENV: &[&str] = &[
     "TZ",
 ];
 
+/// What the probe measures instead of the facts above.
+enum Mode {
+    /// `--pingpong MILLIS`.
+    Pingpong(Duration),
+    /// `--tokio-threads`.
+    TokioThreads,
+}
+
 struct Options {
     exit: u8,
     list: PathBuf,
     tmp: Option<PathBuf>,
     env: Vec<String>,
+    mode: Option<Mode>,
 }
 
 fn usage() -> ! {
-    eprintln!("usage: rust-probe [--exit N] [--list DIR] [--tmp DIR | --no-tmp] [--env NAME]...");
+    eprintln!(
+        "usage: rust-probe [--exit N] [--list DIR] [--tmp DIR | --no-tmp] [--env NAME]... \
+         [--pingpong MILLIS | --tokio-threads]"
+    );
     std::process::exit(2);
 }
 
@@ -66,6 +94,7 @@ fn options() -> Options {
         list: PathBuf::from("."),
         tmp: Some(PathBuf::from("/tmp")),
         env: Vec::new(),
+        mode: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -76,6 +105,11 @@ fn options() -> Options {
             "--tmp" => options.tmp = Some(PathBuf::from(value())),
             "--no-tmp" => options.tmp = None,
             "--env" => options.env.push(value()),
+            "--pingpong" => {
+                let millis = value().parse().unwrap_or_else(|_| usage());
+                options.mode = Some(Mode::Pingpong(Duration::from_millis(millis)));
+            }
+            "--tokio-threads" => options.mode = Some(Mode::TokioThreads),
             _ => usage(),
         }
     }
@@ -226,8 +260,118 @@ fn exercise_tmp(tmp: &Path) -> io::Result<String> {
     ))
 }
 
+/// Spins between two clock readings: rare enough that the spinning is
+/// almost all loads, often enough that a thread notices its deadline
+/// within microseconds.
+const SPINS_PER_CLOCK: u32 = 4096;
+
+/// One side of the ping-pong: waits (spinning, no system call but a clock
+/// reading every [`SPINS_PER_CLOCK`] spins) until `counter` has the parity
+/// `mine`, then increments it; until `deadline`, or until the other side
+/// has stopped.
+fn bounce(counter: &AtomicU64, stop: &AtomicBool, mine: u64, deadline: Instant) {
+    let mut spins = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        let seen = counter.load(Ordering::Acquire);
+        if seen % 2 == mine {
+            counter.store(seen + 1, Ordering::Release);
+            continue;
+        }
+        std::hint::spin_loop();
+        spins += 1;
+        if spins == SPINS_PER_CLOCK {
+            spins = 0;
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+    }
+    // The other side may be waiting for a turn that will not come.
+    stop.store(true, Ordering::Relaxed);
+}
+
+/// `--pingpong`: how many times two threads handed a counter to each
+/// other within `time`.
+fn pingpong(time: Duration) -> u64 {
+    let counter = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let deadline = Instant::now() + time;
+    std::thread::scope(|scope| {
+        scope.spawn(|| bounce(&counter, &stop, 0, deadline));
+        scope.spawn(|| bounce(&counter, &stop, 1, deadline));
+    });
+    counter.load(Ordering::Relaxed)
+}
+
+/// How many tasks `--tokio-threads` spawns.
+const TOKIO_TASKS: u64 = 64;
+
+/// A little CPU work that the compiler cannot skip: an xorshift's
+/// `rounds` steps from `seed`.
+fn busy(seed: u64, rounds: u32) -> u64 {
+    let mut x = seed | 1;
+    for _ in 0..rounds {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x = std::hint::black_box(x);
+    }
+    x
+}
+
+/// `--tokio-threads`: the runtime's worker threads, and how many of them
+/// ran one of [`TOKIO_TASKS`] small CPU-bound tasks.
+fn tokio_threads() -> io::Result<(usize, usize)> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let workers = runtime.metrics().num_workers();
+    let used = runtime.block_on(async {
+        let tasks: Vec<_> = (0..TOKIO_TASKS)
+            .map(|i| {
+                tokio::spawn(async move {
+                    std::hint::black_box(busy(i, 200_000));
+                    std::thread::current().id()
+                })
+            })
+            .collect();
+        let mut threads = HashSet::new();
+        for task in tasks {
+            threads.insert(task.await?);
+        }
+        Ok::<_, tokio::task::JoinError>(threads.len())
+    });
+    Ok((workers, used.map_err(io::Error::other)?))
+}
+
+/// Runs `mode`, prints its line and `exit: N`.
+fn measure(mode: &Mode, exit: u8) -> ExitCode {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let ok = match mode {
+        Mode::Pingpong(time) => {
+            println!("pingpong rounds {} cpus {cpus}", pingpong(*time));
+            true
+        }
+        Mode::TokioThreads => match tokio_threads() {
+            Ok((workers, used)) => {
+                println!("tokio workers {workers} threads-used {used}");
+                true
+            }
+            Err(e) => {
+                eprintln!("rust-probe: tokio: {e}");
+                false
+            }
+        },
+    };
+    let status = if ok { exit } else { 1 };
+    println!("exit: {status}");
+    let _ = io::stdout().flush();
+    ExitCode::from(status)
+}
+
 fn main() -> ExitCode {
     let options = options();
+    if let Some(mode) = &options.mode {
+        return measure(mode, options.exit);
+    }
     let mut ok = true;
 
     println!("args: {:?}", std::env::args().collect::<Vec<_>>());
@@ -268,6 +412,21 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pingpong_ends_in_time_and_counts_the_handovers() {
+        let started = Instant::now();
+        let rounds = pingpong(Duration::from_millis(50));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(rounds > 0);
+    }
+
+    #[test]
+    fn tokio_tasks_run_on_the_workers() {
+        let (workers, used) = tokio_threads().unwrap();
+        assert!(workers >= 1);
+        assert!((1..=workers).contains(&used), "{used} of {workers}");
+    }
 
     #[test]
     fn fnv1a64_known_values() {

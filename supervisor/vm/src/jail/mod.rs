@@ -14,8 +14,9 @@
 //!   libraries and firmware, `/dev/null`, `/dev/urandom` (`/dev/kvm`), and
 //!   private copies of the image and of the environment file;
 //! - **seccomp**: QEMU's own sandbox ([`SANDBOX`]);
-//! - **cgroup**: a memory limit (the VM's memory plus [`OVERHEAD_MB`]) and
-//!   a pids limit, per VM;
+//! - **cgroup**: a memory limit (the VM's memory plus [`OVERHEAD_MB`],
+//!   and [`OVERHEAD_PER_VCPU_MB`] for each vCPU beyond the first) and a
+//!   pids limit, per VM;
 //! - **rlimits**: no core dumps, bounded descriptors, file size and (with
 //!   a uid of its own) processes; and `no_new_privs`.
 //!
@@ -51,9 +52,24 @@ pub const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,re
 /// binary and libraries, TCG's translation cache, device state; about
 /// 45 MB measured at the floor), the image copy and the environment.
 pub const OVERHEAD_MB: u64 = 96;
+/// What each vCPU beyond the first adds to [`OVERHEAD_MB`]: its thread's
+/// stack and CPU state and, under multi-threaded TCG, its own region of
+/// the translation cache (measured: about 3 MB for a second vCPU of a
+/// CPU-bound guest; the rest is margin).
+pub const OVERHEAD_PER_VCPU_MB: u64 = 8;
 /// Tasks (processes and threads) a VM's cgroup allows: QEMU runs a
-/// handful of threads.
+/// handful of threads, one more per vCPU (at most
+/// [`crate::qemu::MAX_VCPUS`]).
 pub const PIDS_MAX: u32 = 64;
+// QEMU's own threads (main, RCU, a few helpers) and one per vCPU fit.
+const _: () = assert!(PIDS_MAX >= 16 + crate::qemu::MAX_VCPUS);
+
+/// The memory limit of the cgroup of a VM with `memory_mb` of RAM and
+/// `vcpus` vCPUs, in bytes.
+pub fn cgroup_memory_bytes(memory_mb: u32, vcpus: u32) -> u64 {
+    let extra_vcpus = u64::from(vcpus.max(1) - 1);
+    (u64::from(memory_mb) + OVERHEAD_MB + extra_vcpus * OVERHEAD_PER_VCPU_MB) << 20
+}
 /// Where the jail's tmpfs is mounted, in each QEMU's own mount namespace
 /// only (so the directory stays empty for everyone else).
 pub const ROOT_DIR_AS_ROOT: &str = "/run/mayfly-jail";
@@ -412,4 +428,23 @@ fn make_root_dir(root_user: bool) -> Part<PathBuf> {
     };
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cgroup_allows_the_vms_memory_the_overhead_and_a_little_per_extra_vcpu() {
+        assert_eq!(cgroup_memory_bytes(128, 1), (128 + OVERHEAD_MB) << 20);
+        assert_eq!(cgroup_memory_bytes(128, 0), (128 + OVERHEAD_MB) << 20);
+        assert_eq!(
+            cgroup_memory_bytes(3538, 2),
+            (3538 + OVERHEAD_MB + OVERHEAD_PER_VCPU_MB) << 20
+        );
+        assert_eq!(
+            cgroup_memory_bytes(10240, 6),
+            (10240 + OVERHEAD_MB + 5 * OVERHEAD_PER_VCPU_MB) << 20
+        );
+    }
 }

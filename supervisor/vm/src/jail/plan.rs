@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::{root, Identity, Jail, JailError, OVERHEAD_MB};
+use super::{cgroup_memory_bytes, root, Identity, Jail, JailError};
 use crate::sys::child::{self, LateSpec, RootSpec, Stub};
 
 /// The first uid (and gid) given to VMs when the host is root: far above
@@ -132,6 +132,8 @@ pub struct VmNeeds<'a> {
     pub initrd: Option<&'a Path>,
     /// RAM, in MB.
     pub memory_mb: u32,
+    /// Virtual CPUs (each a QEMU thread).
+    pub vcpus: u32,
     /// Whether QEMU uses KVM.
     pub kvm: bool,
     /// The environment file's content, if any.
@@ -211,7 +213,7 @@ impl Jail {
             source: std::io::Error::other(e),
         })?;
         if let Some(cgroup) = &ready.cgroup {
-            let bytes = (u64::from(needs.memory_mb) + OVERHEAD_MB) << 20;
+            let bytes = cgroup_memory_bytes(needs.memory_mb, needs.vcpus);
             cgroup
                 .set_memory_limit(bytes)
                 .map_err(io("set the VM's memory limit"))?;
