@@ -12,7 +12,7 @@ use crate::support::fixtures::{b64decode, write_zip};
 use crate::support::{root, Server};
 
 /// The Go module `linux_programs/<name>` built with `CGO_ENABLED=0`.
-fn go_program(name: &str) -> std::path::PathBuf {
+pub(crate) fn go_program(name: &str) -> std::path::PathBuf {
     let out = root().join("target/e2e-linux").join(name);
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
     let status = Command::new(std::env::var("MAYFLY_GO").unwrap_or_else(|_| "go".into()))

@@ -4,8 +4,8 @@
 //! `--pingpong` (two threads handing a counter to each other, spinning:
 //! on one CPU each handover waits for a preemption, on two they are
 //! immediate) and `--tokio-threads` (which of tokio's workers ran tasks)
-//! under `mayfly exec`, and with the CPU-bound `rust-wordcount` function
-//! through the API.
+//! under `mayfly exec`, by Go's goroutines (`linux_programs/go_threads`),
+//! and with the CPU-bound `rust-wordcount` function through the API.
 //!
 //! The tests at 3,538 MB need the guest kernel to bring up every vCPU it
 //! is given and to report them in `sched_getaffinity`.
@@ -118,6 +118,33 @@ fn at_3538_mb_tokios_tasks_run_on_both_workers() {
     let want = u64::from(two_vcpus());
     assert_eq!(workers, want);
     assert!(used >= want.min(2), "{used} of {workers} workers ran tasks");
+}
+
+/// `linux_programs/go_threads` under `mayfly exec`: GOMAXPROCS and the
+/// threads its busy goroutines ran on.
+fn go_threads(memory_mb: u32) -> (u64, u64) {
+    let out = mayfly()
+        .arg("exec")
+        .args(["--memory", &memory_mb.to_string(), "--timeout", "60"])
+        .arg(crate::linux_signals::go_program("go_threads"))
+        .output()
+        .expect("run mayfly exec");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let got = fields(&stdout, "gomaxprocs ", &["gomaxprocs", "threads-used"]);
+    (got[0], got[1])
+}
+
+#[test]
+fn go_runs_its_goroutines_on_as_many_threads_as_the_vm_has_vcpus() {
+    assert_eq!(go_threads(1769).0, 1);
+    let want = u64::from(two_vcpus());
+    let (procs, used) = go_threads(3538);
+    assert_eq!(procs, want);
+    assert!(
+        used >= want,
+        "goroutines ran on {used} threads with GOMAXPROCS {procs}"
+    );
 }
 
 /// A known text: its words, and how many different ones.
