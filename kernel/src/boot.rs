@@ -27,6 +27,17 @@ pub const PHYS_OFFSET: u64 = 0xffff_8000_0000_0000;
 // 4 GiB (RAM that does not fit below the MMIO hole is placed there).
 const _: () = assert!(limits::MAX_MEMORY_MB as usize <= (MAPPED_GIB - 4) * 1024);
 
+/// The assembly that a CPU just in long mode runs first: the kernel's
+/// data selector in DS, ES and SS, null FS and GS (their bases are set
+/// through MSRs), the FPU initialised. Shared by the boot CPU's entry and
+/// the other CPUs' trampoline.
+macro_rules! kernel_segments {
+    () => {
+        "mov ax, 0x10\nmov ds, ax\nmov es, ax\nmov ss, ax\nxor eax, eax\nmov fs, ax\nmov gs, ax\nfninit"
+    };
+}
+pub(crate) use kernel_segments;
+
 global_asm!(
     r#"
     .section .note.Xen, "a", @note
@@ -126,14 +137,9 @@ pvh_start32:
 
     .code64
 pvh_long_mode:
-    mov ax, 0x10
-    mov ds, ax
-    mov es, ax
-    mov ss, ax
-    xor eax, eax
-    mov fs, ax
-    mov gs, ax
-    fninit
+    "#,
+    kernel_segments!(),
+    r#"
     lea rsp, [rip + __stack_top]
     mov edi, esi
     call {main}

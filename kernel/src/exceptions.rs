@@ -115,6 +115,24 @@ static mut IDT: [IdtEntry; IDT_ENTRIES] = [IdtEntry {
     reserved: 0,
 }; IDT_ENTRIES];
 
+/// The assembly that pushes the 15 general registers in [`Frame`]'s order
+/// (rax first, so r15 lies lowest): shared by the exception stubs and the
+/// interrupt stubs of the Linux personality.
+macro_rules! save_general_registers {
+    () => {
+        "push rax\npush rbx\npush rcx\npush rdx\npush rsi\npush rdi\npush rbp\npush r8\npush r9\npush r10\npush r11\npush r12\npush r13\npush r14\npush r15"
+    };
+}
+pub(crate) use save_general_registers;
+
+/// The assembly that pops what [`save_general_registers`] pushed.
+macro_rules! restore_general_registers {
+    () => {
+        "pop r15\npop r14\npop r13\npop r12\npop r11\npop r10\npop r9\npop r8\npop rbp\npop rdi\npop rsi\npop rdx\npop rcx\npop rbx\npop rax"
+    };
+}
+pub(crate) use restore_general_registers;
+
 // One stub per vector: those without a CPU-pushed error code push 0, so
 // the frame is the same for all; then the vector; then the common path,
 // which aligns the stack and calls Rust with a pointer to the frame.
@@ -171,21 +189,9 @@ global_asm!(
         jz 1f
         swapgs
     1:
-        push rax
-        push rbx
-        push rcx
-        push rdx
-        push rsi
-        push rdi
-        push rbp
-        push r8
-        push r9
-        push r10
-        push r11
-        push r12
-        push r13
-        push r14
-        push r15
+    "#,
+    save_general_registers!(),
+    r#"
         mov rax, gs:[{fx}]
         fxsave [rax]
         mov rdi, rsp
@@ -195,21 +201,9 @@ global_asm!(
         mov rsp, rbp
         mov rax, gs:[{fx}]
         fxrstor [rax]
-        pop r15
-        pop r14
-        pop r13
-        pop r12
-        pop r11
-        pop r10
-        pop r9
-        pop r8
-        pop rbp
-        pop rdi
-        pop rsi
-        pop rdx
-        pop rcx
-        pop rbx
-        pop rax
+    "#,
+    restore_general_registers!(),
+    r#"
         add rsp, 16
         test qword ptr [rsp + 8], 3
         jz 2f

@@ -73,6 +73,19 @@ fn a_rust_stack_overflow_reports_rusts_message_and_aborts() {
     assert_eq!(out.status.code(), Some(128 + 6), "{stdout}\n{stderr}");
 }
 
+/// `mayfly exec --memory MEMORY PROGRAM`'s stdout, once it exited 0.
+pub(crate) fn exec_ok(memory: &str, program: &std::path::Path) -> String {
+    let out = mayfly()
+        .args(["exec", "--memory", memory, "--timeout", "60"])
+        .arg(program)
+        .output()
+        .expect("run mayfly exec");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    stdout
+}
+
 /// The number in `line` between `prefix` and `suffix`.
 fn number_in(text: &str, prefix: &str, suffix: &str) -> u64 {
     let start = text
@@ -93,14 +106,7 @@ fn number_in(text: &str, prefix: &str, suffix: &str) -> u64 {
 fn signals_sent_with_pthread_kill_reach_handlers_restart_reads_and_wait_while_blocked() {
     // 128 MB: one vCPU; 3,538 MB: two (each thread may run on either).
     for memory in ["128", "3538"] {
-        let out = mayfly()
-            .args(["exec", "--memory", memory, "--timeout", "30"])
-            .arg(program("signals"))
-            .output()
-            .expect("run mayfly exec");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        let stdout = exec_ok(memory, &program("signals"));
         let lines: Vec<&str> = stdout.lines().collect();
         assert_eq!(
             lines[0], "self: 1 handler run before pthread_kill returned",
@@ -127,14 +133,7 @@ fn signals_sent_with_pthread_kill_reach_handlers_restart_reads_and_wait_while_bl
 
 #[test]
 fn go_preempts_a_goroutine_that_spins_without_calls() {
-    let out = mayfly()
-        .args(["exec", "--timeout", "60"])
-        .arg(go_program("go_preempt"))
-        .output()
-        .expect("run mayfly exec");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let stdout = exec_ok("128", &go_program("go_preempt"));
     // Linux: about 13 ms. Without asynchronous preemption main would wait
     // for the spinner's 4e9 iterations (seconds).
     let woke = number_in(&stdout, "main woke after", "ms");

@@ -123,14 +123,8 @@ fn at_3538_mb_tokios_tasks_run_on_both_workers() {
 /// `linux_programs/go_threads` under `mayfly exec`: GOMAXPROCS and the
 /// threads its busy goroutines ran on.
 fn go_threads(memory_mb: u32) -> (u64, u64) {
-    let out = mayfly()
-        .arg("exec")
-        .args(["--memory", &memory_mb.to_string(), "--timeout", "60"])
-        .arg(crate::linux_signals::go_program("go_threads"))
-        .output()
-        .expect("run mayfly exec");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let program = crate::linux_signals::go_program("go_threads");
+    let stdout = crate::linux_signals::exec_ok(&memory_mb.to_string(), &program);
     let got = fields(&stdout, "gomaxprocs ", &["gomaxprocs", "threads-used"]);
     (got[0], got[1])
 }

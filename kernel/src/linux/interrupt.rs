@@ -11,7 +11,7 @@
 use core::arch::global_asm;
 
 use super::{apic, process, sched, signal, smp, timer};
-use crate::exceptions::{self, Frame};
+use crate::exceptions::{self, restore_general_registers, save_general_registers, Frame};
 
 /// The signal kick's vector.
 pub const SIGNAL_VECTOR: u8 = 0xf1;
@@ -37,42 +37,18 @@ global_asm!(
     swapgs
     push 0
     push \vector
-    push rax
-    push rbx
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push rbp
-    push r8
-    push r9
-    push r10
-    push r11
-    push r12
-    push r13
-    push r14
-    push r15
+    "#,
+    save_general_registers!(),
+    r#"
     mov rax, gs:[{current_fx}]
     fxsave [rax]
     mov rdi, rsp
     call \handler
     mov rax, gs:[{current_fx}]
     fxrstor [rax]
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rbp
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
-    pop rbx
-    pop rax
+    "#,
+    restore_general_registers!(),
+    r#"
     add rsp, 16
     swapgs
     iretq

@@ -247,14 +247,9 @@ mayfly_ap_trampoline:
     .word 0x08
     .code64
 4:
-    mov ax, 0x10
-    mov ds, ax
-    mov es, ax
-    mov ss, ax
-    xor eax, eax
-    mov fs, ax
-    mov gs, ax
-    fninit
+    "#,
+    crate::boot::kernel_segments!(),
+    r#"
     movabs rax, {apic_id}
     mov eax, [rax]
     shr eax, 24

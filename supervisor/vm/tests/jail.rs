@@ -21,6 +21,20 @@ fn qemu() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// QEMU, where the jail's tests can run (root, cgroup v1's memory
+/// controller, whose files they check); `None`, said on stderr, where not.
+fn qemu_to_jail() -> Option<PathBuf> {
+    let Some(binary) = qemu() else {
+        eprintln!("skipped: no QEMU");
+        return None;
+    };
+    if mayfly_vm::sys::euid() != 0 || !Path::new("/sys/fs/cgroup/memory").is_dir() {
+        eprintln!("skipped: needs root and cgroup v1 memory (this test checks v1 files)");
+        return None;
+    }
+    Some(binary)
+}
+
 fn request(image: PathBuf, timeout: Duration) -> RunRequest {
     RunRequest {
         image,
@@ -88,14 +102,9 @@ fn cgroup_of(pid: u32, controller: &str) -> PathBuf {
 
 #[tokio::test]
 async fn a_jailed_vm_is_confined_and_leaves_nothing() {
-    let Some(binary) = qemu() else {
-        eprintln!("skipped: no QEMU");
+    let Some(binary) = qemu_to_jail() else {
         return;
     };
-    if mayfly_vm::sys::euid() != 0 || !Path::new("/sys/fs/cgroup/memory").is_dir() {
-        eprintln!("skipped: needs root and cgroup v1 memory (this test checks v1 files)");
-        return;
-    }
     let jail = Jail::detect(JailMode::Require, &binary).unwrap();
     let dir = tempfile::tempdir().unwrap();
 
@@ -261,14 +270,9 @@ async fn a_jailed_vm_is_confined_and_leaves_nothing() {
 /// cgroup allows a little memory for each vCPU beyond the first.
 #[tokio::test]
 async fn six_vcpus_under_multi_threaded_tcg_run_in_the_jail() {
-    let Some(binary) = qemu() else {
-        eprintln!("skipped: no QEMU");
+    let Some(binary) = qemu_to_jail() else {
         return;
     };
-    if mayfly_vm::sys::euid() != 0 || !Path::new("/sys/fs/cgroup/memory").is_dir() {
-        eprintln!("skipped: needs root and cgroup v1 memory (this test checks v1 files)");
-        return;
-    }
     let jail = Jail::detect(JailMode::Require, &binary).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let spin = write_image(dir.path(), "spin6.elf", testing::SPIN);
