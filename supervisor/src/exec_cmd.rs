@@ -14,7 +14,7 @@ use mayfly_proto::limits;
 use mayfly_runner::elf::linux_program;
 use mayfly_runner::linux::{self, exec_env, LinuxBoot};
 use mayfly_runner::pack::{PackBuilder, RUNTIME_DIR, TASK_DIR};
-use mayfly_runner::{RunError, VmTemplate};
+use mayfly_runner::{EgressPlan, RunError, VmTemplate};
 use mayfly_vm::accel;
 use mayfly_vm::run::{self, ExecEnd};
 
@@ -71,6 +71,12 @@ pub struct ExecArgs {
     /// The jail around QEMU.
     #[arg(long, value_enum, default_value_t = JailArg::Auto)]
     jail: JailArg,
+    /// A destination the program may connect to, relayed by the host:
+    /// CIDR[:PORTS] or NAME[:PORTS], `host.mayfly.internal[:PORTS]` for
+    /// the host's loopback (the program connects to 10.0.2.2); repeatable.
+    /// Default: none.
+    #[arg(long = "egress", value_name = "RULE")]
+    egress: Vec<String>,
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -127,6 +133,13 @@ pub async fn exec(args: ExecArgs) -> ExitCode {
         Ok(env) => env,
         Err(e) => return fail(e),
     };
+    let egress = match mayfly_egress::Rules::parse_each(args.egress.iter().map(String::as_str)) {
+        Ok(rules) => Some(EgressPlan {
+            host: rules,
+            ..EgressPlan::none()
+        }),
+        Err(e) => return fail(format!("--egress: {e}")),
+    };
     let checked = std::fs::File::open(&args.program).and_then(|mut file| {
         let len = file.metadata()?.len();
         Ok(linux_program(&mut file, len))
@@ -175,6 +188,7 @@ pub async fn exec(args: ExecArgs) -> ExitCode {
         env: exec_env(&env),
         function_name: name,
         function_version: "$LATEST".into(),
+        egress,
     };
     let (console_tx, mut console_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     let printer = tokio::spawn(async move {

@@ -9,6 +9,7 @@
 mod support;
 
 // `mayfly run` and `mayfly exec`.
+mod egress;
 mod linux;
 mod linux_cargo_test;
 mod linux_examples;

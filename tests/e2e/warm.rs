@@ -20,6 +20,7 @@ fn template(elf: &Path) -> VmTemplate {
         env: Vec::new(),
         function_name: "echo".into(),
         function_version: "1".into(),
+        egress: None,
     }
 }
 

@@ -134,6 +134,7 @@ async fn run_echo(accel: Accel, echo: &Path) -> Result<Duration> {
         function_version: "$LATEST".into(),
         invoked_arn: "arn:aws:lambda:us-east-1:000000000000:function:echo".into(),
         request_id: "bench".into(),
+        egress: None,
     };
     let started = Instant::now();
     let outcome = run::run(&request, accel).await?;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use mayfly_runner::linux::{InitializationType, LinuxBoot};
-use mayfly_runner::{RunError, RunRequest, Runner, WarmVm};
+use mayfly_runner::{EgressPlan, RunError, RunRequest, Runner, WarmVm};
 use mayfly_store::{now_ms, InvocationRecord, Store};
 use tokio::sync::oneshot;
 
@@ -164,6 +164,9 @@ async fn run_in_task(
                 function_version: job.version.version.clone(),
                 invoked_arn: job.invoked_arn.clone(),
                 request_id: job.request_id.clone(),
+                // No egress rule until `mayfly serve --egress` can give some:
+                // every connection beyond the runtime API is refused.
+                egress: Some(EgressPlan::none()),
             };
             runner.run(request, cancelled).await
         }

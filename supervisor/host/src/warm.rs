@@ -28,7 +28,7 @@ use mayfly_store::{FunctionVersion, ProvisionedStatus, Store, StoreError};
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinSet};
 
-use mayfly_runner::{Runner, VmTemplate, WarmVm};
+use mayfly_runner::{EgressPlan, Runner, VmTemplate, WarmVm};
 
 use crate::admission::{Admission, Slot};
 use crate::images::ImageCache;
@@ -346,6 +346,9 @@ async fn boot_one(
         env: settings.env,
         function_name: version.name.clone(),
         function_version: version.version.clone(),
+        // No egress rule until `mayfly serve --egress` can give some:
+        // every connection beyond the runtime API is refused.
+        egress: Some(EgressPlan::none()),
     };
     let vm = runner.boot(template).await.map_err(|e| e.to_string())?;
     tracing::debug!(function = %version.name, version = %version.version,

@@ -44,6 +44,33 @@ pub struct RunRequest {
     pub invoked_arn: String,
     /// The request id.
     pub request_id: String,
+    /// What the VM may reach beyond its runtime API; `None`: nothing.
+    pub egress: Option<EgressPlan>,
+}
+
+/// What a VM may reach beyond its runtime API: the host's rules (`mayfly
+/// serve --egress`), narrowed by the function's (its `mayfly:egress` tag),
+/// and the host's own Mayfly ports, never reachable (see `mayfly_egress`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressPlan {
+    /// The host's rules.
+    pub host: mayfly_egress::Rules,
+    /// The function's, if it has any.
+    pub function: Option<mayfly_egress::Rules>,
+    /// The host's API and metrics ports.
+    pub mayfly_ports: Vec<u16>,
+}
+
+impl EgressPlan {
+    /// No rule: every connection beyond the runtime API is refused (and
+    /// the function's log says so).
+    pub fn none() -> EgressPlan {
+        EgressPlan {
+            host: mayfly_egress::Rules::default(),
+            function: None,
+            mayfly_ports: Vec::new(),
+        }
+    }
 }
 
 impl RunRequest {
@@ -56,6 +83,7 @@ impl RunRequest {
             env: self.env.clone(),
             function_name: self.function_name.clone(),
             function_version: self.function_version.clone(),
+            egress: self.egress.clone(),
         }
     }
 }
@@ -76,6 +104,8 @@ pub struct VmTemplate {
     pub function_name: String,
     /// Its version.
     pub function_version: String,
+    /// What the VM may reach beyond its runtime API; `None`: nothing.
+    pub egress: Option<EgressPlan>,
 }
 
 /// How the invocation ended.

@@ -32,7 +32,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use invocation::{InvocationOutcome, InvocationResult, RunError, RunRequest, VmTemplate};
+pub use invocation::{
+    EgressPlan, InvocationOutcome, InvocationResult, RunError, RunRequest, VmTemplate,
+};
 
 /// A boxed future, as the traits return them.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;

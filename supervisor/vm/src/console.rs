@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 
 use std::os::fd::{AsFd, BorrowedFd};
 
+use mayfly_proto::console::KERNEL_PREFIX;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::oneshot;
 
@@ -124,23 +125,43 @@ pub async fn capture<R: AsyncRead + Unpin>(mut reader: R, mut log: CappedLog) ->
 /// the pipe holds at that moment, without waiting for its end. The guest
 /// flushes its console before it posts its result, so once the result has
 /// arrived everything it logged is already in the pipe; cutting there lets
-/// the caller answer without waiting for QEMU to exit.
+/// the caller answer without waiting for QEMU to exit. `notes` are the
+/// host's own lines for the log (egress refusals), written with the
+/// kernel's prefix between the guest's lines.
 pub async fn capture_until<R: AsyncRead + AsFd + Unpin>(
     mut reader: R,
     mut log: CappedLog,
     mut cut: oneshot::Receiver<()>,
+    mut notes: tokio::sync::mpsc::UnboundedReceiver<String>,
 ) -> CappedLog {
     let mut buf = vec![0u8; 64 * 1024];
     let mut cut_armed = true;
+    let mut notes_open = true;
+    // The host's own lines wait for the guest's line to end, so that they
+    // never split one.
+    let mut waiting: Vec<String> = Vec::new();
+    let mut at_line_start = true;
     loop {
+        if at_line_start {
+            for note in waiting.drain(..) {
+                log.push(format!("{KERNEL_PREFIX}{note}\n").as_bytes());
+            }
+        }
         tokio::select! {
             read = reader.read(&mut buf) => match read {
                 Ok(0) => break,
-                Ok(n) => log.push(&buf[..n]),
+                Ok(n) => {
+                    log.push(&buf[..n]);
+                    at_line_start = buf[n - 1] == b'\n';
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the guest console failed");
                     break;
                 }
+            },
+            note = notes.recv(), if notes_open => match note {
+                Some(note) => waiting.push(note),
+                None => notes_open = false,
             },
             fired = &mut cut, if cut_armed => {
                 if fired.is_err() {
@@ -152,6 +173,15 @@ pub async fn capture_until<R: AsyncRead + AsFd + Unpin>(
                 break;
             }
         }
+    }
+    while let Ok(note) = notes.try_recv() {
+        waiting.push(note);
+    }
+    if !waiting.is_empty() && !at_line_start {
+        log.push(b"\n");
+    }
+    for note in waiting {
+        log.push(format!("{KERNEL_PREFIX}{note}\n").as_bytes());
     }
     log
 }

@@ -28,6 +28,7 @@
 
 pub mod accel;
 pub mod console;
+pub mod egress;
 pub mod jail;
 pub mod net;
 pub mod qemu;

@@ -3,9 +3,11 @@
 //! The VM's NIC backend is one end of an `AF_UNIX`/`SOCK_DGRAM` socket pair
 //! (each datagram one Ethernet frame); this module runs a smoltcp stack on
 //! the other end with the host's address and one service: the runtime API on
-//! TCP port 9001. There is no routing and no other listener, so the VM can
-//! reach nothing else: ARP for other addresses goes unanswered, other TCP
-//! ports get a reset, everything else is dropped.
+//! TCP port 9001. Without egress there is no routing and no other listener,
+//! so the VM can reach nothing else: ARP for other addresses goes
+//! unanswered, other TCP ports get a reset, everything else is dropped.
+//! With egress ([`HostStack::with_egress`]), the stack takes TCP for any
+//! address and [`crate::egress`] relays what the function's policy allows.
 //!
 //! What one VM can cost the host here is bounded: [`MAX_CONNECTIONS`]
 //! sockets with fixed buffers, at most [`NetLimits::max_connections`]
@@ -13,8 +15,11 @@
 //! the invocation ends with [`ERROR_LIMIT`](crate::runtime_api::ERROR_LIMIT)),
 //! and a connection is not read while its answer is unsent.
 
+use std::collections::VecDeque;
 use std::io;
+use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Instant;
 
 use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet};
@@ -27,6 +32,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::egress::{Egress, EgressConfig, Metered};
 use crate::runtime_api::{ApiEvent, Connection, Now, RuntimeApi, Violation};
 use crate::sys;
 
@@ -100,10 +106,18 @@ impl Default for NetLimits {
 pub struct FrameSocket {
     fd: AsyncFd<OwnedFd>,
     rx: Box<[u8; MAX_FRAME]>,
-    /// Frames received so far.
+    /// Frames received so far (with egress, those for the runtime API and
+    /// ARP: relayed traffic is bounded by TCP and the connection cap).
     frames: u64,
     /// Beyond it frames are read and dropped unseen.
     max_frames: u64,
+    /// With egress: the runtime API's address and port, whose SYNs are not
+    /// held.
+    egress_from: Option<(Ipv4Addr, u16)>,
+    /// SYNs for egress, held from the stack until the egress decides.
+    held: Vec<Vec<u8>>,
+    /// Frames the egress gives back, taken before the socket's.
+    inject: VecDeque<Vec<u8>>,
 }
 
 impl FrameSocket {
@@ -117,6 +131,9 @@ impl FrameSocket {
             rx: Box::new([0; MAX_FRAME]),
             frames: 0,
             max_frames: u64::MAX,
+            egress_from: None,
+            held: Vec::new(),
+            inject: VecDeque::new(),
         })
     }
 
@@ -170,6 +187,11 @@ impl phy::Device for FrameSocket {
 
     fn receive(&mut self, _now: NetInstant) -> Option<(RxToken<'_>, TxToken<'_>)> {
         let fd = self.fd.get_ref().as_fd();
+        if let Some(frame) = self.inject.pop_front() {
+            let n = frame.len().min(MAX_FRAME);
+            self.rx[..n].copy_from_slice(&frame[..n]);
+            return Some((RxToken(&self.rx[..n]), TxToken(fd)));
+        }
         loop {
             let n = match sys::recv_datagram(fd, &mut self.rx[..]) {
                 Ok(n) => n,
@@ -181,6 +203,20 @@ impl phy::Device for FrameSocket {
                 }
             };
             tracing::trace!(len = n, "frame from the VM");
+            if let Some((host, api_port)) = self.egress_from {
+                let frame = &self.rx[..n.min(MAX_FRAME)];
+                if crate::egress::is_egress_syn(frame, host, api_port) {
+                    // SYNs count: a flood of them is work, not relaying.
+                    self.frames += 1;
+                    if self.frames <= self.max_frames {
+                        self.held.push(frame.to_vec());
+                    }
+                    continue;
+                }
+                if !crate::egress::counts_toward_limit(frame, host, api_port) {
+                    return Some((RxToken(&self.rx[..n.min(MAX_FRAME)]), TxToken(fd)));
+                }
+            }
             self.frames += 1;
             if self.frames > self.max_frames {
                 // Still read, so that the socket does not stay readable and
@@ -237,6 +273,8 @@ pub struct HostStack {
     limits: NetLimits,
     /// Connections accepted so far.
     accepted: u32,
+    /// What the guest may reach beyond the runtime API, if anything.
+    egress: Option<Egress>,
 }
 
 impl HostStack {
@@ -285,7 +323,24 @@ impl HostStack {
             epoch,
             limits,
             accepted: 0,
+            egress: None,
         })
+    }
+
+    /// Lets the guest open TCP connections beyond the runtime API, relayed
+    /// under `config`'s policy (see [`crate::egress`]). Returns the counts
+    /// of bytes relayed.
+    pub fn with_egress(&mut self, config: EgressConfig) -> Arc<Metered> {
+        let host = self.iface.ipv4_addr().unwrap_or(Ipv4Addr::UNSPECIFIED);
+        // TCP to any address: the stack takes packets for every
+        // destination routed through its own address.
+        self.iface.set_any_ip(true);
+        let _ = self.iface.routes_mut().add_default_ipv4_route(host);
+        self.device.egress_from = Some((host, self.port));
+        let egress = Egress::new(config, host);
+        let metered = egress.metered();
+        self.egress = Some(egress);
+        metered
     }
 
     fn now(&self) -> NetInstant {
@@ -322,12 +377,20 @@ impl HostStack {
             let delay = delay
                 .map(|d| std::time::Duration::from_micros(d.total_micros()))
                 .unwrap_or(std::time::Duration::from_secs(3600));
+            let wake = self.egress.as_ref().map(Egress::wake);
+            let relayed = async {
+                match &wake {
+                    Some(wake) => wake.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 ready = self.device.readable() => {
                     if let Err(e) = ready {
                         return NetError::Io(e);
                     }
                 }
+                () = relayed => {}
                 () = tokio::time::sleep(delay) => {}
             }
         }
@@ -340,7 +403,14 @@ impl HostStack {
     pub fn turn(&mut self, api: &mut RuntimeApi, events: &UnboundedSender<ApiEvent>) -> bool {
         let now = self.now();
         let polled = self.iface.poll(now, &mut self.device, &mut self.sockets);
-        let served = self.serve(api);
+        let mut served = self.serve(api);
+        if let Some(egress) = &mut self.egress {
+            let held = std::mem::take(&mut self.device.held);
+            let inject = egress.process(held, &mut self.sockets, self.port);
+            served |= !inject.is_empty();
+            self.device.inject.extend(inject);
+            served |= egress.serve(&mut self.sockets);
+        }
         if self.device.frames > self.limits.max_frames {
             api.violate(Violation::limit(format!(
                 "the guest sent more than {} network frames",
@@ -455,4 +525,4 @@ fn rand_u64() -> u64 {
 
 #[cfg(test)]
 #[path = "net_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -10,15 +10,17 @@ const ID: &str = "11111111-2222-4333-8444-555555555555";
 const GUEST_MAC: [u8; 6] = [0x02, 0x4d, 0x46, 0x00, 0x00, 0x02];
 const TRACE: &str = "Root=1-00000001-000000000000000000000000;Parent=0000000000000000;Sampled=0";
 
-struct Guest {
+/// A smoltcp interface with the guest's address on the other end of the
+/// socket pair.
+pub(crate) struct Guest {
     device: FrameSocket,
     iface: Interface,
-    sockets: SocketSet<'static>,
+    pub(crate) sockets: SocketSet<'static>,
     epoch: Instant,
 }
 
 impl Guest {
-    fn new(fd: OwnedFd) -> Guest {
+    pub(crate) fn new(fd: OwnedFd) -> Guest {
         crate::sys::set_nonblocking(fd.as_fd(), true).unwrap();
         let mut device = FrameSocket::new(fd).unwrap();
         let config = Config::new(EthernetAddress(GUEST_MAC).into());
@@ -27,6 +29,10 @@ impl Guest {
             a.push(IpCidr::new(IpAddress::v4(10, 0, 2, 15), 24))
                 .unwrap();
         });
+        // Other addresses through the host, as the guest kernel routes.
+        let _ = iface
+            .routes_mut()
+            .add_default_ipv4_route(Ipv4Addr::new(10, 0, 2, 2));
         Guest {
             device,
             iface,
@@ -40,6 +46,16 @@ impl Guest {
     }
 
     fn connect(&mut self, port: u16, local_port: u16) -> SocketHandle {
+        self.connect_to(Ipv4Addr::new(10, 0, 2, 2), port, local_port)
+    }
+
+    /// A connection from `local_port` to `address`:`port`, being opened.
+    pub(crate) fn connect_to(
+        &mut self,
+        address: Ipv4Addr,
+        port: u16,
+        local_port: u16,
+    ) -> SocketHandle {
         let mut socket = tcp::Socket::new(
             tcp::SocketBuffer::new(vec![0; 64 * 1024]),
             tcp::SocketBuffer::new(vec![0; 64 * 1024]),
@@ -49,11 +65,17 @@ impl Guest {
         socket
             .connect(
                 self.iface.context(),
-                (IpAddress::v4(10, 0, 2, 2), port),
+                (IpAddress::Ipv4(address), port),
                 local_port,
             )
             .unwrap();
         self.sockets.add(socket)
+    }
+
+    /// Polls the interface once; whether anything happened.
+    pub(crate) fn poll(&mut self) -> bool {
+        let now = self.now();
+        self.iface.poll(now, &mut self.device, &mut self.sockets) != PollResult::None
     }
 
     /// Sends `request`, returns the complete HTTP response.

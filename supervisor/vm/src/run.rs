@@ -25,6 +25,7 @@ use mayfly_runner::report;
 
 use crate::accel::Accel;
 use crate::console::{self, CappedLog};
+use crate::egress::{EgressConfig, EgressLimits};
 use crate::jail::Jail;
 use crate::net::{self, HostAddress, HostStack, NetError};
 use crate::qemu::{self, SpawnError, VmConfig};
@@ -168,7 +169,7 @@ impl Running {
         let boot = boot_config(template);
 
         let (host_end, guest_end) = net::socket_pair()?;
-        let stack = HostStack::new(
+        let mut stack = HostStack::new(
             host_end,
             HostAddress {
                 ip: boot.host_ip,
@@ -176,6 +177,20 @@ impl Running {
                 port: boot.api_port,
             },
         )?;
+        let (notes, notes_rx) = mpsc::unbounded_channel();
+        if let Some(plan) = &template.egress {
+            let policy = mayfly_egress::Policy::new(
+                plan.host.clone(),
+                plan.function.clone(),
+                plan.mayfly_ports.clone(),
+                sys::host_addresses(),
+            );
+            stack.with_egress(EgressConfig {
+                policy,
+                notes,
+                limits: EgressLimits::default(),
+            });
+        }
         let binary = qemu::find_binary(
             accel,
             std::env::var_os(qemu::QEMU_ENV),
@@ -202,7 +217,7 @@ impl Running {
         let (console_cut, cut) = oneshot::channel();
         let console = vm
             .take_console()
-            .map(|stdout| tokio::spawn(console::capture_until(stdout, log, cut)));
+            .map(|stdout| tokio::spawn(console::capture_until(stdout, log, cut, notes_rx)));
         let console_writer = vm.take_console_writer();
         let (events_tx, events) = mpsc::unbounded_channel();
         Ok(Running {
@@ -526,6 +541,7 @@ mod tests {
             env: Vec::new(),
             function_name: "f".into(),
             function_version: "$LATEST".into(),
+            egress: None,
         };
         let host = qemu::host_cpus() as u32;
         assert_eq!(vcpus(&template(1769, true)), 1);

@@ -320,8 +320,53 @@ pub fn register(
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }
 }
 
+/// The host's own addresses (every interface's, loopback included), which
+/// egress never opens to a guest; empty if they cannot be listed.
+pub fn host_addresses() -> Vec<std::net::IpAddr> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list it allocated into `list`, freed below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Vec::new();
+    }
+    let mut addresses = Vec::new();
+    let mut entry = list;
+    while !entry.is_null() {
+        // SAFETY: `entry` is a node of the list getifaddrs gave, not freed yet.
+        let ifa = unsafe { &*entry };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: a non-null ifa_addr points at a sockaddr whose family
+            // says which structure it is.
+            let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+            if family == libc::AF_INET {
+                // SAFETY: an AF_INET address is a sockaddr_in.
+                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                addresses.push(std::net::IpAddr::from(
+                    u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                ));
+            } else if family == libc::AF_INET6 {
+                // SAFETY: an AF_INET6 address is a sockaddr_in6.
+                let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+                addresses.push(std::net::IpAddr::from(sin6.sin6_addr.s6_addr));
+            }
+        }
+        entry = ifa.ifa_next;
+    }
+    // SAFETY: the list getifaddrs allocated, freed once.
+    unsafe { libc::freeifaddrs(list) };
+    addresses
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_hosts_addresses_include_loopback() {
+        let addresses = super::host_addresses();
+        assert!(
+            addresses.contains(&std::net::IpAddr::from([127, 0, 0, 1])),
+            "{addresses:?}"
+        );
+    }
+
     use std::os::fd::AsFd;
 
     use super::*;

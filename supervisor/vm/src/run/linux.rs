@@ -125,6 +125,7 @@ mod tests {
             env: vec![("GREETING".into(), "Hi".into())],
             function_name: "echo".into(),
             function_version: "3".into(),
+            egress: None,
         };
         // A native image's is as before.
         let native = boot_config(&template);

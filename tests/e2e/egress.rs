@@ -1,0 +1,90 @@
+//! Egress through the host under a policy, with `mayfly exec --egress`: a
+//! Linux program's TCP connection to the host's address on its private
+//! network (`host.mayfly.internal`, 10.0.2.2) reaches a server the test
+//! starts on the host's 127.0.0.1 when a rule names its port, and is
+//! refused (ECONNREFUSED, and a line in the log) when none does.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+
+use crate::linux::program;
+use crate::support::command::mayfly;
+
+/// An HTTP server on 127.0.0.1 answering every request with `body`, in a
+/// thread; its port.
+fn http_server(body: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// `mayfly exec [--egress RULE]... fetch -- 10.0.2.2 PORT /`: status,
+/// stdout, stderr.
+fn fetch(rules: &[String], port: u16) -> (Option<i32>, String, String) {
+    let mut command = mayfly();
+    command.arg("exec");
+    for rule in rules {
+        command.args(["--egress", rule]);
+    }
+    let out = command
+        .arg(program("fetch"))
+        .args(["--", "10.0.2.2", &port.to_string(), "/"])
+        .output()
+        .expect("run mayfly exec");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_rule_for_the_hosts_port_lets_a_program_fetch_from_a_loopback_server() {
+    let port = http_server("hello from the host");
+    let (code, stdout, stderr) = fetch(&[format!("host.mayfly.internal:{port}")], port);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("status: HTTP/1.0 200 OK"), "{stdout}");
+    assert!(stdout.contains("body: hello from the host"), "{stdout}");
+    assert!(!stderr.contains("refused"), "{stderr}");
+}
+
+#[test]
+fn without_a_rule_or_with_another_port_the_connection_is_refused_and_logged() {
+    let port = http_server("never seen");
+    let other = if port == 65535 { 1 } else { port + 1 };
+    for rules in [vec![], vec![format!("host.mayfly.internal:{other}")]] {
+        let (code, stdout, stderr) = fetch(&rules, port);
+        assert_eq!(code, Some(1), "{rules:?}: {stdout}\n{stderr}");
+        assert!(stdout.contains("connect: Connection refused"), "{stdout}");
+        assert!(
+            stderr.contains(&format!(
+                "mayfly: egress to 10.0.2.2:{port} refused by policy"
+            )),
+            "{rules:?}: {stderr}"
+        );
+        assert!(!stdout.contains("never seen"), "{stdout}");
+    }
+}
+
+#[test]
+fn a_bad_rule_is_refused_before_anything_runs() {
+    let (code, _, stderr) = fetch(&["db.example.com:0".to_string()], 80);
+    assert_eq!(code, Some(125), "{stderr}");
+    assert!(stderr.contains("--egress"), "{stderr}");
+    assert!(stderr.contains("is not a port"), "{stderr}");
+}
