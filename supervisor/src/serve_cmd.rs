@@ -76,6 +76,13 @@ pub struct ServeArgs {
     /// but not invoked.
     #[arg(long, value_name = "PATH")]
     linux_kernel: Option<PathBuf>,
+    /// A destination functions may connect to, relayed by the host:
+    /// CIDR[:PORTS], NAME[:PORTS] or `*`; `host.mayfly.internal[:PORTS]`
+    /// for this host's loopback (functions connect to 10.0.2.2);
+    /// repeatable. Default: none (no egress). The API and metrics ports
+    /// are never reachable.
+    #[arg(long = "egress", value_name = "RULE")]
+    egress: Vec<String>,
 }
 
 /// Runs the service until Ctrl-C or SIGTERM.
@@ -137,6 +144,18 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         Err(e) if args.linux_kernel.is_some() => return crate::usage_error(e),
         Err(e) => say!("mayfly: Linux functions cannot run: {e}"),
     }
+    let egress_rules =
+        match mayfly_egress::Rules::parse_each(args.egress.iter().map(String::as_str)) {
+            Ok(rules) => rules,
+            Err(e) => return crate::usage_error(format!("--egress: {e}")),
+        };
+    if egress_rules.is_empty() {
+        say!("mayfly: egress: none (functions reach only their runtime API)");
+    } else {
+        say!("mayfly: egress: {egress_rules}");
+    }
+    let mut mayfly_ports = vec![args.listen.port()];
+    mayfly_ports.extend(metrics_listen.map(|a: SocketAddr| a.port()));
     let config = HostConfig {
         data_dir: args.data_dir,
         runner: Arc::new(QemuRunner::jailed(choice.accel, jail)),
@@ -146,6 +165,11 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         retry_base_delay: Duration::from_millis(args.retry_base_delay_ms),
         limits,
         linux_kernel,
+        egress: mayfly_runner::EgressPlan {
+            host: egress_rules,
+            function: None,
+            mayfly_ports,
+        },
     };
     let runtime = match crate::runtime(true) {
         Ok(runtime) => runtime,

@@ -88,3 +88,74 @@ fn a_bad_rule_is_refused_before_anything_runs() {
     assert!(stderr.contains("--egress"), "{stderr}");
     assert!(stderr.contains("is not a port"), "{stderr}");
 }
+
+/// A Linux function (`runtime_loop`) deployed on a server started with
+/// `--egress` `rules`, fetching from a loopback server: its answer and
+/// its log.
+fn fetch_through_serve(rules: &[String], port: u16) -> (serde_json::Value, String) {
+    let mut extra_args = Vec::new();
+    for rule in rules {
+        extra_args.push("--egress".to_string());
+        extra_args.push(rule.clone());
+    }
+    let s = crate::support::Server::start_with(crate::support::Options {
+        extra_args,
+        ..Default::default()
+    });
+    let zip = crate::linux::function_zip(s.tmp(), &program("runtime_loop"));
+    s.create("fetcher", &zip, &[]);
+    let event = serde_json::json!({"mode": "fetch", "port": port}).to_string();
+    let (meta, payload) = s.invoke("fetcher", &["--payload", &event, "--log-type", "Tail"]);
+    let log = String::from_utf8_lossy(&crate::support::fixtures::b64decode(
+        meta["LogResult"].as_str().unwrap(),
+    ))
+    .into_owned();
+    s.assert_no_qemu();
+    (crate::support::payload_json(&payload), log)
+}
+
+#[test]
+fn a_function_fetches_through_serve_egress_and_is_refused_without_it() {
+    let port = http_server("hello, function");
+    let (answer, log) = fetch_through_serve(&[format!("host.mayfly.internal:{port}")], port);
+    assert_eq!(answer["fetched"], "hello, function", "{answer}\n{log}");
+    let (answer, log) = fetch_through_serve(&[], port);
+    assert_eq!(
+        answer["error"], "Connection refused (os error 111)",
+        "{answer}\n{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "mayfly: egress to 10.0.2.2:{port} refused by policy"
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn serve_never_opens_its_own_api_port_whatever_the_rules() {
+    let s = crate::support::Server::start_with(crate::support::Options {
+        extra_args: vec!["--egress".into(), "*".into()],
+        ..Default::default()
+    });
+    let zip = crate::linux::function_zip(s.tmp(), &program("runtime_loop"));
+    s.create("prober", &zip, &[]);
+    let event = serde_json::json!({"mode": "fetch", "port": s.addr.port()}).to_string();
+    let (meta, payload) = s.invoke("prober", &["--payload", &event, "--log-type", "Tail"]);
+    let log = String::from_utf8_lossy(&crate::support::fixtures::b64decode(
+        meta["LogResult"].as_str().unwrap(),
+    ))
+    .into_owned();
+    let answer = crate::support::payload_json(&payload);
+    assert_eq!(
+        answer["error"], "Connection refused (os error 111)",
+        "{answer}"
+    );
+    assert!(
+        log.contains(&format!(
+            "mayfly: egress to 10.0.2.2:{} refused: the host's own Mayfly port",
+            s.addr.port()
+        )),
+        "{log}"
+    );
+}

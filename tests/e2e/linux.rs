@@ -44,7 +44,7 @@ pub(crate) fn program(name: &str) -> PathBuf {
 }
 
 /// A zip of `bootstrap` (the program) and `data.txt`, in `dir`.
-fn function_zip(dir: &Path, program: &Path) -> PathBuf {
+pub(crate) fn function_zip(dir: &Path, program: &Path) -> PathBuf {
     let zip = dir.join("linux-function.zip");
     let bytes = std::fs::read(program).unwrap();
     write_zip(

@@ -31,6 +31,8 @@ pub struct Dispatcher {
     admission: Arc<Admission>,
     pools: Arc<WarmPools>,
     metrics: Arc<Metrics>,
+    /// What VMs may reach beyond their runtime API (the host's rules).
+    egress: Arc<EgressPlan>,
 }
 
 impl Dispatcher {
@@ -42,6 +44,7 @@ impl Dispatcher {
         admission: Arc<Admission>,
         pools: Arc<WarmPools>,
         metrics: Arc<Metrics>,
+        egress: Arc<EgressPlan>,
     ) -> Arc<Dispatcher> {
         Arc::new(Dispatcher {
             store,
@@ -50,6 +53,7 @@ impl Dispatcher {
             admission,
             pools,
             metrics,
+            egress,
         })
     }
 
@@ -115,9 +119,10 @@ impl Dispatcher {
         };
         let (store, metrics) = (self.store.clone(), self.metrics.clone());
         let runner = self.runner.clone();
+        let egress = (*self.egress).clone();
         let task = tokio::spawn(async move {
-            let result =
-                run_in_task(store, metrics, runner, (image, linux), job, cancel_rx, warm).await;
+            let boot = (image, linux, egress);
+            let result = run_in_task(store, metrics, runner, boot, job, cancel_rx, warm).await;
             drop(slot);
             drop(pin);
             result
@@ -133,7 +138,7 @@ async fn run_in_task(
     store: Store,
     metrics: Arc<Metrics>,
     runner: Arc<dyn Runner>,
-    (image, linux): (PathBuf, Option<LinuxBoot>),
+    (image, linux, egress): (PathBuf, Option<LinuxBoot>, EgressPlan),
     job: Job,
     cancel: oneshot::Receiver<()>,
     warm: Option<Box<dyn WarmVm>>,
@@ -164,9 +169,7 @@ async fn run_in_task(
                 function_version: job.version.version.clone(),
                 invoked_arn: job.invoked_arn.clone(),
                 request_id: job.request_id.clone(),
-                // No egress rule until `mayfly serve --egress` can give some:
-                // every connection beyond the runtime API is refused.
-                egress: Some(EgressPlan::none()),
+                egress: Some(egress),
             };
             runner.run(request, cancelled).await
         }

@@ -84,6 +84,9 @@ pub struct HostConfig {
     /// `mayfly_runner::linux::find_kernel`), or why there is none: then
     /// Linux functions can be deployed but not run.
     pub linux_kernel: Result<PathBuf, mayfly_runner::linux::KernelNotFound>,
+    /// What VMs may reach beyond their runtime API: the host's rules
+    /// (`mayfly serve --egress`; none: nothing) and its own ports.
+    pub egress: mayfly_runner::EgressPlan,
 }
 
 /// What the host bounds besides concurrency.
@@ -146,11 +149,13 @@ impl Host {
         store.set_records_per_function(u64::from(config.limits.records_per_function));
         let collector = Collector::new(store.clone(), images.clone());
         let admission = Admission::new(store.clone(), config.max_concurrency, config.limits.memory);
+        let egress = Arc::new(config.egress.clone());
         let pools = WarmPools::new(
             store.clone(),
             admission.clone(),
             images.clone(),
             config.runner.clone(),
+            egress.clone(),
         );
         let metrics = Arc::new(Metrics::default());
         let dispatcher = Dispatcher::new(
@@ -160,6 +165,7 @@ impl Host {
             admission.clone(),
             pools.clone(),
             metrics.clone(),
+            egress,
         );
         let queue = AsyncQueue::new(
             store.clone(),

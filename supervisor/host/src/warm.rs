@@ -84,6 +84,8 @@ pub struct WarmPools {
     admission: Arc<Admission>,
     images: ImageCache,
     runner: Arc<dyn Runner>,
+    /// What VMs may reach beyond their runtime API (the host's rules).
+    egress: Arc<EgressPlan>,
     pools: Mutex<HashMap<Key, Arc<Pool>>>,
 }
 
@@ -137,12 +139,14 @@ impl WarmPools {
         admission: Arc<Admission>,
         images: ImageCache,
         runner: Arc<dyn Runner>,
+        egress: Arc<EgressPlan>,
     ) -> Arc<WarmPools> {
         Arc::new(WarmPools {
             store,
             admission,
             images,
             runner,
+            egress,
             pools: Mutex::new(HashMap::new()),
         })
     }
@@ -323,6 +327,7 @@ type Written = (ProvisionedStatus, u32, Option<String>);
 async fn boot_one(
     images: ImageCache,
     runner: Arc<dyn Runner>,
+    egress: EgressPlan,
     version: FunctionVersion,
     slot: Slot,
 ) -> Result<PooledVm, String> {
@@ -346,9 +351,7 @@ async fn boot_one(
         env: settings.env,
         function_name: version.name.clone(),
         function_version: version.version.clone(),
-        // No egress rule until `mayfly serve --egress` can give some:
-        // every connection beyond the runtime API is refused.
-        egress: Some(EgressPlan::none()),
+        egress: Some(egress),
     };
     let vm = runner.boot(template).await.map_err(|e| e.to_string())?;
     tracing::debug!(function = %version.name, version = %version.version,
@@ -422,7 +425,8 @@ async fn reconcile(pools: Arc<WarmPools>, pool: Arc<Pool>) {
                 match pools.admission.try_acquire(&function, memory_mb) {
                     Ok(Ok(slot)) => {
                         let (images, runner) = (pools.images.clone(), pools.runner.clone());
-                        boots.spawn(boot_one(images, runner, version.clone(), slot));
+                        let egress = (*pools.egress).clone();
+                        boots.spawn(boot_one(images, runner, egress, version.clone(), slot));
                     }
                     Ok(Err(_)) | Err(_) => {
                         no_slot = true;

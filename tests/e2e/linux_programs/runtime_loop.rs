@@ -2,12 +2,32 @@
 //! Linux-function tests: `GET next`, answer, repeat. The event chooses:
 //! `{"mode":"env"}` answers with what the environment and /var/task say,
 //! `{"mode":"exit"}` exits 3 before answering, `{"mode":"segv"}` faults,
-//! anything else is echoed.
+//! `{"mode":"fetch","port":P}` answers with what an HTTP GET of
+//! 10.0.2.2:P (the host, through egress) returned, anything else is
+//! echoed.
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 
 fn var(name: &str) -> String {
     std::env::var(name).unwrap_or_default()
+}
+
+/// `{"fetched":"BODY"}` from `GET /` at 10.0.2.2:`port`, or
+/// `{"error":"WHY"}`.
+fn fetch(port: &str) -> String {
+    let result = TcpStream::connect(format!("10.0.2.2:{port}")).and_then(|mut stream| {
+        write!(stream, "GET / HTTP/1.0\r\nHost: host.mayfly.internal\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    });
+    match result {
+        Ok(response) => {
+            let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+            format!("{{\"fetched\":\"{}\"}}", body.trim())
+        }
+        Err(e) => format!("{{\"error\":\"{e}\"}}"),
+    }
 }
 
 fn main() {
@@ -46,6 +66,15 @@ fn main() {
                 data.trim(), order.join(","),
                 std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default()
             )
+        } else if text.contains("\"fetch\"") {
+            let port: String = text
+                .split("\"port\":")
+                .nth(1)
+                .unwrap_or("")
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .collect();
+            fetch(&port)
         } else if text.contains("\"exit\"") {
             println!("exiting early");
             std::process::exit(3);

@@ -103,6 +103,7 @@ pub fn host_with(
             retry_base_delay: Duration::from_millis(10),
             limits,
             linux_kernel: Err(mayfly_runner::linux::KernelNotFound { looked: vec![] }),
+            egress: mayfly_runner::EgressPlan::none(),
         },
     )
     .unwrap();
