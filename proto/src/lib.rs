@@ -13,7 +13,7 @@
 //! - [`console`]: COM1 and the prefix of the kernel's own console lines.
 //! - [`date`]: calendar dates from day numbers and back.
 //! - [`limits`]: Lambda's limits (payloads, memory, timeout, environment,
-//!   package sizes).
+//!   package sizes, tags).
 //! - [`pack`]: the flat archive a Linux function's package becomes for its
 //!   VM (the initrd), written by the host and read in place by the guest.
 //!

@@ -61,6 +61,16 @@ pub const EPHEMERAL_MB: RangeInclusive<u32> = DEFAULT_EPHEMERAL_MB..=10_240;
 /// last 4 KB.
 pub const LOG_TAIL_BYTES: usize = 4096;
 
+/// Most tags a function may have.
+pub const TAGS_PER_FUNCTION: usize = 50;
+/// The lengths of a tag key Lambda accepts, in Unicode characters.
+pub const TAG_KEY_CHARS: RangeInclusive<usize> = 1..=128;
+/// The lengths of a tag value Lambda accepts, in Unicode characters.
+pub const TAG_VALUE_CHARS: RangeInclusive<usize> = 0..=256;
+/// The prefix of the tag keys AWS keeps for itself (in any case: `AWS:` and
+/// `Aws:` too); no request may set one.
+pub const RESERVED_TAG_PREFIX: &str = "aws:";
+
 // Checked when the crate compiles: an edit that breaks one fails the build.
 const _: () = assert!(ASYNC_PAYLOAD_BYTES < SYNC_PAYLOAD_BYTES);
 const _: () = assert!(ZIPPED_PACKAGE_BYTES < UNZIPPED_PACKAGE_BYTES);
@@ -80,6 +90,8 @@ mod tests {
         assert_eq!(LOG_TAIL_BYTES, 4 * 1024);
         assert_eq!(MAX_TIMEOUT_S, 15 * 60);
         assert_eq!(MAX_MEMORY_MB, 10 * 1024);
+        assert_eq!(TAGS_PER_FUNCTION, 50);
+        assert_eq!((TAG_KEY_CHARS, TAG_VALUE_CHARS), (1..=128, 0..=256));
     }
 
     #[test]

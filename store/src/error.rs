@@ -41,8 +41,9 @@ impl fmt::Display for Kind {
 /// `ResourceNotFoundException` (404), [`StoreError::AlreadyExists`] and
 /// [`StoreError::Conflict`] to `ResourceConflictException` (409),
 /// [`StoreError::RevisionMismatch`] to `PreconditionFailedException` (412),
-/// [`StoreError::InvalidArgument`] to `InvalidParameterValueException` (400),
-/// and the rest to `ServiceException` (500).
+/// [`StoreError::InvalidArgument`] and [`StoreError::TooManyTags`] to
+/// `InvalidParameterValueException` (400), and the rest to
+/// `ServiceException` (500).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The resource does not exist.
@@ -94,6 +95,17 @@ pub enum StoreError {
         what: &'static str,
         /// What is wrong with it.
         reason: String,
+    },
+    /// A function would have more tags than it may have
+    /// ([`mayfly_proto::limits::TAGS_PER_FUNCTION`]).
+    #[error("function {name} would have {count} tags, more than the {limit} a function may have")]
+    TooManyTags {
+        /// The function.
+        name: String,
+        /// How many tags it would have.
+        count: usize,
+        /// How many it may have.
+        limit: usize,
     },
     /// A file-system operation failed.
     #[error("{op}: {source}")]

@@ -4,6 +4,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::tags::{add_tags, Tags};
 use crate::time::{now_ms, now_timestamp};
 use crate::{
     change_one, json_text, new_revision_id, parse_json, query_opt, query_page, to_i64, to_u64,
@@ -177,6 +178,20 @@ impl Store {
         code_sha256: &str,
         code_size: u64,
     ) -> Result<FunctionVersion> {
+        self.create_function_with_tags(name, config, code_sha256, code_size, &Tags::new())
+    }
+
+    /// [`Store::create_function`] with the function's tags, in the same
+    /// transaction: [`StoreError::TooManyTags`] when there are more than
+    /// [`mayfly_proto::limits::TAGS_PER_FUNCTION`], and nothing is created.
+    pub fn create_function_with_tags(
+        &self,
+        name: &str,
+        config: Value,
+        code_sha256: &str,
+        code_size: u64,
+        tags: &Tags,
+    ) -> Result<FunctionVersion> {
         if name.is_empty() {
             return Err(StoreError::invalid("function name", "it is empty"));
         }
@@ -203,6 +218,7 @@ impl Store {
                 last_modified: now,
             };
             write_version(tx, &latest)?;
+            add_tags(tx, name, tags)?;
             Ok(latest)
         })
     }
@@ -280,7 +296,7 @@ impl Store {
         })
     }
 
-    /// Deletes a function with everything of it: its versions, aliases,
+    /// Deletes a function with everything of it: its versions, tags, aliases,
     /// reserved and provisioned concurrency and event-invoke configurations,
     /// its invocation records and its queued events (so that deleting every
     /// function gives the data directory back its space). Works on a full

@@ -11,9 +11,10 @@
 //! ```
 //!
 //! The database holds functions and their versions (the API layer's
-//! `FunctionConfiguration` JSON beside the indexed columns), aliases,
-//! reserved and provisioned concurrency, event-invoke configurations,
-//! invocation records and the durable asynchronous event queue.
+//! `FunctionConfiguration` JSON beside the indexed columns), their tags,
+//! aliases, reserved and provisioned concurrency, event-invoke
+//! configurations, invocation records and the durable asynchronous event
+//! queue.
 //!
 //! # Durability
 //!
@@ -52,6 +53,7 @@ mod invocations;
 mod qualified;
 mod schema;
 mod space;
+mod tags;
 mod time;
 mod versions;
 
@@ -70,6 +72,7 @@ pub use functions::{FunctionVersion, LATEST};
 pub use invocations::InvocationRecord;
 pub use schema::SCHEMA_VERSION;
 pub use space::{io_is_disk_full, RESERVE_BYTES, RESERVE_FILE};
+pub use tags::Tags;
 pub use time::{format_rfc3339, format_timestamp, now_ms, parse_timestamp_ms};
 pub use versions::{Resolved, PUBLISH_IGNORED_KEYS};
 

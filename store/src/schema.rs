@@ -117,6 +117,16 @@ CREATE TABLE settings (
     r#"
 CREATE INDEX events_by_function ON events(function_name);
 "#,
+    // 3: tags, per function (Lambda tags a function, not its versions or
+    // aliases); they go with the function.
+    r#"
+CREATE TABLE tags (
+    function_name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    key           TEXT NOT NULL,
+    value         TEXT NOT NULL,
+    PRIMARY KEY (function_name, key)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// How long a connection waits for a lock held by another connection
@@ -172,4 +182,61 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
 pub(crate) fn user_version(conn: &Connection) -> Result<u32> {
     let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     Ok(crate::to_u32(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database as a build of schema version `version` left it (2: the
+    /// last one without tags).
+    fn database_at(version: usize) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
+        for sql in &MIGRATIONS[..version] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", version as u32)
+            .unwrap();
+        conn
+    }
+
+    #[test]
+    fn version_2_gains_tags_and_keeps_its_functions() {
+        let mut conn = database_at(2);
+        conn.execute(
+            "INSERT INTO functions (name, created_ms) VALUES ('f', 1)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+        let kept: i64 = conn
+            .query_row("SELECT COUNT(*) FROM functions WHERE name = 'f'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(kept, 1);
+        conn.execute(
+            "INSERT INTO tags (function_name, key, value) VALUES ('f', 'k', 'v')",
+            [],
+        )
+        .unwrap();
+        // A tag needs its function, and goes with it.
+        assert!(conn
+            .execute(
+                "INSERT INTO tags (function_name, key, value) VALUES ('g', 'k', 'v')",
+                [],
+            )
+            .is_err());
+        conn.execute("DELETE FROM functions WHERE name = 'f'", [])
+            .unwrap();
+        let left: i64 = conn
+            .query_row("SELECT COUNT(*) FROM tags", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+        // Migrating again changes nothing.
+        migrate(&mut conn).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+    }
 }

@@ -20,6 +20,12 @@ fn boto3_gets_aws_errors_and_rejected_packages_are_not_stored() {
 }
 
 #[test]
+fn boto3_tags_functions_as_lambda_does() {
+    let s = Server::start();
+    s.python("boto3_tags.py", &[]);
+}
+
+#[test]
 fn boto3_signatures_are_checked() {
     let s = Server::start();
     s.python("boto3_auth.py", &[]);

@@ -34,5 +34,6 @@ mod limits;
 mod metrics;
 mod restart;
 mod storage;
+mod tags;
 mod versions;
 mod warm;

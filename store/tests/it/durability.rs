@@ -16,6 +16,8 @@ fn everything_survives_reopen() {
         let latest = create(&s, "f", b"code");
         let v1 = s.publish_version("f", None, Some("one")).unwrap();
         let alias = s.create_alias("f", "live", "1", "d", None).unwrap();
+        s.tag_function("f", &[("team".to_string(), "a".to_string())].into())
+            .unwrap();
         s.put_reserved_concurrency("f", 3).unwrap();
         s.put_event_invoke_config("f", "live", json!({"MaximumRetryAttempts": 0}))
             .unwrap();
@@ -42,7 +44,17 @@ fn everything_survives_reopen() {
         (blob, latest, v1, alias)
     };
     let s = Store::open(dir.path()).unwrap();
-    assert_eq!(s.get_version("f", LATEST).unwrap(), latest);
+    let latest_now = s.get_version("f", LATEST).unwrap();
+    // Tagging gave $LATEST a new revision id, and nothing else.
+    assert_ne!(latest_now.revision_id, latest.revision_id);
+    assert_eq!(
+        mayfly_store::FunctionVersion {
+            revision_id: latest.revision_id.clone(),
+            ..latest_now
+        },
+        latest
+    );
+    assert_eq!(s.get_tags("f").unwrap()["team"], "a");
     assert_eq!(s.get_version("f", "1").unwrap(), v1);
     assert_eq!(s.get_alias("f", "live").unwrap(), alias);
     assert_eq!(s.get_reserved_concurrency("f").unwrap(), Some(3));

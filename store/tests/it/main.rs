@@ -7,6 +7,7 @@ mod durability;
 mod events;
 mod functions;
 mod space;
+mod tags;
 
 use mayfly_store::{BlobRef, Event, FunctionVersion, Kind, Store, StoreError};
 use serde_json::json;

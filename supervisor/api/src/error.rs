@@ -180,6 +180,9 @@ impl From<StoreError> for ApiError {
             }
             StoreError::RevisionMismatch { .. } => ApiError::precondition_failed(e.to_string()),
             StoreError::InvalidArgument { .. } => ApiError::invalid_parameter(e.to_string()),
+            StoreError::TooManyTags { .. } => {
+                ApiError::invalid_parameter(crate::tags::TOO_MANY_MESSAGE)
+            }
             _ if e.is_disk_full() => {
                 tracing::error!(error = %e, "the disk is full");
                 ApiError {

@@ -13,6 +13,7 @@ use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{self, configuration, CreateFunction, UpdateCode, UpdateConfiguration};
 use crate::request::{blocking, page, parse_json, PageQuery, QualifierQuery, Query};
+use crate::tags::check_tags;
 use crate::{AppState, SharedState};
 use mayfly_host::names::{check_name, parse_function};
 
@@ -29,6 +30,8 @@ pub async fn create(
     let req: CreateFunction = parse_json(&body)?;
     check_name(&req.function_name)?;
     let settings = model::settings_for_create(&req)?;
+    let tags = req.tags.clone().unwrap_or_default();
+    check_tags(&tags)?;
     let zip = model::decode_zip(
         req.code.zip_file.as_deref(),
         req.code.s3_bucket.is_some(),
@@ -43,9 +46,13 @@ pub async fn create(
             )));
         }
         let blob = state.host.store_package(&zip)?;
-        let latest = state
-            .store
-            .create_function(&name, settings, &blob.sha256_hex, blob.size)?;
+        let latest = state.store.create_function_with_tags(
+            &name,
+            settings,
+            &blob.sha256_hex,
+            blob.size,
+            &tags,
+        )?;
         if publish {
             return Ok(state.store.publish_version(&name, None, None)?);
         }
@@ -71,8 +78,13 @@ pub async fn get(
             "RepositoryType": "Mayfly",
             "Location": format!("mayfly://blobs/{}", version.code_sha256),
         },
-        "Tags": {},
     });
+    // The function's tags, whatever the qualifier; none: no `Tags`, as
+    // Lambda answers.
+    let tags = state.store.get_tags(&f.name)?;
+    if !tags.is_empty() {
+        body["Tags"] = json!(tags);
+    }
     if let Some(n) = state.store.get_reserved_concurrency(&f.name)? {
         body["Concurrency"] = json!({ "ReservedConcurrentExecutions": n });
     }

@@ -9,8 +9,8 @@
 //!
 //! Resources: [`functions`] (with [`model`], the configuration's checks
 //! and JSON), [`versions`], [`aliases`], [`concurrency`] (reserved and
-//! account settings), [`provisioned`], [`event_config`], [`invoke`] and
-//! [`invocations`] (Mayfly's recent records); shared helpers in
+//! account settings), [`provisioned`], [`event_config`], [`tags`],
+//! [`invoke`] and [`invocations`] (Mayfly's recent records); shared helpers in
 //! [`request`]; the listeners in [`server`], each connection's timeouts in
 //! [`conn`], the body caps and limits in [`front`], and what every response
 //! carries (a request id, errors in Lambda's shape) in [`edge`].
@@ -33,6 +33,7 @@ pub mod provisioned;
 pub mod request;
 pub mod routes;
 pub mod server;
+pub mod tags;
 pub mod versions;
 
 use std::sync::Arc;

@@ -14,7 +14,7 @@ use base64::Engine;
 use mayfly_proto::boot::validate_env;
 use mayfly_proto::limits;
 use mayfly_runner::linux::reserved_keys_in;
-use mayfly_store::{BlobRef, FunctionVersion, LATEST};
+use mayfly_store::{BlobRef, FunctionVersion, Tags, LATEST};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -89,6 +89,8 @@ pub struct CreateFunction {
     pub package_type: Option<String>,
     /// The size of `/tmp`.
     pub ephemeral_storage: Option<EphemeralStorage>,
+    /// The function's tags (checked by [`crate::tags::check_tags`]).
+    pub tags: Option<Tags>,
 }
 
 /// UpdateFunctionConfiguration's body.

@@ -8,7 +8,7 @@ use axum::Router;
 use crate::error::ApiError;
 use crate::{
     aliases, auth, concurrency, edge, event_config, functions, invocations, invoke, provisioned,
-    versions, SharedState,
+    tags, versions, SharedState,
 };
 
 /// Every operation: its path and its handler for each method. The
@@ -72,6 +72,10 @@ fn operations() -> Vec<(&'static str, MethodRouter<SharedState>)> {
         (
             "/2019-09-25/functions/{name}/event-invoke-config/list",
             get(event_config::list),
+        ),
+        (
+            "/2017-03-31/tags/{arn}",
+            post(tags::tag).get(tags::list).delete(tags::untag),
         ),
         (
             "/mayfly/2025-01-01/functions/{name}/invocations",
