@@ -26,5 +26,5 @@
 mod policy;
 mod rule;
 
-pub use policy::{Destination, Policy, Refusal, Rules, HOST_NAME};
+pub use policy::{Destination, Policy, Refusal, Rules, FUNCTION_TAG, HOST_NAME};
 pub use rule::{NamePattern, Network, Ports, Rule, RuleError, Target};

@@ -10,6 +10,9 @@ use crate::rule::{Rule, RuleError};
 
 /// The name under which functions reach the host's own loopback services.
 pub const HOST_NAME: &str = "host.mayfly.internal";
+/// The tag whose value (rules separated by spaces) narrows a function's
+/// egress.
+pub const FUNCTION_TAG: &str = "mayfly:egress";
 
 /// A list of rules: a connection is allowed if any rule allows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -8,7 +8,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 
 use crate::linux::program;
+use crate::support::aws::function_arn;
 use crate::support::command::mayfly;
+use crate::support::Server;
 
 /// An HTTP server on 127.0.0.1 answering every request with `body`, in a
 /// thread; its port.
@@ -89,29 +91,41 @@ fn a_bad_rule_is_refused_before_anything_runs() {
     assert!(stderr.contains("is not a port"), "{stderr}");
 }
 
-/// A Linux function (`runtime_loop`) deployed on a server started with
-/// `--egress` `rules`, fetching from a loopback server: its answer and
-/// its log.
-fn fetch_through_serve(rules: &[String], port: u16) -> (serde_json::Value, String) {
+/// A server started with `--egress` `rules`.
+fn serve_with(rules: &[String]) -> Server {
     let mut extra_args = Vec::new();
     for rule in rules {
         extra_args.push("--egress".to_string());
         extra_args.push(rule.clone());
     }
-    let s = crate::support::Server::start_with(crate::support::Options {
+    Server::start_with(crate::support::Options {
         extra_args,
         ..Default::default()
-    });
-    let zip = crate::linux::function_zip(s.tmp(), &program("runtime_loop"));
-    s.create("fetcher", &zip, &[]);
+    })
+}
+
+/// Invokes `function` (a `runtime_loop`) to fetch from the loopback
+/// server on `port`: its answer and its log.
+fn invoke_fetch(s: &Server, function: &str, port: u16) -> (serde_json::Value, String) {
     let event = serde_json::json!({"mode": "fetch", "port": port}).to_string();
-    let (meta, payload) = s.invoke("fetcher", &["--payload", &event, "--log-type", "Tail"]);
+    let (meta, payload) = s.invoke(function, &["--payload", &event, "--log-type", "Tail"]);
     let log = String::from_utf8_lossy(&crate::support::fixtures::b64decode(
         meta["LogResult"].as_str().unwrap(),
     ))
     .into_owned();
-    s.assert_no_qemu();
     (crate::support::payload_json(&payload), log)
+}
+
+/// A Linux function (`runtime_loop`) deployed on a server started with
+/// `--egress` `rules`, fetching from a loopback server: its answer and
+/// its log.
+fn fetch_through_serve(rules: &[String], port: u16) -> (serde_json::Value, String) {
+    let s = serve_with(rules);
+    let zip = crate::linux::function_zip(s.tmp(), &program("runtime_loop"));
+    s.create("fetcher", &zip, &[]);
+    let answer = invoke_fetch(&s, "fetcher", port);
+    s.assert_no_qemu();
+    answer
 }
 
 #[test]
@@ -158,4 +172,70 @@ fn serve_never_opens_its_own_api_port_whatever_the_rules() {
         )),
         "{log}"
     );
+}
+
+#[test]
+fn the_mayfly_egress_tag_narrows_the_hosts_rules_and_never_widens_them() {
+    let port = http_server("hello, tagged");
+    let other = http_server("other port");
+    let s = serve_with(&[format!("host.mayfly.internal:{port}")]);
+    let zip = crate::linux::function_zip(s.tmp(), &program("runtime_loop"));
+    s.create(
+        "tagged",
+        &zip,
+        &[
+            "--tags",
+            &format!("mayfly:egress=host.mayfly.internal:{other}"),
+        ],
+    );
+    // The tag names a port the host does not open: neither is reachable.
+    for p in [port, other] {
+        let (answer, log) = invoke_fetch(&s, "tagged", p);
+        assert_eq!(
+            answer["error"], "Connection refused (os error 111)",
+            "{p}: {answer}"
+        );
+        assert!(
+            log.contains(&format!("egress to 10.0.2.2:{p} refused by policy")),
+            "{log}"
+        );
+    }
+    // A tag within the host's rules keeps what it names.
+    let arn = function_arn("tagged");
+    let tags = serde_json::json!({"mayfly:egress": format!("host.mayfly.internal:{port} 10.1.0.0/16:443")});
+    s.aws(&[
+        "tag-resource",
+        "--resource",
+        &arn,
+        "--tags",
+        &tags.to_string(),
+    ])
+    .ok();
+    let (answer, _) = invoke_fetch(&s, "tagged", port);
+    assert_eq!(answer["fetched"], "hello, tagged", "{answer}");
+    // Untagged, the host's rules hold again.
+    s.aws(&[
+        "untag-resource",
+        "--resource",
+        &arn,
+        "--tag-keys",
+        "mayfly:egress",
+    ])
+    .ok();
+    let (answer, _) = invoke_fetch(&s, "tagged", port);
+    assert_eq!(answer["fetched"], "hello, tagged", "{answer}");
+    // A tag that is not rules is refused, and nothing changes.
+    let bad = serde_json::json!({"mayfly:egress": "host.mayfly.internal:0"});
+    let message = s
+        .aws(&[
+            "tag-resource",
+            "--resource",
+            &arn,
+            "--tags",
+            &bad.to_string(),
+        ])
+        .fails_with("InvalidParameterValueException");
+    assert!(message.contains("mayfly:egress"), "{message}");
+    assert!(message.contains("is not a port"), "{message}");
+    s.assert_no_qemu();
 }

@@ -205,6 +205,15 @@ pub fn check_tags(tags: &Tags) -> ApiResult<()> {
     if tags.len() > limits::TAGS_PER_FUNCTION {
         return Err(ApiError::invalid_parameter(TOO_MANY_MESSAGE));
     }
+    if let Some(rules) = tags.get(mayfly_egress::FUNCTION_TAG) {
+        if let Err(e) = mayfly_egress::Rules::parse_tag(rules) {
+            return Err(ApiError::invalid_parameter(format!(
+                "The tag {} must be egress rules separated by spaces \
+                 (CIDR[:PORTS], NAME[:PORTS] or *): {e}",
+                mayfly_egress::FUNCTION_TAG
+            )));
+        }
+    }
     Ok(())
 }
 

@@ -119,7 +119,7 @@ impl Dispatcher {
         };
         let (store, metrics) = (self.store.clone(), self.metrics.clone());
         let runner = self.runner.clone();
-        let egress = (*self.egress).clone();
+        let egress = launch::egress_plan(&self.store, &self.egress, &job.version.name);
         let task = tokio::spawn(async move {
             let boot = (image, linux, egress);
             let result = run_in_task(store, metrics, runner, boot, job, cancel_rx, warm).await;

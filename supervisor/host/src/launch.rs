@@ -5,10 +5,32 @@
 use std::path::PathBuf;
 
 use mayfly_runner::linux::{log_stream_name, InitializationType, LambdaEnv, LinuxBoot};
+use mayfly_runner::EgressPlan;
+use mayfly_store::Store;
 
 use crate::images::Prepared;
 use crate::names::DEFAULT_REGION;
 use crate::settings::RunSettings;
+
+/// What `function`'s VM may reach: the host's rules, narrowed by the
+/// function's `mayfly:egress` tag if it has one (checked when it was set;
+/// one that no longer parses, or a store that cannot be read, allows
+/// nothing: egress fails closed).
+pub fn egress_plan(store: &Store, host: &EgressPlan, function: &str) -> EgressPlan {
+    let narrowed = match store.get_tags(function) {
+        Ok(tags) => tags
+            .get(mayfly_egress::FUNCTION_TAG)
+            .map(|rules| mayfly_egress::Rules::parse_tag(rules).unwrap_or_default()),
+        Err(error) => {
+            tracing::warn!(function, %error, "cannot read the function's tags: no egress");
+            Some(mayfly_egress::Rules::default())
+        }
+    };
+    EgressPlan {
+        function: narrowed,
+        ..host.clone()
+    }
+}
 
 /// The image QEMU boots and, for a Linux function, the rest.
 pub fn boot_target(

@@ -425,7 +425,8 @@ async fn reconcile(pools: Arc<WarmPools>, pool: Arc<Pool>) {
                 match pools.admission.try_acquire(&function, memory_mb) {
                     Ok(Ok(slot)) => {
                         let (images, runner) = (pools.images.clone(), pools.runner.clone());
-                        let egress = (*pools.egress).clone();
+                        let egress =
+                            crate::launch::egress_plan(&pools.store, &pools.egress, &version.name);
                         boots.spawn(boot_one(images, runner, egress, version.clone(), slot));
                     }
                     Ok(Err(_)) | Err(_) => {
