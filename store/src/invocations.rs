@@ -41,6 +41,10 @@ pub struct InvocationRecord {
     pub memory_size_mb: u32,
     /// The peak memory used.
     pub max_memory_used_mb: u32,
+    /// Bytes the function sent through egress.
+    pub egress_sent_bytes: u64,
+    /// Bytes the function received through egress.
+    pub egress_received_bytes: u64,
     /// The log (the caller caps its length).
     pub log: String,
 }
@@ -51,7 +55,7 @@ fn rfc3339<S: serde::Serializer>(ms: &u64, serializer: S) -> std::result::Result
 
 const COLUMNS: &str = "request_id, function_name, version, invocation_type, status, error_type,
     started_at_ms, duration_ms, billed_duration_ms, init_duration_ms, memory_size_mb,
-    max_memory_used_mb, log";
+    max_memory_used_mb, log, egress_sent_bytes, egress_received_bytes";
 
 fn read_record(row: &Row<'_>) -> Result<InvocationRecord> {
     Ok(InvocationRecord {
@@ -68,6 +72,8 @@ fn read_record(row: &Row<'_>) -> Result<InvocationRecord> {
         memory_size_mb: to_u32(row.get(10)?),
         max_memory_used_mb: to_u32(row.get(11)?),
         log: row.get(12)?,
+        egress_sent_bytes: to_u64(row.get(13)?),
+        egress_received_bytes: to_u64(row.get(14)?),
     })
 }
 
@@ -93,7 +99,7 @@ impl Store {
             tx.execute(
                 &format!(
                     "INSERT INTO invocations ({COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
                 ),
                 params![
                     record.request_id,
@@ -108,7 +114,9 @@ impl Store {
                     record.init_duration_ms,
                     record.memory_size_mb,
                     record.max_memory_used_mb,
-                    record.log
+                    record.log,
+                    to_i64(record.egress_sent_bytes),
+                    to_i64(record.egress_received_bytes)
                 ],
             )?;
             tx.execute(

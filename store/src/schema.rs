@@ -127,6 +127,11 @@ CREATE TABLE tags (
     PRIMARY KEY (function_name, key)
 ) WITHOUT ROWID;
 "#,
+    // 4: bytes an invocation moved through egress.
+    r#"
+ALTER TABLE invocations ADD COLUMN egress_sent_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE invocations ADD COLUMN egress_received_bytes INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// How long a connection waits for a lock held by another connection

@@ -129,6 +129,42 @@ fn fetch_through_serve(rules: &[String], port: u16) -> (serde_json::Value, Strin
 }
 
 #[test]
+fn egress_bytes_are_metered_in_the_invocation_record_and_metrics() {
+    let port = http_server("twenty bytes of body");
+    let s = Server::start_with(crate::support::Options {
+        extra_args: vec!["--egress".into(), format!("host.mayfly.internal:{port}")],
+        metrics: true,
+        ..Default::default()
+    });
+    let zip = crate::linux::function_zip(s.tmp(), &program("runtime_loop"));
+    s.create("metered", &zip, &[]);
+    let (answer, _) = invoke_fetch(&s, "metered", port);
+    assert_eq!(answer["fetched"], "twenty bytes of body", "{answer}");
+    // The request the function wrote, and the whole response it read.
+    let request = "GET / HTTP/1.0\r\nHost: host.mayfly.internal\r\n\r\n".len() as u64;
+    let response = "HTTP/1.0 200 OK\r\nContent-Length: 20\r\n\r\ntwenty bytes of body".len() as u64;
+    let record = s.wait_for_invocation("metered", std::time::Duration::from_secs(10), |r| {
+        r["egressSentBytes"].as_u64().is_some()
+    });
+    assert_eq!(record["egressSentBytes"], request, "{record}");
+    assert_eq!(record["egressReceivedBytes"], response, "{record}");
+    let metrics = s.metrics();
+    assert!(
+        metrics.contains(&format!(
+            "mayfly_egress_sent_bytes_total{{function=\"metered\"}} {request}"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "mayfly_egress_received_bytes_total{{function=\"metered\"}} {response}"
+        )),
+        "{metrics}"
+    );
+    s.assert_no_qemu();
+}
+
+#[test]
 fn a_function_fetches_through_serve_egress_and_is_refused_without_it() {
     let port = http_server("hello, function");
     let (answer, log) = fetch_through_serve(&[format!("host.mayfly.internal:{port}")], port);

@@ -89,6 +89,8 @@ fn record(function: &str, i: u32) -> InvocationRecord {
         memory_size_mb: 128,
         max_memory_used_mb: 20,
         log: format!("START RequestId: {i}\n"),
+        egress_sent_bytes: u64::from(i) * 10,
+        egress_received_bytes: u64::from(i) * 1000,
     }
 }
 

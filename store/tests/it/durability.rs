@@ -38,6 +38,8 @@ fn everything_survives_reopen() {
             memory_size_mb: 128,
             max_memory_used_mb: 1,
             log: String::new(),
+            egress_sent_bytes: 0,
+            egress_received_bytes: 0,
         })
         .unwrap();
         let blob = s.put_blob(b"code").unwrap();

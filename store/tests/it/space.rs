@@ -23,6 +23,8 @@ fn record(function: &str, i: u32, log_bytes: usize) -> InvocationRecord {
         memory_size_mb: 128,
         max_memory_used_mb: 20,
         log: "x".repeat(log_bytes),
+        egress_sent_bytes: 0,
+        egress_received_bytes: 0,
     }
 }
 

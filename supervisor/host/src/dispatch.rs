@@ -201,6 +201,8 @@ async fn run_in_task(
             init_duration_s: outcome.init_duration.map(|d| d.as_secs_f64()),
             billed_ms: outcome.billed_duration_ms,
             memory_mb: job.settings.memory_mb,
+            egress_sent_bytes: outcome.egress_sent_bytes,
+            egress_received_bytes: outcome.egress_received_bytes,
         },
     );
     records::insert(

@@ -65,6 +65,8 @@ struct FunctionSeries {
     duration: Histogram,
     init_duration: Histogram,
     billed_gb_seconds: f64,
+    egress_sent_bytes: u64,
+    egress_received_bytes: u64,
 }
 
 /// A metric's name, help text and how to read it from a function's series.
@@ -89,6 +91,10 @@ pub struct Observation {
     pub billed_ms: u64,
     /// Configured memory.
     pub memory_mb: u32,
+    /// Bytes the function sent through egress.
+    pub egress_sent_bytes: u64,
+    /// Bytes the function received through egress.
+    pub egress_received_bytes: u64,
 }
 
 /// The registry.
@@ -116,6 +122,8 @@ impl Metrics {
                 s.init_duration.observe(init);
             }
             s.billed_gb_seconds += o.billed_ms as f64 / 1000.0 * f64::from(o.memory_mb) / 1024.0;
+            s.egress_sent_bytes += o.egress_sent_bytes;
+            s.egress_received_bytes += o.egress_received_bytes;
         });
     }
 
@@ -137,7 +145,7 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let mut out = String::new();
-        let counters: [Series<String>; 4] = [
+        let counters: [Series<String>; 6] = [
             (
                 "mayfly_invocations_total",
                 "Invocations that ran (any outcome).",
@@ -157,6 +165,16 @@ impl Metrics {
                 "mayfly_billed_gb_seconds_total",
                 "Billed duration times memory, in GB-seconds.",
                 |s| s.billed_gb_seconds.to_string(),
+            ),
+            (
+                "mayfly_egress_sent_bytes_total",
+                "Bytes functions sent through egress.",
+                |s| s.egress_sent_bytes.to_string(),
+            ),
+            (
+                "mayfly_egress_received_bytes_total",
+                "Bytes functions received through egress.",
+                |s| s.egress_received_bytes.to_string(),
             ),
         ];
         for (name, help, value) in counters {
@@ -207,6 +225,8 @@ mod tests {
                 init_duration_s: Some(0.04),
                 billed_ms: 3,
                 memory_mb: 1024,
+                egress_sent_bytes: 10,
+                egress_received_bytes: 1000,
             },
         );
         m.observe(
@@ -217,6 +237,8 @@ mod tests {
                 init_duration_s: None,
                 billed_ms: 2000,
                 memory_mb: 1024,
+                egress_sent_bytes: 5,
+                egress_received_bytes: 0,
             },
         );
         m.throttled("echo");
@@ -237,5 +259,7 @@ mod tests {
         assert!(text.contains("mayfly_init_duration_seconds_count{function=\"echo\"} 1"));
         assert!(text.contains("mayfly_billed_gb_seconds_total{function=\"echo\"} 2.003"));
         assert!(text.contains("mayfly_running_vms 1"));
+        assert!(text.contains("mayfly_egress_sent_bytes_total{function=\"echo\"} 15"));
+        assert!(text.contains("mayfly_egress_received_bytes_total{function=\"echo\"} 1000"));
     }
 }

@@ -44,6 +44,8 @@ pub fn unran(
         memory_size_mb: job.settings.memory_mb,
         max_memory_used_mb: 0,
         log: String::new(),
+        egress_sent_bytes: 0,
+        egress_received_bytes: 0,
     }
 }
 
@@ -64,6 +66,8 @@ pub fn ran(
         init_duration_ms: outcome.init_duration.map(|d| d.as_secs_f64() * 1000.0),
         max_memory_used_mb: outcome.max_memory_used_mb as u32,
         log: framed_log[log_start..].to_string(),
+        egress_sent_bytes: outcome.egress_sent_bytes,
+        egress_received_bytes: outcome.egress_received_bytes,
         ..unran(
             job,
             status(&outcome.result),

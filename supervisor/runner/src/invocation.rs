@@ -184,6 +184,10 @@ pub struct InvocationOutcome {
     pub max_memory_used_mb: u64,
     /// The guest console, capped (the VM layer caps it).
     pub log: Vec<u8>,
+    /// Bytes the guest sent through egress.
+    pub egress_sent_bytes: u64,
+    /// Bytes the guest received through egress.
+    pub egress_received_bytes: u64,
 }
 
 /// Why the host could not run the invocation at all (as opposed to the

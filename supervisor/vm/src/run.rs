@@ -25,7 +25,10 @@ use mayfly_runner::report;
 
 use crate::accel::Accel;
 use crate::console::{self, CappedLog};
-use crate::egress::{EgressConfig, EgressLimits};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::egress::{EgressConfig, EgressLimits, Metered};
 use crate::jail::Jail;
 use crate::net::{self, HostAddress, HostStack, NetError};
 use crate::qemu::{self, SpawnError, VmConfig};
@@ -144,6 +147,8 @@ struct Running {
     memory_mb: u32,
     /// The function's timeout, from delivery.
     timeout: Duration,
+    /// The bytes relayed through egress, if it is on.
+    metered: Option<Arc<Metered>>,
 }
 
 impl std::fmt::Debug for Running {
@@ -178,6 +183,7 @@ impl Running {
             },
         )?;
         let (notes, notes_rx) = mpsc::unbounded_channel();
+        let mut metered = None;
         if let Some(plan) = &template.egress {
             let policy = mayfly_egress::Policy::new(
                 plan.host.clone(),
@@ -185,11 +191,11 @@ impl Running {
                 plan.mayfly_ports.clone(),
                 sys::host_addresses(),
             );
-            stack.with_egress(EgressConfig {
+            metered = Some(stack.with_egress(EgressConfig {
                 policy,
                 notes,
                 limits: EgressLimits::default(),
-            });
+            }));
         }
         let binary = qemu::find_binary(
             accel,
@@ -235,6 +241,7 @@ impl Running {
             max_memory: None,
             memory_mb: template.memory_mb,
             timeout,
+            metered,
         })
     }
 
@@ -456,6 +463,14 @@ impl Running {
             billed_duration_ms: report::billed_ms(duration),
             max_memory_used_mb,
             log,
+            egress_sent_bytes: self
+                .metered
+                .as_ref()
+                .map_or(0, |m| m.sent.load(Ordering::Relaxed)),
+            egress_received_bytes: self
+                .metered
+                .as_ref()
+                .map_or(0, |m| m.received.load(Ordering::Relaxed)),
         })
     }
 }

@@ -59,6 +59,8 @@ impl Runner for EchoRunner {
                 billed_duration_ms: 2,
                 max_memory_used_mb: 1,
                 log: b"hello from the runner\n".to_vec(),
+                egress_sent_bytes: 0,
+                egress_received_bytes: 0,
             })
         })
     }
