@@ -275,3 +275,42 @@ fn the_mayfly_egress_tag_narrows_the_hosts_rules_and_never_widens_them() {
     assert!(message.contains("is not a port"), "{message}");
     s.assert_no_qemu();
 }
+
+#[test]
+fn a_guest_opening_hundreds_of_connections_gets_its_cap_and_the_host_stays_healthy() {
+    // A server that accepts and holds every connection.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            keep.lock().unwrap().push(stream);
+        }
+    });
+    let out = mayfly()
+        .args(["exec", "--egress", &format!("host.mayfly.internal:{port}")])
+        .arg(program("connect_flood"))
+        .args(["--", "10.0.2.2", &port.to_string(), "300"])
+        .output()
+        .expect("run mayfly exec");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    // 32 at once (mayfly_vm::egress::EgressLimits), the rest refused, and
+    // the log says so a bounded number of times.
+    assert!(stdout.contains("opened 32 refused 268"), "{stdout}");
+    let lines = stderr.matches("connections open, its limit").count();
+    assert!((1..=64).contains(&lines), "{lines} lines:\n{stderr}");
+    assert!(
+        stderr.contains("further egress refusals are not logged"),
+        "{stderr}"
+    );
+    // The host side opened no more than the cap either.
+    assert!(held.lock().unwrap().len() <= 32);
+    // And it still serves: a fresh VM fetches from a loopback server.
+    let port = http_server("still fine");
+    let (code, stdout, stderr) = fetch(&[format!("host.mayfly.internal:{port}")], port);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("body: still fine"), "{stdout}");
+}
