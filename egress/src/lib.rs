@@ -23,6 +23,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod dns;
 mod policy;
 mod rule;
 

@@ -109,6 +109,7 @@ fn write_pack(program: &Path, name: &str, dir: Option<&Path>, out: &Path) -> Res
             .map_err(|e| format!("--dir {}: {e}", dir.display()))?,
         None => builder.add_dir(TASK_DIR, 0o755).map_err(packed)?,
     }
+    builder.add_name_service().map_err(packed)?;
     let mut file =
         std::fs::File::create(out).map_err(|e| format!("cannot write the package: {e}"))?;
     builder.write_host(&mut file).map_err(packed)?;

@@ -38,6 +38,11 @@ fn http_server(body: &'static str) -> u16 {
 /// `mayfly exec [--egress RULE]... fetch -- 10.0.2.2 PORT /`: status,
 /// stdout, stderr.
 fn fetch(rules: &[String], port: u16) -> (Option<i32>, String, String) {
+    fetch_from(rules, "10.0.2.2", port)
+}
+
+/// `mayfly exec [--egress RULE]... fetch -- HOST PORT /`.
+fn fetch_from(rules: &[String], host: &str, port: u16) -> (Option<i32>, String, String) {
     let mut command = mayfly();
     command.arg("exec");
     for rule in rules {
@@ -45,7 +50,7 @@ fn fetch(rules: &[String], port: u16) -> (Option<i32>, String, String) {
     }
     let out = command
         .arg(program("fetch"))
-        .args(["--", "10.0.2.2", &port.to_string(), "/"])
+        .args(["--", host, &port.to_string(), "/"])
         .output()
         .expect("run mayfly exec");
     (
@@ -313,4 +318,19 @@ fn a_guest_opening_hundreds_of_connections_gets_its_cap_and_the_host_stays_healt
     let (code, stdout, stderr) = fetch(&[format!("host.mayfly.internal:{port}")], port);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("body: still fine"), "{stdout}");
+}
+
+#[test]
+fn names_resolve_through_the_guests_hosts_file_and_the_hosts_dns_under_the_policy() {
+    let port = http_server("hello by name");
+    // /etc/hosts names the host's address.
+    let rule = format!("host.mayfly.internal:{port}");
+    let (code, stdout, stderr) = fetch_from(&[rule], "host.mayfly.internal", port);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("body: hello by name"), "{stdout}");
+    // A name no rule names: the host's DNS (over TCP, as resolv.conf asks)
+    // answers NXDOMAIN; an unreachable DNS would be a temporary failure.
+    let (code, stdout, _) = fetch_from(&[], "db.example.com", 80);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("Name or service not known"), "{stdout}");
 }

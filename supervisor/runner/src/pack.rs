@@ -260,6 +260,37 @@ impl PackBuilder {
         })
     }
 
+    /// A regular file holding `bytes`.
+    pub fn add_bytes(&mut self, path: &str, mode: u32, bytes: &[u8]) -> Result<(), PackWriteError> {
+        self.add(Entry {
+            path: path.to_string(),
+            kind: EntryKind::File,
+            mode: mode & 0o7777,
+            size: bytes.len() as u64,
+            data: Data::Bytes(bytes.to_vec()),
+        })
+    }
+
+    /// The guest's name service: `/etc/resolv.conf` (the host's DNS on the
+    /// private network, over TCP: `options use-vc`), `/etc/hosts`
+    /// (`localhost`, and [`HOST_NAME`](mayfly_egress::HOST_NAME) at the
+    /// host's address) and `/etc/nsswitch.conf` (files, then DNS). They
+    /// are Mayfly's, so they do not count against the package's cap.
+    pub fn add_name_service(&mut self) -> Result<(), PackWriteError> {
+        let [a, b, c, d] = mayfly_proto::net::HOST_IP;
+        let host = format!("{a}.{b}.{c}.{d}");
+        let resolv = format!("nameserver {host}\noptions use-vc\n");
+        let hosts = format!(
+            "127.0.0.1 localhost\n::1 localhost\n{host} {}\n",
+            mayfly_egress::HOST_NAME
+        );
+        let nsswitch = b"hosts: files dns\n";
+        self.cap += (resolv.len() + hosts.len() + nsswitch.len()) as u64;
+        self.add_bytes("etc/resolv.conf", 0o644, resolv.as_bytes())?;
+        self.add_bytes("etc/hosts", 0o644, hosts.as_bytes())?;
+        self.add_bytes("etc/nsswitch.conf", 0o644, nsswitch)
+    }
+
     /// A symbolic link to `target`.
     pub fn add_symlink(&mut self, path: &str, target: &[u8]) -> Result<(), PackWriteError> {
         if target.len() > MAX_SYMLINK_TARGET {
@@ -535,6 +566,7 @@ pub fn write_zip_pack<R: Read + Seek>(
 ) -> Result<tempfile::NamedTempFile, PackWriteError> {
     let mut builder = PackBuilder::new(cap);
     builder.add_zip(archive, TASK_DIR)?;
+    builder.add_name_service()?;
     let mut temp = tempfile::Builder::new()
         .prefix(".packing-")
         .tempfile_in(dir)

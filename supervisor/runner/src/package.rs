@@ -228,6 +228,7 @@ pub fn load(path: &Path) -> Result<Image, PackageError> {
         builder
             .add_host_file(&format!("{TASK_DIR}/bootstrap"), 0o755, len, path)
             .map_err(pack_err)?;
+        builder.add_name_service().map_err(pack_err)?;
         let pack_path = temp.path().join("package.pack");
         let mut out = File::create(&pack_path).map_err(extract_err)?;
         builder.write_host(&mut out).map_err(pack_err)?;

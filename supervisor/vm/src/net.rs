@@ -337,7 +337,7 @@ impl HostStack {
         self.iface.set_any_ip(true);
         let _ = self.iface.routes_mut().add_default_ipv4_route(host);
         self.device.egress_from = Some((host, self.port));
-        let egress = Egress::new(config, host);
+        let egress = Egress::new(config, host, &mut self.sockets);
         let metered = egress.metered();
         self.egress = Some(egress);
         metered

@@ -14,6 +14,8 @@
 //! channels, so a side that does not read stops the other (TCP's window
 //! does the rest). A failed host connection is answered with a reset too.
 //!
+//! The guest's DNS is served here too (see [`dns`]).
+//!
 //! What a VM can hold here is bounded: [`EgressLimits::max_connections`]
 //! connections at once, each with two [`SOCKET_BUFFER_BYTES`] socket
 //! buffers and [`CHANNEL_CHUNKS`] chunks of at most [`CHUNK_BYTES`] each
@@ -108,7 +110,8 @@ fn egress_syn(frame: &[u8], host: Ipv4Addr, api_port: u16) -> Option<Flow> {
         return None;
     }
     let address = ip.dst_addr();
-    if address == host && tcp.dst_port() == api_port {
+    if address == host && (tcp.dst_port() == api_port || tcp.dst_port() == dns::PORT) {
+        // The runtime API and the guest's DNS: the host stack's own.
         return None;
     }
     Some(Flow {
@@ -173,12 +176,16 @@ pub struct Egress {
     metered: Arc<Metered>,
     /// Lines written to the log so far.
     notes: usize,
+    /// The guest's DNS.
+    dns: dns::DnsServer,
 }
 
 impl Egress {
-    /// Egress for a VM whose host side has address `host`.
-    pub fn new(config: EgressConfig, host: Ipv4Addr) -> Egress {
+    /// Egress for a VM whose host side has address `host`, its DNS
+    /// server's sockets added to `sockets`.
+    pub fn new(config: EgressConfig, host: Ipv4Addr, sockets: &mut SocketSet<'static>) -> Egress {
         Egress {
+            dns: dns::DnsServer::new(host, sockets),
             config,
             host,
             pending: Vec::new(),
@@ -342,7 +349,7 @@ impl Egress {
     /// closes what either side closed and drops what is over; whether
     /// anything happened.
     pub fn serve(&mut self, sockets: &mut SocketSet<'static>) -> bool {
-        let mut progressed = false;
+        let mut progressed = self.dns.serve(sockets, &mut self.config.policy, &self.wake);
         let metered = self.metered.clone();
         self.relays.retain_mut(|relay| {
             let socket = sockets.get_mut::<tcp::Socket>(relay.handle);
@@ -454,6 +461,7 @@ async fn relay(
     }
 }
 
+mod dns;
+
 #[cfg(test)]
-#[path = "egress_tests.rs"]
 mod tests;

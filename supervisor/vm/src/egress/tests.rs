@@ -222,3 +222,85 @@ async fn connections_beyond_the_cap_are_refused() {
         format!("egress to 10.0.2.2:{port} refused: the VM has 2 connections open, its limit")
     );
 }
+
+/// A DNS query for `name`, type A, length-prefixed for TCP.
+fn dns_query(name: &str) -> Vec<u8> {
+    let mut q = vec![0x42, 0x24, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    framed
+}
+
+/// Asks the host's DNS (10.0.2.2:53 over TCP) about `name`: the answer's
+/// response code and its IPv4 addresses.
+async fn resolve(guest: &mut Guest, name: &str, local_port: u16) -> (u8, Vec<Ipv4Addr>) {
+    let conn = guest.connect_to(HOST, 53, local_port);
+    let query = dns_query(name);
+    let mut sent = 0;
+    let mut received = Vec::new();
+    pump(guest, |g| {
+        let socket = g.sockets.get_mut::<tcp::Socket>(conn);
+        if sent < query.len() && socket.can_send() {
+            sent += socket.send_slice(&query[sent..]).unwrap();
+        }
+        while socket.can_recv() {
+            socket
+                .recv(|d| {
+                    received.extend_from_slice(d);
+                    (d.len(), ())
+                })
+                .unwrap();
+        }
+        let whole = received.len() >= 2
+            && received.len() >= 2 + usize::from(u16::from_be_bytes([received[0], received[1]]));
+        if whole && socket.is_open() {
+            // As a stub resolver does: one question, then the connection
+            // goes (the host's server has two).
+            socket.close();
+        }
+        whole && matches!(socket.state(), tcp::State::TimeWait | tcp::State::Closed)
+    })
+    .await;
+    let message = &received[2..];
+    assert_eq!(&message[..2], &[0x42, 0x24], "the query's id");
+    let rcode = message[3] & 0xf;
+    let count = usize::from(u16::from_be_bytes([message[6], message[7]]));
+    let addresses = (0..count)
+        .map(|i| {
+            let at = message.len() - (count - i) * 16 + 12;
+            Ipv4Addr::new(
+                message[at],
+                message[at + 1],
+                message[at + 2],
+                message[at + 3],
+            )
+        })
+        .collect();
+    (rcode, addresses)
+}
+
+#[tokio::test]
+async fn the_guests_dns_answers_only_what_the_policy_lets_it_reach() {
+    let (mut guest, _, _) = start(
+        &["localhost:80", "*.example.com:443"],
+        vec![],
+        EgressLimits::default(),
+    );
+    // The host's own name is its address on the private network.
+    assert_eq!(
+        resolve(&mut guest, "host.mayfly.internal", 50100).await,
+        (0, vec![HOST])
+    );
+    // A name no rule names: NXDOMAIN, without a lookup.
+    assert_eq!(
+        resolve(&mut guest, "db.example.org", 50101).await,
+        (3, vec![])
+    );
+    // A name the rules name, resolved by the host: loopback is never given.
+    assert_eq!(resolve(&mut guest, "localhost", 50102).await, (0, vec![]));
+}
