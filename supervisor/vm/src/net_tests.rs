@@ -72,6 +72,33 @@ impl Guest {
         self.sockets.add(socket)
     }
 
+    /// Sends what is left of `request` (from `*sent`) and takes what
+    /// arrived on `handle` into `received`; whether any byte moved.
+    pub(crate) fn move_bytes(
+        &mut self,
+        handle: SocketHandle,
+        request: &[u8],
+        sent: &mut usize,
+        received: &mut Vec<u8>,
+    ) -> bool {
+        let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+        let mut moved = false;
+        if *sent < request.len() && socket.can_send() {
+            *sent += socket.send_slice(&request[*sent..]).unwrap();
+            moved = true;
+        }
+        while socket.can_recv() {
+            socket
+                .recv(|data| {
+                    received.extend_from_slice(data);
+                    (data.len(), ())
+                })
+                .unwrap();
+            moved = true;
+        }
+        moved
+    }
+
     /// Polls the interface once; whether anything happened.
     pub(crate) fn poll(&mut self) -> bool {
         let now = self.now();
@@ -90,21 +117,8 @@ impl Guest {
             );
             let now = self.now();
             let polled = self.iface.poll(now, &mut self.device, &mut self.sockets);
-            let socket = self.sockets.get_mut::<tcp::Socket>(handle);
-            let mut progressed = polled == PollResult::SocketStateChanged;
-            if socket.can_send() && sent < request.len() {
-                sent += socket.send_slice(&request[sent..]).unwrap();
-                progressed = true;
-            }
-            while socket.can_recv() {
-                socket
-                    .recv(|data| {
-                        received.extend_from_slice(data);
-                        (data.len(), ())
-                    })
-                    .unwrap();
-                progressed = true;
-            }
+            let moved = self.move_bytes(handle, request, &mut sent, &mut received);
+            let progressed = polled == PollResult::SocketStateChanged || moved;
             if let Some(len) = complete_response_len(&received) {
                 assert_eq!(len, received.len(), "more than one response");
                 return received;

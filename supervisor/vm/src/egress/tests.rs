@@ -96,18 +96,8 @@ async fn exchange(guest: &mut Guest, handle: SocketHandle, request: &[u8]) -> Op
     let mut received = Vec::new();
     let mut refused = false;
     pump(guest, |g| {
+        g.move_bytes(handle, request, &mut sent, &mut received);
         let socket = g.sockets.get_mut::<tcp::Socket>(handle);
-        if sent < request.len() && socket.can_send() {
-            sent += socket.send_slice(&request[sent..]).unwrap();
-        }
-        while socket.can_recv() {
-            socket
-                .recv(|data| {
-                    received.extend_from_slice(data);
-                    (data.len(), ())
-                })
-                .unwrap();
-        }
         match socket.state() {
             tcp::State::Closed => {
                 refused = sent == 0;
@@ -244,18 +234,8 @@ async fn resolve(guest: &mut Guest, name: &str, local_port: u16) -> (u8, Vec<Ipv
     let mut sent = 0;
     let mut received = Vec::new();
     pump(guest, |g| {
+        g.move_bytes(conn, &query, &mut sent, &mut received);
         let socket = g.sockets.get_mut::<tcp::Socket>(conn);
-        if sent < query.len() && socket.can_send() {
-            sent += socket.send_slice(&query[sent..]).unwrap();
-        }
-        while socket.can_recv() {
-            socket
-                .recv(|d| {
-                    received.extend_from_slice(d);
-                    (d.len(), ())
-                })
-                .unwrap();
-        }
         let whole = received.len() >= 2
             && received.len() >= 2 + usize::from(u16::from_be_bytes([received[0], received[1]]));
         if whole && socket.is_open() {
