@@ -10,6 +10,7 @@ mod support;
 
 // `mayfly run` and `mayfly exec`.
 mod egress;
+mod egress_postgres;
 mod linux;
 mod linux_cargo_test;
 mod linux_examples;

@@ -1,8 +1,11 @@
 //! Makes sure the host tools are installed: Debian's `qemu-system-x86`
-//! (QEMU) and `musl-tools` (`musl-gcc`, which builds the C example Linux
-//! functions) are installed when missing and we are root; otherwise the
-//! error says exactly what to install.
+//! (QEMU), `musl-tools` (`musl-gcc`, which builds the C example Linux
+//! functions), `golang-go` (the Go one) and `postgresql` (the database
+//! the end-to-end tests write into through egress) are installed when
+//! missing and we are root; otherwise the error says exactly what to
+//! install.
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -105,19 +108,19 @@ pub fn ensure_musl() -> Result<()> {
         "musl-gcc",
         "the C example Linux functions are built with it",
         "musl-tools",
-        "MAYFLY_MUSL_GCC",
+        "set MAYFLY_MUSL_GCC to a musl-gcc",
     )
 }
 
 /// Installs Debian's `package` when `present` says the tool `tool` (which
-/// `why` is needed for, and `env` may name instead) is missing; fails with
-/// instructions if it cannot.
+/// `why` is needed for, and `instead` says how to name another) is
+/// missing; fails with instructions if it cannot.
 fn ensure_tool(
     present: fn() -> bool,
     tool: &str,
     why: &str,
     package: &str,
-    env: &str,
+    instead: &str,
 ) -> Result<()> {
     if present() {
         return Ok(());
@@ -126,7 +129,7 @@ fn ensure_tool(
         bail!(
             "{tool} is not installed ({why}). As root, run:\n  \
              apt-get update && apt-get install -y {package}\n\
-             (or set {env} to a {tool})"
+             (or {instead})"
         );
     }
     eprintln!("xtask: {tool} is missing; installing {package} with apt-get");
@@ -137,12 +140,14 @@ fn ensure_tool(
     Ok(())
 }
 
-/// Everything `cargo xtask bootstrap` installs: QEMU, musl-gcc and Go. The
-/// package index is updated at most once, before the first install.
+/// Everything `cargo xtask bootstrap` installs: QEMU, musl-gcc, Go and
+/// PostgreSQL. The package index is updated at most once, before the
+/// first install.
 pub fn ensure_host_tools() -> Result<()> {
     ensure_qemu()?;
     ensure_musl()?;
-    ensure_go()
+    ensure_go()?;
+    ensure_postgres()
 }
 
 /// The Go compiler: `$MAYFLY_GO`, or `go`.
@@ -166,7 +171,45 @@ pub fn ensure_go() -> Result<()> {
         "go",
         "the Go example Linux function is built with it",
         "golang-go",
-        "MAYFLY_GO",
+        "set MAYFLY_GO to a go",
+    )
+}
+
+/// PostgreSQL's programs (`initdb`, `pg_ctl`, `postgres`, `psql`):
+/// `$MAYFLY_PG_BIN`, or the newest of Debian's
+/// `/usr/lib/postgresql/<version>/bin` (the end-to-end tests look there
+/// the same way).
+pub fn pg_bin() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("MAYFLY_PG_BIN") {
+        return Some(dir.into());
+    }
+    std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse::<u32>().ok()?, e.path())))
+        .max()
+        .map(|(_, dir)| dir.join("bin"))
+}
+
+/// Whether PostgreSQL's server and client programs are there.
+pub fn has_postgres() -> bool {
+    pg_bin().is_some_and(|bin| {
+        ["initdb", "pg_ctl", "postgres", "psql"]
+            .iter()
+            .all(|p| bin.join(p).is_file())
+    })
+}
+
+/// Installs Debian's `postgresql` if needed (an end-to-end test runs a
+/// real server that a Linux function writes into through egress); fails
+/// with instructions if it cannot.
+pub fn ensure_postgres() -> Result<()> {
+    ensure_tool(
+        has_postgres,
+        "PostgreSQL",
+        "an end-to-end test writes into a real PostgreSQL through egress",
+        "postgresql",
+        "set MAYFLY_PG_BIN to the directory of its initdb, pg_ctl, postgres and psql",
     )
 }
 

@@ -56,6 +56,7 @@ enum Build {
 const LINUX_EXAMPLES: &[(&str, Build)] = &[
     ("rust-echo", Build::Rust),
     ("rust-echo-mt", Build::Rust),
+    ("rust-pg", Build::Rust),
     ("rust-probe", Build::Rust),
     ("rust-wordcount", Build::Rust),
     ("c-echo", Build::C("c-echo/echo.c")),

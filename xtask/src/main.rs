@@ -20,8 +20,8 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  bootstrap   install QEMU (qemu-system-x86) and musl-gcc (musl-tools) if
-              they are missing
+  bootstrap   install QEMU (qemu-system-x86), musl-gcc (musl-tools), Go
+              (golang-go) and PostgreSQL (postgresql) if they are missing
   images      build every function image into target/images/<name>.{elf,zip},
               the kernel for Linux functions (linux.elf) and the example Linux
               functions (examples/linux/) into target/images/<name>{,.zip}
@@ -29,8 +29,8 @@ tasks:
               images, with the guest's target and flags
   demo        build everything, start `mayfly serve` with the example functions,
               invoke each once, keep serving until Ctrl-C (`--once`: stop after)
-  test        bootstrap (QEMU, musl-gcc, and the AWS CLI and boto3 the tests drive),
-              build the images, run every test
+  test        bootstrap (QEMU, musl-gcc, Go, PostgreSQL, and the AWS CLI and
+              boto3 the tests drive), build the images, run every test
   bench-run   time `mayfly run` echo against the QEMU floor (20 runs each)
   bench       the isolation-overhead benchmark: every row, report in target/bench/
               (--quick: a reduced run; --only wordcount: the CPU-bound word count
