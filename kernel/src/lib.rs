@@ -38,6 +38,7 @@ mod percpu;
 pub mod raw;
 mod runtime;
 pub mod sdk;
+pub mod tcp;
 mod virtio;
 
 pub use boot::BootInfo;

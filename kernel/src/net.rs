@@ -175,6 +175,10 @@ impl Connection {
         port: u16,
     ) -> Result<Connection, NetError> {
         let (phy, mut iface) = bring_up(transport, mac, ip, prefix_len)?;
+        // Other networks through the host (egress, under its policy).
+        let _ = iface
+            .routes_mut()
+            .add_default_ipv4_route(Ipv4Address::from(host));
         let mut socket = tcp::Socket::new(
             tcp::SocketBuffer::new(vec![0; TCP_BUFFER_BYTES]),
             tcp::SocketBuffer::new(vec![0; TCP_BUFFER_BYTES]),
@@ -292,6 +296,27 @@ impl Connection {
         );
         socket
             .connect(self.iface.context(), self.remote, local_port)
+            .map_err(|_| NetError::Connect)?;
+        Ok(self.sockets.add(socket))
+    }
+
+    /// Opens a connection to `remote` from `local_port` with buffers of
+    /// `buffer_bytes` each way, without waiting for it to be established
+    /// (the SDK's [`TcpStream`](crate::tcp::TcpStream)).
+    pub(crate) fn open_to(
+        &mut self,
+        remote: (IpAddress, u16),
+        local_port: u16,
+        buffer_bytes: usize,
+    ) -> Result<SocketHandle, NetError> {
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; buffer_bytes]),
+            tcp::SocketBuffer::new(vec![0; buffer_bytes]),
+        );
+        socket.set_ack_delay(None);
+        socket.set_nagle_enabled(false);
+        socket
+            .connect(self.iface.context(), remote, local_port)
             .map_err(|_| NetError::Connect)?;
         Ok(self.sockets.add(socket))
     }

@@ -334,3 +334,44 @@ fn names_resolve_through_the_guests_hosts_file_and_the_hosts_dns_under_the_polic
     assert_eq!(code, Some(1), "{stdout}");
     assert!(stdout.contains("Name or service not known"), "{stdout}");
 }
+
+#[test]
+fn a_native_function_reaches_the_host_with_the_sdks_tcp_client_under_the_policy() {
+    let port = http_server("hello, native");
+    let zip = crate::support::image_path("fetcher.zip");
+    let event = serde_json::json!({ "port": port }).to_string();
+    // Allowed: the body comes back.
+    let s = serve_with(&[format!("host.mayfly.internal:{port}")]);
+    s.create("native-fetcher", &zip, &[]);
+    let (meta, payload) = s.invoke("native-fetcher", &["--payload", &event]);
+    assert!(meta.get("FunctionError").is_none(), "{meta}");
+    let answer = crate::support::payload_json(&payload);
+    assert_eq!(answer["status"], "HTTP/1.0 200 OK", "{answer}");
+    assert_eq!(answer["body"], "hello, native", "{answer}");
+    s.assert_no_qemu();
+    // No rule: the connection is refused, the handler's error says so, and
+    // the log names the refusal.
+    let s = serve_with(&[]);
+    s.create("native-fetcher", &zip, &[]);
+    let (meta, payload) = s.invoke(
+        "native-fetcher",
+        &["--payload", &event, "--log-type", "Tail"],
+    );
+    assert_eq!(meta["FunctionError"], "Unhandled", "{meta}");
+    let answer = crate::support::payload_json(&payload);
+    assert_eq!(answer["errorType"], "Mayfly.TcpError", "{answer}");
+    assert_eq!(
+        answer["errorMessage"],
+        format!("connection to 10.0.2.2:{port} refused"),
+        "{answer}"
+    );
+    let log = String::from_utf8_lossy(&crate::support::fixtures::b64decode(
+        meta["LogResult"].as_str().unwrap(),
+    ))
+    .into_owned();
+    assert!(
+        log.contains(&format!("egress to 10.0.2.2:{port} refused by policy")),
+        "{log}"
+    );
+    s.assert_no_qemu();
+}

@@ -30,6 +30,7 @@ pub const IMAGES: &[&str] = &[
     "wordcount",
     "misbehave",
     "recorder",
+    "fetcher",
     "hostile",
 ];
 const TARGET: &str = "x86_64-unknown-linux-gnu";
