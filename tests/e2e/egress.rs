@@ -375,3 +375,83 @@ fn a_native_function_reaches_the_host_with_the_sdks_tcp_client_under_the_policy(
     );
     s.assert_no_qemu();
 }
+
+#[test]
+fn warm_vms_are_replaced_when_the_functions_egress_tag_changes() {
+    let port = http_server("hello, warm");
+    let s = serve_with(&[format!("host.mayfly.internal:{port}")]);
+    let zip = crate::linux::function_zip(s.tmp(), &program("runtime_loop"));
+    s.create("warm-fetcher", &zip, &[]);
+    s.aws(&["publish-version", "--function-name", "warm-fetcher"])
+        .ok();
+    s.aws(&[
+        "put-provisioned-concurrency-config",
+        "--function-name",
+        "warm-fetcher",
+        "--qualifier",
+        "1",
+        "--provisioned-concurrent-executions",
+        "1",
+    ])
+    .ok();
+    let ready = || {
+        let started = std::time::Instant::now();
+        loop {
+            let config = s
+                .aws(&[
+                    "get-provisioned-concurrency-config",
+                    "--function-name",
+                    "warm-fetcher",
+                    "--qualifier",
+                    "1",
+                ])
+                .ok();
+            if config["Status"] == "READY"
+                && config["AvailableProvisionedConcurrentExecutions"] == 1
+            {
+                return;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "{config}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    ready();
+    let qualified = "warm-fetcher:1";
+    let (answer, log) = invoke_fetch(&s, qualified, port);
+    assert_eq!(answer["fetched"], "hello, warm", "{answer}\n{log}");
+    assert!(!log.contains("Init Duration"), "not a warm invoke:\n{log}");
+    // The tag now leaves the port out: the warm VM booted under the old
+    // policy is replaced, and the next invoke (warm again) is refused.
+    let arn = function_arn("warm-fetcher");
+    let tag = serde_json::json!({"mayfly:egress": format!("host.mayfly.internal:{}", port + 1)});
+    s.aws(&[
+        "tag-resource",
+        "--resource",
+        &arn,
+        "--tags",
+        &tag.to_string(),
+    ])
+    .ok();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    ready();
+    let (answer, log) = invoke_fetch(&s, qualified, port);
+    assert_eq!(
+        answer["error"], "Connection refused (os error 111)",
+        "{answer}\n{log}"
+    );
+    assert!(
+        log.contains(&format!("egress to 10.0.2.2:{port} refused by policy")),
+        "{log}"
+    );
+    s.aws(&[
+        "delete-provisioned-concurrency-config",
+        "--function-name",
+        "warm-fetcher",
+        "--qualifier",
+        "1",
+    ])
+    .ok();
+}

@@ -50,6 +50,9 @@ pub struct PooledVm {
     vm: Box<dyn WarmVm>,
     slot: Slot,
     version: FunctionVersion,
+    /// The egress it booted with: a VM whose function's policy changed
+    /// since (its `mayfly:egress` tag) is replaced.
+    egress: EgressPlan,
     /// The pool to refill once this VM's invocation is over.
     taken_from: Option<Arc<Pool>>,
 }
@@ -351,7 +354,7 @@ async fn boot_one(
         env: settings.env,
         function_name: version.name.clone(),
         function_version: version.version.clone(),
-        egress: Some(egress),
+        egress: Some(egress.clone()),
     };
     let vm = runner.boot(template).await.map_err(|e| e.to_string())?;
     tracing::debug!(function = %version.name, version = %version.version,
@@ -360,6 +363,7 @@ async fn boot_one(
         vm,
         slot,
         version,
+        egress,
         taken_from: None,
     })
 }
@@ -376,11 +380,15 @@ async fn reconcile(pools: Arc<WarmPools>, pool: Arc<Pool>) {
     let mut not_before = Instant::now();
     let mut written: Option<Written> = None;
     let mut checked: Option<Instant> = None;
+    let mut egress_now: Option<EgressPlan> = None;
     loop {
         if checked.is_none_or(|at| at.elapsed() >= CHECK_EVERY) {
             checked = Some(Instant::now());
             match pools.lookup(&pool.key).await {
                 Ok(Some((requested, version))) => {
+                    // The function's egress (its tag) may have changed: read
+                    // before the pool is locked.
+                    let plan = crate::launch::egress_plan(&pools.store, &pools.egress, &function);
                     let mut inner = lock(&pool.inner);
                     if inner.requested != requested {
                         inner.requested = requested;
@@ -392,6 +400,13 @@ async fn reconcile(pools: Arc<WarmPools>, pool: Arc<Pool>) {
                         inner.ready.clear();
                         // Boots in flight finish as the old version and are dropped.
                     }
+                    let before = inner.ready.len();
+                    inner.ready.retain(|w| w.egress == plan);
+                    if inner.ready.len() < before {
+                        tracing::info!(%function, qualifier = %pool.key.1,
+                            "the function's egress changed: replacing the warm VMs");
+                    }
+                    egress_now = Some(plan);
                     current = Some(version);
                 }
                 Ok(None) => {
@@ -475,7 +490,11 @@ async fn reconcile(pools: Arc<WarmPools>, pool: Arc<Pool>) {
                         last_error = None;
                         let mut inner = lock(&pool.inner);
                         let wanted = inner.ready.len() < inner.requested as usize;
-                        if wanted && current.as_ref().is_some_and(|c| same_version(c, &warm.version)) {
+                        let same_egress = egress_now.as_ref().is_none_or(|e| *e == warm.egress);
+                        if wanted
+                            && same_egress
+                            && current.as_ref().is_some_and(|c| same_version(c, &warm.version))
+                        {
                             inner.ready.push_back(warm);
                         }
                     }
