@@ -56,16 +56,17 @@ pub fn disposition(handler: u64, signal: u8, mask: u64) -> Disposition {
 
 /// Whether syscall `nr` with `args`, interrupted by a handler installed
 /// with `sa_flags`, is made again once the handler returns (as Linux's
-/// ERESTARTSYS); otherwise it answers EINTR. poll, select, the sleeps and
-/// epoll_wait (and their variants) never are (ERESTARTNOHAND,
-/// ERESTART_RESTARTBLOCK), nor a futex wait with a timeout.
+/// ERESTARTSYS); otherwise it answers EINTR. poll, select, the sleeps,
+/// epoll_wait and rt_sigsuspend (and their variants) never are
+/// (ERESTARTNOHAND, ERESTART_RESTARTBLOCK), nor a futex wait with a
+/// timeout.
 pub fn restarts_after_handler(sa_flags: u64, nr: u64, args: &[u64; 6]) -> bool {
     const FUTEX: u64 = 202;
     const FUTEX_WAIT: u64 = 0;
     const FUTEX_WAIT_BITSET: u64 = 9;
     let op = args[1] & 0x7f;
     let timed_futex = nr == FUTEX && (op == FUTEX_WAIT || op == FUTEX_WAIT_BITSET) && args[3] != 0;
-    let never = matches!(nr, 7 | 23 | 35 | 230 | 232 | 270 | 271 | 281);
+    let never = matches!(nr, 7 | 23 | 35 | 130 | 230 | 232 | 270 | 271 | 281);
     sa_flags & SA_RESTART != 0 && !never && !timed_futex
 }
 
@@ -104,7 +105,7 @@ mod tests {
         let read = [3, 0, 0, 0, 0, 0];
         assert!(restarts_after_handler(SA_RESTART, 0, &read));
         assert!(!restarts_after_handler(0, 0, &read));
-        for never in [7, 23, 35, 230, 232, 270, 271, 281] {
+        for never in [7, 23, 35, 130, 230, 232, 270, 271, 281] {
             assert!(!restarts_after_handler(SA_RESTART, never, &read), "{never}");
         }
         let futex_wait = |timeout| [0x1000, 0x80, 1, timeout, 0, 0];

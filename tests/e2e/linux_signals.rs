@@ -128,6 +128,11 @@ fn signals_sent_with_pthread_kill_reach_handlers_restart_reads_and_wait_while_bl
             lines[5], "ppoll: returned -1 errno 4 handler 1 early true mask restored true",
             "{stdout}"
         );
+        assert_eq!(
+            lines[6],
+            "sigsuspend: pending shown true returned -1 errno 4 handler 1 mask restored true",
+            "{stdout}"
+        );
     }
 }
 

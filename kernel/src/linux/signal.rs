@@ -218,15 +218,17 @@ pub fn deliver_pending(p: &mut Process, ctx: &mut Context, fx: &[u8; 512]) -> bo
 /// SIGKILL's and SIGSTOP's bits: never blocked.
 const UNBLOCKABLE: u64 = (1 << 8) | (1 << 18);
 
-/// ppoll, pselect6 and epoll_pwait wait with the signal mask they are
-/// given (so a program can unblock a signal for the wait alone, without a
-/// race): sets it for the running thread, keeping its own until
+/// rt_sigsuspend, ppoll, pselect6 and epoll_pwait wait with the signal
+/// mask they are given (so a program can unblock a signal for the wait
+/// alone, without a race): sets it for the running thread, keeping its own until
 /// [`restore_wait_mask`] (or a handler's frame, which records it).
 pub fn set_wait_mask(p: &mut Process, nr: u64, a: &[u64; 6]) -> SysResult<()> {
+    const RT_SIGSUSPEND: u64 = 130;
     const PSELECT6: u64 = 270;
     const PPOLL: u64 = 271;
     const EPOLL_PWAIT: u64 = 281;
     let (addr, size) = match nr {
+        RT_SIGSUSPEND => (a[0], a[1]),
         PSELECT6 if a[5] != 0 => {
             let raw = p.read_array::<16>(a[5])?;
             (get(&raw, 0), get(&raw, 8))
@@ -323,6 +325,17 @@ pub fn rt_sigprocmask(p: &mut Process, a: &[u64; 6]) -> SysResult {
     if a[2] != 0 {
         p.write_user(a[2], &old.to_le_bytes())?;
     }
+    Ok(0)
+}
+
+/// rt_sigpending: the thread's pending signals that its mask blocks.
+pub fn rt_sigpending(p: &mut Process, a: &[u64; 6]) -> SysResult {
+    if a[1] != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let thread = sched::current();
+    let mask = thread.saved_sigmask.unwrap_or(thread.sigmask);
+    p.write_user(a[0], &(thread.pending & mask).to_le_bytes())?;
     Ok(0)
 }
 

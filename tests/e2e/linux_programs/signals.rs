@@ -3,7 +3,8 @@
 //! syscall gets its signal (on its own thread) within milliseconds; a
 //! blocked signal waits until it is unblocked; a read a handler interrupts
 //! is made again under SA_RESTART and fails with EINTR without it; ppoll
-//! waits under the mask it is given, and the thread's own comes back.
+//! waits under the mask it is given, and the thread's own comes back, as
+//! sigsuspend does; sigpending shows a blocked signal.
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,8 @@ extern "C" {
     fn write(fd: i32, buf: *const u8, n: usize) -> isize;
     fn gettid() -> i32;
     fn ppoll(fds: *mut u8, n: u64, timeout: *const [i64; 2], mask: *const [u64; 16]) -> i32;
+    fn sigsuspend(mask: *const [u64; 16]) -> i32;
+    fn sigpending(set: *mut [u64; 16]) -> i32;
     fn __errno_location() -> *mut i32;
 }
 
@@ -118,6 +121,37 @@ fn main() {
         println!("{name}: read returned {n} errno {errno}");
     }
     ppoll_under_its_own_mask();
+    suspend_and_pending();
+}
+
+fn suspend_and_pending() {
+    let mut usr1 = [0u64; 16];
+    usr1[0] = 1 << (SIGUSR1 - 1);
+    let mut old = [0u64; 16];
+    // SAFETY: valid sigsets; SIG_BLOCK.
+    unsafe { sigprocmask(0, &usr1, &mut old) };
+    let before = HITS.load(SeqCst);
+    // SAFETY: this thread, its handler installed; the signal stays pending.
+    unsafe { pthread_kill(pthread_self(), SIGUSR1) };
+    let mut pending = [0u64; 16];
+    // SAFETY: a valid sigset to fill.
+    unsafe { sigpending(&mut pending) };
+    let shown = pending[0] & usr1[0] != 0;
+    // SAFETY: sigsuspend with an empty mask: the pending signal's handler
+    // runs, then it returns -1 (EINTR).
+    let r = unsafe { sigsuspend(&[0u64; 16]) };
+    // SAFETY: errno is this thread's.
+    let errno = unsafe { *__errno_location() };
+    let mut now = [0u64; 16];
+    // SAFETY: only reads the mask.
+    unsafe { sigprocmask(0, std::ptr::null(), &mut now) };
+    println!(
+        "sigsuspend: pending shown {shown} returned {r} errno {errno} handler {} mask restored {}",
+        HITS.load(SeqCst) - before,
+        now[0] & usr1[0] != 0
+    );
+    // SAFETY: restores the mask from before.
+    unsafe { sigprocmask(2, &old, std::ptr::null_mut()) };
 }
 
 fn ppoll_under_its_own_mask() {

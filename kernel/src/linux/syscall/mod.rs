@@ -90,6 +90,8 @@ fn handler(nr: u64) -> Option<Handler> {
         102 | 107 => proc::getuid,
         104 | 108 => proc::getgid,
         110 => proc::getppid,
+        127 => proc::rt_sigpending,
+        130 => proc::rt_sigsuspend,
         131 => proc::sigaltstack,
         157 => proc::prctl,
         158 => proc::arch_prctl,

@@ -190,6 +190,19 @@ pub fn rt_sigprocmask(p: &mut Process, a: &Args) -> SysResult {
     signals::rt_sigprocmask(p, a)
 }
 
+/// rt_sigpending: the signals waiting for the thread that it blocks.
+pub fn rt_sigpending(p: &mut Process, a: &Args) -> SysResult {
+    signals::rt_sigpending(p, a)
+}
+
+/// rt_sigsuspend: waits, under the mask it is given, until a signal's
+/// handler runs; then EINTR, as always.
+pub fn rt_sigsuspend(_: &mut Process, _: &Args) -> SysResult {
+    // The dispatcher set the mask (`set_wait_mask`); a signal with a
+    // handler ends the wait with EINTR, and the frame restores the mask.
+    Err(Errno::ERESTARTNOINTR)
+}
+
 /// sigaltstack.
 pub fn sigaltstack(p: &mut Process, a: &Args) -> SysResult {
     signals::sigaltstack(p, a)
