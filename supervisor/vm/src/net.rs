@@ -32,7 +32,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::egress::{Egress, EgressConfig, Metered};
+use crate::egress::{Egress, EgressConfig, FrameKind, Metered};
 use crate::runtime_api::{ApiEvent, Connection, Now, RuntimeApi, Violation};
 use crate::sys;
 
@@ -205,16 +205,18 @@ impl phy::Device for FrameSocket {
             tracing::trace!(len = n, "frame from the VM");
             if let Some((host, api_port)) = self.egress_from {
                 let frame = &self.rx[..n.min(MAX_FRAME)];
-                if crate::egress::is_egress_syn(frame, host, api_port) {
-                    // SYNs count: a flood of them is work, not relaying.
-                    self.frames += 1;
-                    if self.frames <= self.max_frames {
-                        self.held.push(frame.to_vec());
+                match crate::egress::classify(frame, host, api_port) {
+                    FrameKind::EgressSyn => {
+                        self.frames += 1;
+                        if self.frames <= self.max_frames {
+                            self.held.push(frame.to_vec());
+                        }
+                        continue;
                     }
-                    continue;
-                }
-                if !crate::egress::counts_toward_limit(frame, host, api_port) {
-                    return Some((RxToken(&self.rx[..n.min(MAX_FRAME)]), TxToken(fd)));
+                    FrameKind::Relayed => {
+                        return Some((RxToken(&self.rx[..n.min(MAX_FRAME)]), TxToken(fd)));
+                    }
+                    FrameKind::Counted => {}
                 }
             }
             self.frames += 1;

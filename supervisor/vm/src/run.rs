@@ -12,6 +12,8 @@
 //! dropped) also ends with QEMU killed and reaped.
 
 use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -25,9 +27,6 @@ use mayfly_runner::report;
 
 use crate::accel::Accel;
 use crate::console::{self, CappedLog};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-
 use crate::egress::{EgressConfig, EgressLimits, Metered};
 use crate::jail::Jail;
 use crate::net::{self, HostAddress, HostStack, NetError};
@@ -185,11 +184,20 @@ impl Running {
         let (notes, notes_rx) = mpsc::unbounded_channel();
         let mut metered = None;
         if let Some(plan) = &template.egress {
+            // Without the host's addresses the policy could not keep them
+            // (and the API on them) out of reach: no egress at all then.
+            let (rules, host_addresses) = match sys::host_addresses() {
+                Ok(addresses) => (plan.host.clone(), addresses),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot list the host's addresses: egress refused");
+                    (mayfly_egress::Rules::default(), Vec::new())
+                }
+            };
             let policy = mayfly_egress::Policy::new(
-                plan.host.clone(),
+                rules,
                 plan.function.clone(),
                 plan.mayfly_ports.clone(),
-                sys::host_addresses(),
+                host_addresses,
             );
             metered = Some(stack.with_egress(EgressConfig {
                 policy,

@@ -321,12 +321,12 @@ pub fn register(
 }
 
 /// The host's own addresses (every interface's, loopback included), which
-/// egress never opens to a guest; empty if they cannot be listed.
-pub fn host_addresses() -> Vec<std::net::IpAddr> {
+/// egress never opens to a guest.
+pub fn host_addresses() -> io::Result<Vec<std::net::IpAddr>> {
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs writes a list it allocated into `list`, freed below.
     if unsafe { libc::getifaddrs(&mut list) } != 0 {
-        return Vec::new();
+        return Err(io::Error::last_os_error());
     }
     let mut addresses = Vec::new();
     let mut entry = list;
@@ -353,14 +353,14 @@ pub fn host_addresses() -> Vec<std::net::IpAddr> {
     }
     // SAFETY: the list getifaddrs allocated, freed once.
     unsafe { libc::freeifaddrs(list) };
-    addresses
+    Ok(addresses)
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn the_hosts_addresses_include_loopback() {
-        let addresses = super::host_addresses();
+        let addresses = super::host_addresses().unwrap();
         assert!(
             addresses.contains(&std::net::IpAddr::from([127, 0, 0, 1])),
             "{addresses:?}"

@@ -211,7 +211,14 @@ fn lookup(
                 .await
             {
                 Ok(Ok(addresses)) => Some(addresses.map(|a| a.ip()).collect()),
-                _ => None,
+                Ok(Err(error)) => {
+                    tracing::debug!(%name, %error, "the host's resolver found nothing");
+                    None
+                }
+                Err(_) => {
+                    tracing::debug!(%name, "the host's resolver took too long");
+                    None
+                }
             };
         let _ = tx.send(found);
         wake.notify_one();

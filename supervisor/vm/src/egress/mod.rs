@@ -94,9 +94,18 @@ struct Flow {
     port: u16,
 }
 
-/// Whether `frame` is a guest's SYN (a new connection) to anything but
-/// the runtime API at `host`:`api_port`; its flow if so.
-fn egress_syn(frame: &[u8], host: Ipv4Addr, api_port: u16) -> Option<Flow> {
+/// The TCP segment a frame carries: where it goes, and its header.
+struct Segment {
+    address: Ipv4Addr,
+    src_port: u16,
+    dst_port: u16,
+    /// A SYN without ACK: a new connection.
+    opens: bool,
+}
+
+/// The TCP segment in `frame`, if it is IPv4 TCP (parsed once, for both
+/// questions below).
+fn segment(frame: &[u8]) -> Option<Segment> {
     let ethernet = EthernetFrame::new_checked(frame).ok()?;
     if ethernet.ethertype() != EthernetProtocol::Ipv4 {
         return None;
@@ -106,45 +115,54 @@ fn egress_syn(frame: &[u8], host: Ipv4Addr, api_port: u16) -> Option<Flow> {
         return None;
     }
     let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
-    if !tcp.syn() || tcp.ack() {
-        return None;
-    }
-    let address = ip.dst_addr();
-    if address == host && (tcp.dst_port() == api_port || tcp.dst_port() == dns::PORT) {
-        // The runtime API and the guest's DNS: the host stack's own.
-        return None;
-    }
-    Some(Flow {
-        guest_port: tcp.src_port(),
-        address,
-        port: tcp.dst_port(),
+    Some(Segment {
+        address: ip.dst_addr(),
+        src_port: tcp.src_port(),
+        dst_port: tcp.dst_port(),
+        opens: tcp.syn() && !tcp.ack(),
     })
 }
 
-/// Whether `frame` counts toward the VM's frame limit when egress is on:
-/// everything but TCP to or from another destination than the runtime
-/// API (relayed traffic is bounded by TCP's windows and the connection
-/// cap instead; a 100 MB download is some 70,000 frames).
-pub fn counts_toward_limit(frame: &[u8], host: Ipv4Addr, api_port: u16) -> bool {
-    let relayed = (|| {
-        let ethernet = EthernetFrame::new_checked(frame).ok()?;
-        if ethernet.ethertype() != EthernetProtocol::Ipv4 {
-            return Some(false);
-        }
-        let ip = Ipv4Packet::new_checked(ethernet.payload()).ok()?;
-        if ip.next_header() != IpProtocol::Tcp {
-            return Some(false);
-        }
-        let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
-        let address = ip.dst_addr();
-        Some(!(address == host && tcp.dst_port() == api_port))
-    })();
-    relayed != Some(true)
+/// What the host stack does with a frame from the guest when egress is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// A SYN to anything but the host stack's own services: held for the
+    /// egress to decide; it counts toward the VM's frame limit (a flood of
+    /// them is work, not relaying).
+    EgressSyn,
+    /// More of a relayed connection: not counted (relayed traffic is
+    /// bounded by TCP's windows and the connection cap instead; a 100 MB
+    /// download is some 70,000 frames).
+    Relayed,
+    /// Anything else (the runtime API, DNS, ARP): counted.
+    Counted,
 }
 
-/// Whether `frame` is a SYN that the egress must see first.
-pub fn is_egress_syn(frame: &[u8], host: Ipv4Addr, api_port: u16) -> bool {
-    egress_syn(frame, host, api_port).is_some()
+/// Sorts a frame from the guest, whose host side is `host` with the
+/// runtime API on `api_port`.
+pub fn classify(frame: &[u8], host: Ipv4Addr, api_port: u16) -> FrameKind {
+    match segment(frame) {
+        None => FrameKind::Counted,
+        Some(s) if s.address == host && (s.dst_port == api_port || s.dst_port == dns::PORT) => {
+            // The runtime API and the guest's DNS: the host stack's own.
+            FrameKind::Counted
+        }
+        Some(s) if s.opens => FrameKind::EgressSyn,
+        Some(_) => FrameKind::Relayed,
+    }
+}
+
+/// The flow a SYN that [`classify`] held opens.
+fn egress_syn(frame: &[u8], host: Ipv4Addr, api_port: u16) -> Option<Flow> {
+    if classify(frame, host, api_port) != FrameKind::EgressSyn {
+        return None;
+    }
+    let s = segment(frame)?;
+    Some(Flow {
+        guest_port: s.src_port,
+        address: s.address,
+        port: s.dst_port,
+    })
 }
 
 /// A SYN held while the host connects.
