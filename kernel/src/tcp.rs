@@ -33,8 +33,8 @@ pub const ERROR_TYPE: &str = "Mayfly.TcpError";
 /// Each connection's buffers, each way.
 const BUFFER_BYTES: usize = 32 * 1024;
 
-/// Local ports, from here up (below the runtime API's).
-static NEXT_PORT: AtomicU16 = AtomicU16::new(30_000);
+/// Connections opened so far: the next local port.
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
 
 fn error(message: impl Into<alloc::string::String>) -> Error {
     Error::new(ERROR_TYPE, message)
@@ -60,7 +60,8 @@ impl TcpStream {
     /// destination) or reset.
     pub fn connect(address: [u8; 4], port: u16) -> Result<TcpStream, Error> {
         let remote = (IpAddress::Ipv4(Ipv4Address::from(address)), port);
-        let local = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+        // 30000..50000, round and round (below the runtime API's ports).
+        let local = 30_000 + NEXT_PORT.fetch_add(1, Ordering::Relaxed) % 20_000;
         let handle = with_conn(|conn| conn.open_to(remote, local, BUFFER_BYTES))?
             .map_err(|_| error(format!("cannot connect to {}:{port}", show(address))))?;
         let stream = TcpStream {
