@@ -25,6 +25,7 @@ use crate::exceptions::Frame;
 use crate::{arch, console};
 
 pub mod apic;
+pub mod datagram;
 pub mod entry;
 pub mod interrupt;
 pub mod memory;

@@ -1,5 +1,5 @@
-//! The program's network: TCP client sockets over the kernel's smoltcp,
-//! epoll and eventfd, and the readiness they share with poll.
+//! The program's network: TCP client sockets over the kernel's smoltcp
+//! (UDP sockets are in [`super::datagram`]), epoll and eventfd, and the readiness they share with poll.
 //!
 //! Everything is polled: a blocking call turns the stack until its socket
 //! is ready (the guest has nothing else to do meanwhile), a non-blocking
@@ -54,8 +54,8 @@ const FLUSH_MICROS: u64 = 2_000_000;
 /// The VM's network card under smoltcp, and every socket.
 pub struct Network {
     phy: VirtioPhy,
-    iface: Interface,
-    sockets: SocketSet<'static>,
+    pub(super) iface: Interface,
+    pub(super) sockets: SocketSet<'static>,
     next_port: u16,
     /// Sockets the program closed, kept until their data is sent.
     closing: Vec<SocketHandle>,
@@ -66,11 +66,16 @@ pub struct Network {
 impl Network {
     /// Brings the card up with the boot configuration's address.
     pub fn new(nic: MmioTransport<'static>, config: &BootConfig) -> Network {
-        let (phy, iface) = match bring_up(nic, config.guest_mac, config.guest_ip, config.prefix_len)
-        {
-            Ok(up) => up,
-            Err(e) => fatal(format_args!("{e}")),
-        };
+        let (phy, mut iface) =
+            match bring_up(nic, config.guest_mac, config.guest_ip, config.prefix_len) {
+                Ok(up) => up,
+                Err(e) => fatal(format_args!("{e}")),
+            };
+        // Every other network is through the host, which relays what the
+        // function's egress policy allows and refuses the rest.
+        let _ = iface
+            .routes_mut()
+            .add_default_ipv4_route(Ipv4Address::from(config.host_ip));
         Network {
             phy,
             iface,
@@ -120,7 +125,7 @@ impl Network {
         self.sockets.get_mut::<tcp::Socket>(handle)
     }
 
-    fn port(&mut self) -> u16 {
+    pub(super) fn port(&mut self) -> u16 {
         let port = self.next_port;
         self.next_port = if port >= EPHEMERAL.end - 1 {
             EPHEMERAL.start
@@ -492,12 +497,17 @@ impl Network {
 
     /// Local and remote endpoints.
     pub fn endpoints(&mut self, socket: &Socket) -> (IpEndpoint, Option<IpEndpoint>) {
+        (self.local_endpoint(socket.local_port), socket.remote)
+    }
+
+    /// The VM's address with `port`.
+    pub(super) fn local_endpoint(&self, port: u16) -> IpEndpoint {
         let local_ip = self
             .iface
             .ipv4_addr()
             .map(IpAddress::Ipv4)
             .unwrap_or(IpAddress::Ipv4(Ipv4Address::UNSPECIFIED));
-        (IpEndpoint::new(local_ip, socket.local_port), socket.remote)
+        IpEndpoint::new(local_ip, port)
     }
 
     /// Sets the local port (bind).

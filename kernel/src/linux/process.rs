@@ -40,6 +40,8 @@ pub enum File {
     Console,
     /// A TCP socket.
     Socket(net::Socket),
+    /// A UDP socket.
+    Datagram(super::datagram::Datagram),
     /// An epoll instance.
     Epoll(net::Epoll),
     /// An eventfd counter.

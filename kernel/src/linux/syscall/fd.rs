@@ -60,6 +60,7 @@ pub fn fcntl(p: &mut Process, a: &Args) -> SysResult {
             File::Stdin => abi::O_RDONLY,
             File::Console => abi::O_WRONLY,
             File::Socket(s) => abi::O_RDWR | if s.nonblocking { abi::O_NONBLOCK } else { 0 },
+            File::Datagram(d) => abi::O_RDWR | if d.nonblocking { abi::O_NONBLOCK } else { 0 },
             File::EventFd(e) => abi::O_RDWR | if e.nonblocking { abi::O_NONBLOCK } else { 0 },
             File::Pipe(end) => {
                 (if end.read {
@@ -75,6 +76,7 @@ pub fn fcntl(p: &mut Process, a: &Args) -> SysResult {
             match &mut *file.borrow_mut() {
                 File::Node(open) => open.set_status_flags(a[2] as u32),
                 File::Socket(s) => s.nonblocking = nonblocking,
+                File::Datagram(d) => d.nonblocking = nonblocking,
                 File::EventFd(e) => e.nonblocking = nonblocking,
                 File::Pipe(end) => end.nonblocking = nonblocking,
                 _ => {}
@@ -99,6 +101,7 @@ pub fn ioctl(p: &mut Process, a: &Args) -> SysResult {
             let on = u32::from_le_bytes(p.read_array::<4>(a[2])?) != 0;
             match &mut *file.borrow_mut() {
                 File::Socket(s) => s.nonblocking = on,
+                File::Datagram(d) => d.nonblocking = on,
                 File::EventFd(e) => e.nonblocking = on,
                 File::Pipe(end) => end.nonblocking = on,
                 File::Node(open) => {

@@ -64,7 +64,7 @@ fn file_stat(p: &Process, file: &File) -> Stat {
     match file {
         File::Node(open) => open.stat(&p.vfs),
         File::Stdin | File::Console => special_stat(abi::S_IFCHR | 0o620, 3),
-        File::Socket(_) => special_stat(abi::S_IFSOCK | 0o777, 4),
+        File::Socket(_) | File::Datagram(_) => special_stat(abi::S_IFSOCK | 0o777, 4),
         File::Epoll(_) | File::EventFd(_) => special_stat(0o600, 5),
         File::Pipe(_) => special_stat(abi::S_IFIFO | 0o600, 6),
     }
@@ -94,7 +94,7 @@ fn read_into(p: &mut Process, fd: i32, addr: u64, len: usize, at: Option<u64>) -
                 },
                 File::Stdin => 0,
                 File::Console => return Err(Errno::EBADF),
-                File::Socket(_) | File::EventFd(_) | File::Pipe(_) => {
+                File::Socket(_) | File::Datagram(_) | File::EventFd(_) | File::Pipe(_) => {
                     if at.is_some() {
                         return Err(Errno::ESPIPE);
                     }
@@ -121,7 +121,10 @@ fn write_from(p: &mut Process, fd: i32, addr: u64, len: usize, at: Option<u64>) 
     let file = file(p, fd)?;
     {
         let f = file.borrow();
-        if matches!(&*f, File::Socket(_) | File::EventFd(_) | File::Pipe(_)) {
+        if matches!(
+            &*f,
+            File::Socket(_) | File::Datagram(_) | File::EventFd(_) | File::Pipe(_)
+        ) {
             drop(f);
             if at.is_some() {
                 return Err(Errno::ESPIPE);
@@ -157,7 +160,7 @@ fn write_from(p: &mut Process, fd: i32, addr: u64, len: usize, at: Option<u64>) 
                 }
                 File::Stdin => return Err(Errno::EBADF),
                 File::Epoll(_) => return Err(Errno::EINVAL),
-                File::Socket(_) | File::EventFd(_) | File::Pipe(_) => {
+                File::Socket(_) | File::Datagram(_) | File::EventFd(_) | File::Pipe(_) => {
                     unreachable!("handled above")
                 }
             }
@@ -229,7 +232,10 @@ pub fn readv(p: &mut Process, a: &Args) -> SysResult {
 /// vector at once (an HTTP head and body leave in one segment).
 pub fn writev(p: &mut Process, a: &Args) -> SysResult {
     let vecs = iovecs(p, a[1], a[2])?;
-    if matches!(&*file(p, a[0] as i32)?.borrow(), File::Socket(_)) {
+    if matches!(
+        &*file(p, a[0] as i32)?.borrow(),
+        File::Socket(_) | File::Datagram(_)
+    ) {
         return super::net::write_vectored(p, a[0] as i32, &vecs);
     }
     let mut total = 0u64;

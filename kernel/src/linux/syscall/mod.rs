@@ -14,6 +14,7 @@ use super::process::{self, Process};
 use super::{sched, signal};
 use crate::console;
 
+pub mod datagram;
 pub mod fd;
 pub mod fs;
 pub mod mem;
@@ -127,6 +128,7 @@ fn handler(nr: u64) -> Option<Handler> {
         292 => fd::dup3,
         293 => fd::pipe2,
         302 => proc::prlimit64,
+        307 => net::sendmmsg,
         316 => fs::renameat2,
         318 => random::getrandom,
         332 => fs::statx,

@@ -65,6 +65,7 @@ pub fn readiness(p: &mut Process, file: &FileRef) -> u32 {
     let mut f = file.borrow_mut();
     match &mut *f {
         File::Socket(socket) => p.net.socket_events(socket),
+        File::Datagram(socket) => p.net.udp_events(socket),
         File::Pipe(end) => end.events(),
         File::EventFd(e) => {
             let mut ready = 0;
@@ -289,6 +290,7 @@ fn collect(p: &mut Process, epoll: &FileRef, max: usize) -> Vec<u8> {
         let ready = readiness(p, &file);
         let wouldblock = match &*file.borrow() {
             File::Socket(s) => s.wouldblock,
+            File::Datagram(d) => d.wouldblock,
             File::EventFd(e) => e.wouldblock,
             File::Pipe(end) => end.edges(),
             _ => 0,
