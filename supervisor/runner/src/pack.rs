@@ -272,14 +272,15 @@ impl PackBuilder {
     }
 
     /// The guest's name service: `/etc/resolv.conf` (the host's DNS on the
-    /// private network, over TCP: `options use-vc`), `/etc/hosts`
+    /// private network, over UDP, and over TCP for a resolver that asks),
+    /// `/etc/hosts`
     /// (`localhost`, and [`HOST_NAME`](mayfly_egress::HOST_NAME) at the
     /// host's address) and `/etc/nsswitch.conf` (files, then DNS). They
     /// are Mayfly's, so they do not count against the package's cap.
     pub fn add_name_service(&mut self) -> Result<(), PackWriteError> {
         let [a, b, c, d] = mayfly_proto::net::HOST_IP;
         let host = format!("{a}.{b}.{c}.{d}");
-        let resolv = format!("nameserver {host}\noptions use-vc\n");
+        let resolv = format!("nameserver {host}\n");
         let hosts = format!(
             "127.0.0.1 localhost\n::1 localhost\n{host} {}\n",
             mayfly_egress::HOST_NAME

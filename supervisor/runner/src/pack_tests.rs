@@ -80,7 +80,7 @@ fn a_zip_becomes_a_pack_under_var_task() {
     );
     // And the name service, Mayfly's: DNS from the host, over TCP.
     let resolv = pack.find("etc/resolv.conf").unwrap();
-    assert_eq!(resolv.data, &b"nameserver 10.0.2.2\noptions use-vc\n"[..]);
+    assert_eq!(resolv.data, &b"nameserver 10.0.2.2\n"[..]);
     let hosts = String::from_utf8_lossy(pack.find("etc/hosts").unwrap().data).into_owned();
     assert!(hosts.contains("10.0.2.2 host.mayfly.internal\n"), "{hosts}");
     assert!(pack.find("etc/nsswitch.conf").is_some());

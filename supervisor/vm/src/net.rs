@@ -116,6 +116,8 @@ pub struct FrameSocket {
     egress_from: Option<(Ipv4Addr, u16)>,
     /// SYNs for egress, held from the stack until the egress decides.
     held: Vec<Vec<u8>>,
+    /// UDP datagrams, set aside for the egress.
+    datagrams: Vec<Vec<u8>>,
     /// Frames the egress gives back, taken before the socket's.
     inject: VecDeque<Vec<u8>>,
 }
@@ -133,8 +135,17 @@ impl FrameSocket {
             max_frames: u64::MAX,
             egress_from: None,
             held: Vec::new(),
+            datagrams: Vec::new(),
             inject: VecDeque::new(),
         })
+    }
+
+    /// Sends one frame to the VM as it is; a full socket drops it, as a
+    /// link would.
+    fn send_frame(&self, frame: &[u8]) {
+        if let Err(error) = sys::send_datagram(self.fd.get_ref().as_fd(), frame) {
+            tracing::trace!(%error, "frame to the VM dropped");
+        }
     }
 
     /// Waits until a frame may be readable.
@@ -210,6 +221,15 @@ impl phy::Device for FrameSocket {
                         self.frames += 1;
                         if self.frames <= self.max_frames {
                             self.held.push(frame.to_vec());
+                        }
+                        continue;
+                    }
+                    FrameKind::Datagram => {
+                        self.frames += 1;
+                        if self.frames <= self.max_frames
+                            && self.datagrams.len() < crate::egress::udp::MAX_HELD
+                        {
+                            self.datagrams.push(frame.to_vec());
                         }
                         continue;
                     }
@@ -411,7 +431,13 @@ impl HostStack {
             let inject = egress.process(held, &mut self.sockets, self.port);
             served |= !inject.is_empty();
             self.device.inject.extend(inject);
+            let datagrams = std::mem::take(&mut self.device.datagrams);
+            served |= !datagrams.is_empty();
+            egress.take_datagrams(datagrams);
             served |= egress.serve(&mut self.sockets);
+            for frame in egress.frames_to_guest() {
+                self.device.send_frame(&frame);
+            }
         }
         if self.device.frames > self.limits.max_frames {
             api.violate(Violation::limit(format!(

@@ -1,6 +1,6 @@
 //! The guest's DNS: the host's address on the private network, port 53,
-//! over TCP (the guest's `/etc/resolv.conf` says `options use-vc`, which
-//! glibc and Go honour). A name the policy lets the function reach is
+//! over UDP (see [`super::udp`]) and over TCP (served here, for resolvers
+//! told `options use-vc`). A name the policy lets the function reach is
 //! resolved with the host's resolver, and the addresses it may use are
 //! remembered so that connections to them are allowed on the name's ports
 //! ([`Policy::resolved`]); any other name is NXDOMAIN without a lookup.
@@ -21,7 +21,12 @@ pub const PORT: u16 = 53;
 /// question at a time, so also the lookups at once).
 const LISTENERS: usize = 2;
 /// The largest query taken (a stub resolver's are far smaller).
-const MAX_QUERY: usize = 512;
+pub(super) const MAX_QUERY: usize = 512;
+/// The largest answer over UDP without EDNS (RFC 1035), which is all a
+/// stub resolver is sure to take.
+pub(super) const MAX_UDP_ANSWER: usize = 512;
+/// The largest answer over TCP.
+const MAX_TCP_ANSWER: usize = 8192;
 /// How long the host's resolver may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// The answers' time to live: short, since the grant lasts the VM's life
@@ -100,21 +105,7 @@ impl DnsServer {
                 match pending.try_recv() {
                     Err(oneshot::error::TryRecvError::Empty) => {}
                     result => {
-                        let found = result.ok().flatten();
-                        let message = match found {
-                            Some(addresses) => {
-                                let usable = policy.resolved(&query.name, &addresses);
-                                let v4: Vec<Ipv4Addr> = usable
-                                    .into_iter()
-                                    .filter_map(|a| match a {
-                                        IpAddr::V4(a) => Some(a),
-                                        IpAddr::V6(_) => None,
-                                    })
-                                    .collect();
-                                answer(query, Rcode::NoError, &v4, TTL)
-                            }
-                            None => answer(query, Rcode::NxDomain, &[], TTL),
-                        };
+                        let message = finish(query, result.ok().flatten(), policy, MAX_TCP_ANSWER);
                         frame(&mut listener.output, &message);
                         listener.lookup = None;
                         progressed = true;
@@ -144,22 +135,11 @@ impl DnsServer {
                     progressed = true;
                     match message {
                         Err(()) => socket.abort(),
-                        Ok(message) => match Query::parse(&message) {
-                            Err(QueryError::Malformed) => socket.abort(),
-                            Err(QueryError::Unsupported { id }) => {
-                                frame(&mut listener.output, &refusal(id))
-                            }
-                            Ok(query) if query.name == HOST_NAME => {
-                                let reply = answer(&query, Rcode::NoError, &[self.host], TTL);
-                                frame(&mut listener.output, &reply);
-                            }
-                            Ok(query) if !policy.may_resolve(&query.name) => {
-                                tracing::debug!(name = %query.name, "DNS refused by policy");
-                                let reply = answer(&query, Rcode::NxDomain, &[], TTL);
-                                frame(&mut listener.output, &reply);
-                            }
-                            Ok(query) => {
-                                listener.lookup = Some((query.clone(), lookup(query.name, wake)));
+                        Ok(message) => match respond(self.host, &message, policy, wake) {
+                            Response::Malformed => socket.abort(),
+                            Response::Now(reply) => frame(&mut listener.output, &reply),
+                            Response::Later(query, pending) => {
+                                listener.lookup = Some((query, pending));
                             }
                         },
                     }
@@ -171,6 +151,68 @@ impl DnsServer {
         }
         progressed
     }
+}
+
+/// What the server does with one message from the guest's resolver.
+pub(super) enum Response {
+    /// Answers it at once.
+    Now(Vec<u8>),
+    /// Answers it when the host's resolver has ([`finish`]).
+    Later(Query, oneshot::Receiver<Option<Vec<IpAddr>>>),
+    /// Not a DNS message: no answer (over TCP, the connection is reset).
+    Malformed,
+}
+
+/// Decides how to answer `message` for a VM whose host side is `host`:
+/// the host's own name at once, a name the policy does not cover with
+/// NXDOMAIN without a lookup, any other with the host's resolver.
+pub(super) fn respond(
+    host: Ipv4Addr,
+    message: &[u8],
+    policy: &Policy,
+    wake: &std::sync::Arc<tokio::sync::Notify>,
+) -> Response {
+    match Query::parse(message) {
+        Err(QueryError::Malformed) => Response::Malformed,
+        Err(QueryError::Unsupported { id }) => Response::Now(refusal(id)),
+        Ok(query) if query.name == HOST_NAME => {
+            Response::Now(answer(&query, Rcode::NoError, &[host], TTL))
+        }
+        Ok(query) if !policy.may_resolve(&query.name) => {
+            tracing::debug!(name = %query.name, "DNS refused by policy");
+            Response::Now(answer(&query, Rcode::NxDomain, &[], TTL))
+        }
+        Ok(query) => {
+            let pending = lookup(query.name.clone(), wake);
+            Response::Later(query, pending)
+        }
+    }
+}
+
+/// The answer to `query` once the host's resolver found `found` (`None`:
+/// nothing): the addresses the policy lets the function use (remembered
+/// in it, see [`Policy::resolved`]), as many as fit `max_len` bytes.
+pub(super) fn finish(
+    query: &Query,
+    found: Option<Vec<IpAddr>>,
+    policy: &mut Policy,
+    max_len: usize,
+) -> Vec<u8> {
+    let Some(addresses) = found else {
+        return answer(query, Rcode::NxDomain, &[], TTL);
+    };
+    let usable = policy.resolved(&query.name, &addresses);
+    let v4: Vec<Ipv4Addr> = usable
+        .into_iter()
+        .filter_map(|a| match a {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    // Header, question (name, its length octets, type and class), and 16
+    // bytes a record.
+    let room = max_len.saturating_sub(12 + query.name.len() + 2 + 4) / 16;
+    answer(query, Rcode::NoError, &v4[..v4.len().min(room)], TTL)
 }
 
 /// A whole length-prefixed message from the front of `input`, if one is

@@ -1,6 +1,6 @@
 //! Egress: the guest's TCP connections beyond the runtime API, relayed
 //! through real host sockets under the function's policy
-//! ([`mayfly_egress::Policy`]).
+//! ([`mayfly_egress::Policy`]); its UDP datagrams likewise (see [`udp`]).
 //!
 //! The host stack holds every SYN the guest sends to another address or
 //! port ([`is_egress_syn`]). A refused one (by the policy, or beyond the
@@ -134,7 +134,10 @@ pub enum FrameKind {
     /// bounded by TCP's windows and the connection cap instead; a 100 MB
     /// download is some 70,000 frames).
     Relayed,
-    /// Anything else (the runtime API, DNS, ARP): counted.
+    /// A UDP datagram (to the host's DNS or beyond): taken from the stack
+    /// for [`udp`]; counted (UDP has no window to bound it).
+    Datagram,
+    /// Anything else (the runtime API, DNS over TCP, ARP): counted.
     Counted,
 }
 
@@ -142,6 +145,7 @@ pub enum FrameKind {
 /// runtime API on `api_port`.
 pub fn classify(frame: &[u8], host: Ipv4Addr, api_port: u16) -> FrameKind {
     match segment(frame) {
+        None if udp::is_datagram(frame) => FrameKind::Datagram,
         None => FrameKind::Counted,
         Some(s) if s.address == host && (s.dst_port == api_port || s.dst_port == dns::PORT) => {
             // The runtime API and the guest's DNS: the host stack's own.
@@ -184,18 +188,43 @@ struct Relay {
     made_at: Instant,
 }
 
+/// Where refusals are told: the function's log, up to [`MAX_NOTES`]
+/// lines.
+pub struct Notes {
+    sender: mpsc::UnboundedSender<String>,
+    /// Lines written so far.
+    written: usize,
+}
+
+impl Notes {
+    /// Writes `line` (past the limit, nothing).
+    pub fn note(&mut self, line: String) {
+        tracing::debug!(%line, "egress");
+        self.written += 1;
+        if self.written < MAX_NOTES {
+            let _ = self.sender.send(line);
+        } else if self.written == MAX_NOTES {
+            let _ = self
+                .sender
+                .send(format!("{line} (further egress refusals are not logged)"));
+        }
+    }
+}
+
 /// The egress side of one VM's host stack.
 pub struct Egress {
-    config: EgressConfig,
+    policy: Policy,
+    limits: EgressLimits,
+    notes: Notes,
     host: Ipv4Addr,
     pending: Vec<Pending>,
     relays: Vec<Relay>,
     wake: Arc<Notify>,
     metered: Arc<Metered>,
-    /// Lines written to the log so far.
-    notes: usize,
-    /// The guest's DNS.
+    /// The guest's DNS over TCP.
     dns: dns::DnsServer,
+    /// Datagrams, and the DNS over UDP.
+    udp: udp::UdpEgress,
 }
 
 impl Egress {
@@ -204,13 +233,18 @@ impl Egress {
     pub fn new(config: EgressConfig, host: Ipv4Addr, sockets: &mut SocketSet<'static>) -> Egress {
         Egress {
             dns: dns::DnsServer::new(host, sockets),
-            config,
+            udp: udp::UdpEgress::new(host),
+            policy: config.policy,
+            limits: config.limits,
+            notes: Notes {
+                sender: config.notes,
+                written: 0,
+            },
             host,
             pending: Vec::new(),
             relays: Vec::new(),
             wake: Arc::new(Notify::new()),
             metered: Arc::new(Metered::default()),
-            notes: 0,
         }
     }
 
@@ -225,16 +259,25 @@ impl Egress {
     }
 
     fn note(&mut self, line: String) {
-        tracing::debug!(%line, "egress");
-        self.notes += 1;
-        if self.notes < MAX_NOTES {
-            let _ = self.config.notes.send(line);
-        } else if self.notes == MAX_NOTES {
-            let _ = self
-                .config
-                .notes
-                .send(format!("{line} (further egress refusals are not logged)"));
-        }
+        self.notes.note(line);
+    }
+
+    /// Takes the guest's UDP datagrams (whole frames) that the stack
+    /// set aside.
+    pub fn take_datagrams(&mut self, frames: Vec<Vec<u8>>) {
+        let mut cx = udp::Context {
+            policy: &mut self.policy,
+            wake: &self.wake,
+            metered: &self.metered,
+            notes: &mut self.notes,
+        };
+        self.udp.take(frames, &mut cx);
+    }
+
+    /// Frames made for the guest (UDP datagrams and DNS answers) since the
+    /// last call, for the stack to send.
+    pub fn frames_to_guest(&mut self) -> Vec<Vec<u8>> {
+        self.udp.take_outbox()
     }
 
     fn open(&self) -> usize {
@@ -270,7 +313,7 @@ impl Egress {
             } else {
                 Destination::Address(IpAddr::V4(flow.address), flow.port)
             };
-            if let Err(refusal) = self.config.policy.check(destination) {
+            if let Err(refusal) = self.policy.check(destination) {
                 self.note(format!(
                     "egress to {}:{} {refusal}",
                     flow.address, flow.port
@@ -278,10 +321,10 @@ impl Egress {
                 inject.push(frame);
                 continue;
             }
-            if self.open() >= self.config.limits.max_connections {
+            if self.open() >= self.limits.max_connections {
                 self.note(format!(
                     "egress to {}:{} refused: the VM has {} connections open, its limit",
-                    flow.address, flow.port, self.config.limits.max_connections
+                    flow.address, flow.port, self.limits.max_connections
                 ));
                 inject.push(frame);
                 continue;
@@ -367,7 +410,8 @@ impl Egress {
     /// closes what either side closed and drops what is over; whether
     /// anything happened.
     pub fn serve(&mut self, sockets: &mut SocketSet<'static>) -> bool {
-        let mut progressed = self.dns.serve(sockets, &mut self.config.policy, &self.wake);
+        let mut progressed = self.dns.serve(sockets, &mut self.policy, &self.wake);
+        progressed |= self.udp.serve(&mut self.policy, &self.metered);
         let metered = self.metered.clone();
         self.relays.retain_mut(|relay| {
             let socket = sockets.get_mut::<tcp::Socket>(relay.handle);
@@ -480,6 +524,9 @@ async fn relay(
 }
 
 mod dns;
+pub mod udp;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod udp_tests;

@@ -10,11 +10,11 @@ use mayfly_egress::Rules;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
-const HOST: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+pub(super) const HOST: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
 
 /// A host stack with egress under `rules`, serving in a task; the guest,
 /// the refusal notes and the byte counts.
-fn start(
+pub(super) fn start(
     rules: &[&str],
     mayfly_ports: Vec<u16>,
     limits: EgressLimits,
@@ -76,7 +76,7 @@ async fn server(expect: usize, reply: fn(&[u8]) -> Vec<u8>) -> u16 {
 }
 
 /// Runs the guest until `done` holds, for at most 20 s.
-async fn pump(guest: &mut Guest, mut done: impl FnMut(&mut Guest) -> bool) {
+pub(super) async fn pump(guest: &mut Guest, mut done: impl FnMut(&mut Guest) -> bool) {
     let started = Instant::now();
     while !done(guest) {
         assert!(
@@ -213,17 +213,42 @@ async fn connections_beyond_the_cap_are_refused() {
     );
 }
 
-/// A DNS query for `name`, type A, length-prefixed for TCP.
-fn dns_query(name: &str) -> Vec<u8> {
+/// A DNS query for `name`, type A.
+pub(super) fn dns_message(name: &str) -> Vec<u8> {
     let mut q = vec![0x42, 0x24, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
     for label in name.split('.') {
         q.push(label.len() as u8);
         q.extend_from_slice(label.as_bytes());
     }
     q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+/// [`dns_message`], length-prefixed for TCP.
+fn dns_query(name: &str) -> Vec<u8> {
+    let q = dns_message(name);
     let mut framed = (q.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(&q);
     framed
+}
+
+/// An answer's response code and its IPv4 addresses.
+pub(super) fn parse_answer(message: &[u8]) -> (u8, Vec<Ipv4Addr>) {
+    assert_eq!(&message[..2], &[0x42, 0x24], "the query's id");
+    let rcode = message[3] & 0xf;
+    let count = usize::from(u16::from_be_bytes([message[6], message[7]]));
+    let addresses = (0..count)
+        .map(|i| {
+            let at = message.len() - (count - i) * 16 + 12;
+            Ipv4Addr::new(
+                message[at],
+                message[at + 1],
+                message[at + 2],
+                message[at + 3],
+            )
+        })
+        .collect();
+    (rcode, addresses)
 }
 
 /// Asks the host's DNS (10.0.2.2:53 over TCP) about `name`: the answer's
@@ -246,22 +271,7 @@ async fn resolve(guest: &mut Guest, name: &str, local_port: u16) -> (u8, Vec<Ipv
         whole && matches!(socket.state(), tcp::State::TimeWait | tcp::State::Closed)
     })
     .await;
-    let message = &received[2..];
-    assert_eq!(&message[..2], &[0x42, 0x24], "the query's id");
-    let rcode = message[3] & 0xf;
-    let count = usize::from(u16::from_be_bytes([message[6], message[7]]));
-    let addresses = (0..count)
-        .map(|i| {
-            let at = message.len() - (count - i) * 16 + 12;
-            Ipv4Addr::new(
-                message[at],
-                message[at + 1],
-                message[at + 2],
-                message[at + 3],
-            )
-        })
-        .collect();
-    (rcode, addresses)
+    parse_answer(&received[2..])
 }
 
 #[tokio::test]
