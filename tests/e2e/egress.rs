@@ -328,8 +328,9 @@ fn names_resolve_through_the_guests_hosts_file_and_the_hosts_dns_under_the_polic
     let (code, stdout, stderr) = fetch_from(&[rule], "host.mayfly.internal", port);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("body: hello by name"), "{stdout}");
-    // A name no rule names: the host's DNS (over TCP, as resolv.conf asks)
-    // answers NXDOMAIN; an unreachable DNS would be a temporary failure.
+    // A name no rule names: the host's DNS (over UDP: glibc sends the A and
+    // AAAA questions with one sendmmsg) answers NXDOMAIN; an unreachable
+    // DNS would be a temporary failure.
     let (code, stdout, _) = fetch_from(&[], "db.example.com", 80);
     assert_eq!(code, Some(1), "{stdout}");
     assert!(stdout.contains("Name or service not known"), "{stdout}");

@@ -11,6 +11,7 @@ mod support;
 // `mayfly run` and `mayfly exec`.
 mod egress;
 mod egress_postgres;
+mod egress_udp;
 mod linux;
 mod linux_cargo_test;
 mod linux_examples;

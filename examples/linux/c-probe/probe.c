@@ -34,6 +34,18 @@
  *             until the VM's memory runs out; if malloc fails it prints
  *             "eatmem: malloc failed after N MiB" and exits with 1
  *   sleep     sleeps argv[2] or PROBE_STATUS seconds, then prints "slept N"
+ *   udp       `udp HOST PORT TEXT`: resolves HOST with getaddrinfo (musl's
+ *             resolver: /etc/hosts, then the DNS over UDP), prints
+ *             "resolved HOST to ADDRESS" (or "resolve HOST: WHY" and exits
+ *             with 1), sends TEXT as one datagram on a connected UDP
+ *             socket and prints "udp reply: TEXT" for the answer, or
+ *             "udp: no reply" after 3 s
+ *   udpflood  `udpflood ADDRESS PORT COUNT`: COUNT UDP sockets each send one
+ *             datagram to ADDRESS:PORT (COUNT flows); prints "replies N",
+ *             how many were answered within 2 s
+ *   dns       `dns NAME`: asks the DNS (res_query, never /etc/hosts) for
+ *             NAME's A records: "dns NAME: rcode R answers N [last
+ *             ADDRESS]", or "dns NAME: no answer (h_errno H)"
  *
  * As a function (AWS_LAMBDA_RUNTIME_API set): the mode runs once, before
  * the first event. The modes that end the process (segv, ill, exit,
@@ -56,6 +68,13 @@
 #include <sys/random.h>
 #include <sys/syscall.h>
 #include <time.h>
+#include <netdb.h>
+#include <poll.h>
+#include <resolv.h>
+#include <arpa/inet.h>
+#include <arpa/nameser.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #ifndef SYS_io_uring_setup
 #define SYS_io_uring_setup 425
@@ -161,6 +180,95 @@ static int mode_random(void)
     if (fd >= 0)
         close(fd);
     return ok;
+}
+
+static int mode_udp(const char *host, const char *port, const char *text)
+{
+    struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_DGRAM };
+    struct addrinfo *found = NULL;
+    int e = getaddrinfo(host, port, &hints, &found);
+    if (e != 0) {
+        out("resolve %s: %s\n", host, gai_strerror(e));
+        return -1;
+    }
+    char address[INET_ADDRSTRLEN];
+    struct sockaddr_in *to = (struct sockaddr_in *)found->ai_addr;
+    inet_ntop(AF_INET, &to->sin_addr, address, sizeof address);
+    out("resolved %s to %s\n", host, address);
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd < 0 || connect(fd, found->ai_addr, found->ai_addrlen) < 0) {
+        out("udp: %s\n", errno_name(errno));
+        return -1;
+    }
+    freeaddrinfo(found);
+    if (send(fd, text, strlen(text), 0) < 0) {
+        out("udp send: %s\n", errno_name(errno));
+        return -1;
+    }
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    char reply[2048];
+    if (poll(&pfd, 1, 3000) == 1) {
+        ssize_t n = recv(fd, reply, sizeof reply - 1, 0);
+        if (n >= 0) {
+            reply[n] = 0;
+            out("udp reply: %s\n", reply);
+            close(fd);
+            return 0;
+        }
+    }
+    out("udp: no reply\n");
+    close(fd);
+    return 0;
+}
+
+static int mode_udpflood(const char *address, const char *port, long count)
+{
+    static struct pollfd fds[1024];
+    if (count > 1024)
+        count = 1024;
+    struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(port)) };
+    inet_pton(AF_INET, address, &to.sin_addr);
+    for (long i = 0; i < count; i++) {
+        fds[i].fd = socket(AF_INET, SOCK_DGRAM, 0);
+        fds[i].events = POLLIN;
+        if (fds[i].fd < 0) {
+            out("udpflood socket: %s\n", errno_name(errno));
+            return -1;
+        }
+        sendto(fds[i].fd, "flood", 5, 0, (struct sockaddr *)&to, sizeof to);
+    }
+    long replies = 0;
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long left = 2000 - ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000);
+        if (left <= 0 || poll(fds, (nfds_t)count, (int)left) <= 0)
+            break;
+        char buf[64];
+        for (long i = 0; i < count; i++) {
+            if (fds[i].revents & POLLIN && recv(fds[i].fd, buf, sizeof buf, MSG_DONTWAIT) > 0)
+                replies++;
+        }
+    }
+    out("replies %ld\n", replies);
+    return 0;
+}
+
+static int mode_dns(const char *name)
+{
+    unsigned char answer[512];
+    int n = res_query(name, C_IN, T_A, answer, sizeof answer);
+    if (n < 12) {
+        out("dns %s: no answer (h_errno %d)\n", name, h_errno);
+        return 0;
+    }
+    int count = answer[6] << 8 | answer[7];
+    out("dns %s: rcode %d answers %d", name, answer[3] & 15, count);
+    if (count > 0)
+        out(" last %d.%d.%d.%d", answer[n - 4], answer[n - 3], answer[n - 2], answer[n - 1]);
+    out("\n");
+    return 0;
 }
 
 static int mode_tmpfill(long limit_mb)
@@ -272,8 +380,16 @@ static int run_mode(const char *mode, int argc, char **argv)
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
             ;
         out("slept %ld\n", seconds);
+    } else if (strcmp(mode, "udp") == 0 && argc > 4) {
+        if (mode_udp(argv[2], argv[3], argv[4]) < 0)
+            return 1;
+    } else if (strcmp(mode, "udpflood") == 0 && argc > 4) {
+        if (mode_udpflood(argv[2], argv[3], atol(argv[4])) < 0)
+            return 1;
+    } else if (strcmp(mode, "dns") == 0 && argc > 2) {
+        mode_dns(argv[2]);
     } else {
-        fprintf(stderr, "c-probe: unknown mode `%s` (hello, enosys, segv, ill, exit, random, tmpfill, eatmem, env, sleep)\n",
+        fprintf(stderr, "c-probe: unknown mode `%s` (hello, enosys, segv, ill, exit, random, tmpfill, eatmem, env, sleep, udp HOST PORT TEXT, udpflood ADDRESS PORT COUNT, dns NAME)\n",
                 mode);
         return -1;
     }

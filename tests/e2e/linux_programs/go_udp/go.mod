@@ -1,0 +1,3 @@
+module goudp
+
+go 1.19
