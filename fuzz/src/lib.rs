@@ -17,6 +17,8 @@ mod api_json;
 #[cfg(test)]
 mod boot;
 #[cfg(test)]
+mod function_url;
+#[cfg(test)]
 mod guest;
 #[cfg(test)]
 mod package;

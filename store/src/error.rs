@@ -19,6 +19,10 @@ pub enum Kind {
     Event,
     /// A content-addressed package blob.
     Blob,
+    /// A function URL's configuration (per function and qualifier).
+    FunctionUrlConfig,
+    /// A statement of a function's resource policy.
+    Permission,
 }
 
 impl fmt::Display for Kind {
@@ -31,6 +35,8 @@ impl fmt::Display for Kind {
             Kind::ProvisionedConcurrencyConfig => "provisioned concurrency config",
             Kind::Event => "event",
             Kind::Blob => "blob",
+            Kind::FunctionUrlConfig => "function url config",
+            Kind::Permission => "permission",
         })
     }
 }

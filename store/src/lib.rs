@@ -50,11 +50,13 @@ mod event_configs;
 mod events;
 mod functions;
 mod invocations;
+mod permissions;
 mod qualified;
 mod schema;
 mod space;
 mod tags;
 mod time;
+mod urls;
 mod versions;
 
 use std::path::{Path, PathBuf};
@@ -74,6 +76,7 @@ pub use schema::SCHEMA_VERSION;
 pub use space::{io_is_disk_full, RESERVE_BYTES, RESERVE_FILE};
 pub use tags::Tags;
 pub use time::{format_rfc3339, format_timestamp, now_ms, parse_timestamp_ms};
+pub use urls::FunctionUrl;
 pub use versions::{Resolved, PUBLISH_IGNORED_KEYS};
 
 /// The database file's name inside the data directory.

@@ -89,7 +89,12 @@ impl<T> QualifierTable<T> {
 /// Deletes every configuration of `name:qualifier`, whose version or alias
 /// is being deleted.
 pub(crate) fn delete_configs_of(conn: &Connection, name: &str, qualifier: &str) -> Result<()> {
-    for table in [EVENT_INVOKE_CONFIGS.table, PROVISIONED_CONFIGS.table] {
+    for table in [
+        EVENT_INVOKE_CONFIGS.table,
+        PROVISIONED_CONFIGS.table,
+        crate::urls::FUNCTION_URLS.table,
+        "permissions",
+    ] {
         conn.execute(
             &format!("DELETE FROM {table} WHERE function_name = ?1 AND qualifier = ?2"),
             params![name, qualifier],

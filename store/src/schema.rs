@@ -132,6 +132,29 @@ CREATE TABLE tags (
 ALTER TABLE invocations ADD COLUMN egress_sent_bytes INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE invocations ADD COLUMN egress_received_bytes INTEGER NOT NULL DEFAULT 0;
 "#,
+    // 5: function URLs (one per function and qualifier, `$LATEST` or an
+    // alias, found by their id) and resource-policy statements (per function
+    // and qualifier, '' for the function itself).
+    r#"
+CREATE TABLE function_urls (
+    function_name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    qualifier     TEXT NOT NULL,
+    url_id        TEXT NOT NULL UNIQUE,
+    config        TEXT NOT NULL,
+    created       TEXT NOT NULL,
+    last_modified TEXT NOT NULL,
+    PRIMARY KEY (function_name, qualifier)
+) WITHOUT ROWID;
+
+CREATE TABLE permissions (
+    function_name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    qualifier     TEXT NOT NULL,
+    statement_id  TEXT NOT NULL,
+    statement     TEXT NOT NULL,
+    added_ms      INTEGER NOT NULL,
+    PRIMARY KEY (function_name, qualifier, statement_id)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// How long a connection waits for a lock held by another connection

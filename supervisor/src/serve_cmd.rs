@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Args;
 use mayfly_api::front::FrontLimits;
 use mayfly_api::server::{self, Listeners, ServeError};
+use mayfly_api::url_front::UrlFront;
 use mayfly_api::AppState;
 use mayfly_client::credentials::{self, CredentialsError, Origin};
 use mayfly_host::{Host, HostConfig, HostLimits};
@@ -36,6 +37,16 @@ pub struct ServeArgs {
     /// nowhere). Keep it on a loopback address.
     #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9464")]
     metrics_listen: String,
+    /// Where function URLs are served (`off` for nowhere): by host name,
+    /// `http://<url-id>.lambda-url.<region>.<url-domain>:<port>/`, or by
+    /// path, `http://ADDR/lambda-url/<url-id>/`.
+    #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9002")]
+    url_listen: String,
+    /// The domain function URLs are named under (`localhost` resolves to
+    /// loopback in curl and browsers; a real deployment points a wildcard
+    /// DNS name at the listener).
+    #[arg(long, value_name = "DOMAIN", default_value = "localhost")]
+    url_domain: String,
     /// The most VMs running at once (default: from the host's memory and
     /// cores).
     #[arg(long, value_name = "N")]
@@ -94,6 +105,24 @@ pub fn serve(args: ServeArgs) -> ExitCode {
             Err(e) => return crate::usage_error(format!("--metrics-listen {addr}: {e}")),
         },
     };
+    let url_listen = match args.url_listen.as_str() {
+        "off" => None,
+        addr => match addr.parse() {
+            Ok(addr) => Some(addr),
+            Err(e) => return crate::usage_error(format!("--url-listen {addr}: {e}")),
+        },
+    };
+    if args.url_domain.is_empty()
+        || !args
+            .url_domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        return crate::usage_error(format!(
+            "--url-domain {}: a DNS name (letters, digits, '-' and '.')",
+            args.url_domain
+        ));
+    }
     if args.max_concurrency == Some(0) {
         return crate::usage_error("--max-concurrency must be at least 1");
     }
@@ -156,6 +185,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
     }
     let mut mayfly_ports = vec![args.listen.port()];
     mayfly_ports.extend(metrics_listen.map(|a: SocketAddr| a.port()));
+    mayfly_ports.extend(url_listen.map(|a: SocketAddr| a.port()));
     let config = HostConfig {
         data_dir: args.data_dir,
         runner: Arc::new(QemuRunner::jailed(choice.accel, jail)),
@@ -179,8 +209,12 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         config,
         front,
         choice.accel,
-        args.listen,
-        metrics_listen,
+        Listen {
+            api: args.listen,
+            metrics: metrics_listen,
+            urls: url_listen,
+            url_domain: args.url_domain,
+        },
     )) {
         Ok(()) => {
             say!("mayfly: stopped");
@@ -213,13 +247,20 @@ enum StartError {
     Serve(#[from] ServeError),
 }
 
+/// Where `mayfly serve` listens.
+struct Listen {
+    api: SocketAddr,
+    metrics: Option<SocketAddr>,
+    urls: Option<SocketAddr>,
+    url_domain: String,
+}
+
 /// Opens the store, the credentials and the host, then serves the API.
 async fn run(
     config: HostConfig,
     front: FrontLimits,
     accel: Accel,
-    listen: SocketAddr,
-    metrics_listen: Option<SocketAddr>,
+    listen: Listen,
 ) -> Result<(), StartError> {
     let dir = config.data_dir.clone();
     let store_error = |source| StartError::Store {
@@ -241,10 +282,27 @@ async fn run(
     if swept > 0 {
         say!("mayfly: killed {swept} QEMU process(es) left by a previous run");
     }
-    let listeners = Listeners::bind(listen, metrics_listen).await?;
+    let listeners = Listeners::bind(listen.api, listen.metrics, listen.urls).await?;
     if let Some(addr) = listeners.metrics_addr()? {
         say!("mayfly: metrics on http://{addr}/metrics");
     }
+    let url_front = match listeners.urls_addr()? {
+        Some(addr) => {
+            say!(
+                "mayfly: function URLs on http://{addr}/ (http://<url-id>.lambda-url.<region>.{}:{}/)",
+                listen.url_domain,
+                addr.port()
+            );
+            UrlFront {
+                domain: listen.url_domain,
+                port: addr.port(),
+            }
+        }
+        None => UrlFront {
+            domain: listen.url_domain,
+            ..UrlFront::default()
+        },
+    };
     host.start();
     let memory = config.limits.memory;
     say!(
@@ -256,7 +314,7 @@ async fn run(
         memory.host_limit_mb
     );
     say!("mayfly: {}", crate::front_args::describe(&front));
-    let state = AppState::with_limits(host, credentials, front);
+    let state = AppState::build(host, credentials, front, url_front);
     Ok(server::serve(listeners, state, shutdown_signal()).await?)
 }
 

@@ -28,6 +28,7 @@ mod auth;
 mod boto3;
 mod concurrency;
 mod errors;
+mod function_urls;
 mod functions;
 mod hostile;
 mod invoke;

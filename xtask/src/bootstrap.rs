@@ -140,14 +140,35 @@ fn ensure_tool(
     Ok(())
 }
 
-/// Everything `cargo xtask bootstrap` installs: QEMU, musl-gcc, Go and
-/// PostgreSQL. The package index is updated at most once, before the
-/// first install.
+/// Everything `cargo xtask bootstrap` installs: QEMU, musl-gcc, Go,
+/// PostgreSQL and curl. The package index is updated at most once, before
+/// the first install.
 pub fn ensure_host_tools() -> Result<()> {
     ensure_qemu()?;
     ensure_musl()?;
     ensure_go()?;
-    ensure_postgres()
+    ensure_postgres()?;
+    ensure_curl()
+}
+
+/// Whether curl runs.
+pub fn has_curl() -> bool {
+    Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Installs Debian's `curl` if needed: the function URL tests call URLs
+/// with it as a user would (and sign requests with `--aws-sigv4`).
+pub fn ensure_curl() -> Result<()> {
+    ensure_tool(
+        has_curl,
+        "curl",
+        "the function URL tests call URLs with it",
+        "curl",
+        "put a curl on PATH",
+    )
 }
 
 /// The Go compiler: `$MAYFLY_GO`, or `go`.

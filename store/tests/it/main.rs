@@ -8,6 +8,7 @@ mod events;
 mod functions;
 mod space;
 mod tags;
+mod urls;
 
 use mayfly_store::{BlobRef, Event, FunctionVersion, Kind, Store, StoreError};
 use serde_json::json;

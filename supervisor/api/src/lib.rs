@@ -10,7 +10,8 @@
 //! Resources: [`functions`] (with [`model`], the configuration's checks
 //! and JSON), [`versions`], [`aliases`], [`concurrency`] (reserved and
 //! account settings), [`provisioned`], [`event_config`], [`tags`],
-//! [`invoke`] and [`invocations`] (Mayfly's recent records); shared helpers in
+//! [`permissions`] (the resource policy), [`urls`] (function URLs, served by
+//! [`url_front`]), [`invoke`] and [`invocations`] (Mayfly's recent records); shared helpers in
 //! [`request`]; the listeners in [`server`], each connection's timeouts in
 //! [`conn`], the body caps and limits in [`front`], and what every response
 //! carries (a request id, errors in Lambda's shape) in [`edge`].
@@ -29,11 +30,14 @@ pub mod functions;
 pub mod invocations;
 pub mod invoke;
 pub mod model;
+pub mod permissions;
 pub mod provisioned;
 pub mod request;
 pub mod routes;
 pub mod server;
 pub mod tags;
+pub mod url_front;
+pub mod urls;
 pub mod versions;
 
 use std::sync::Arc;
@@ -55,6 +59,8 @@ pub struct AppState {
     pub store: Store,
     /// The credentials and the front door's limits.
     pub gate: Arc<Gate>,
+    /// Where function URLs are served.
+    pub url_front: url_front::UrlFront,
 }
 
 impl AppState {
@@ -70,7 +76,19 @@ impl AppState {
         credentials: Credentials,
         limits: FrontLimits,
     ) -> SharedState {
+        AppState::build(host, credentials, limits, url_front::UrlFront::default())
+    }
+
+    /// The state over `host` with the front door's `limits`, its function
+    /// URLs served at `url_front`.
+    pub fn build(
+        host: Arc<Host>,
+        credentials: Credentials,
+        limits: FrontLimits,
+        url_front: url_front::UrlFront,
+    ) -> SharedState {
         Arc::new(AppState {
+            url_front,
             store: host.store().clone(),
             host,
             gate: Arc::new(Gate {

@@ -2,13 +2,13 @@
 //! one place.
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{get, post, put, MethodRouter};
+use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Router;
 
 use crate::error::ApiError;
 use crate::{
-    aliases, auth, concurrency, edge, event_config, functions, invocations, invoke, provisioned,
-    tags, versions, SharedState,
+    aliases, auth, concurrency, edge, event_config, functions, invocations, invoke, permissions,
+    provisioned, tags, urls, versions, SharedState,
 };
 
 /// Every operation: its path and its handler for each method. The
@@ -73,6 +73,22 @@ fn operations() -> Vec<(&'static str, MethodRouter<SharedState>)> {
             "/2019-09-25/functions/{name}/event-invoke-config/list",
             get(event_config::list),
         ),
+        (
+            "/2015-03-31/functions/{name}/policy",
+            post(permissions::add).get(permissions::get),
+        ),
+        (
+            "/2015-03-31/functions/{name}/policy/{sid}",
+            delete(permissions::remove),
+        ),
+        (
+            "/2021-10-31/functions/{name}/url",
+            post(urls::create)
+                .get(urls::get)
+                .put(urls::update)
+                .delete(urls::delete),
+        ),
+        ("/2021-10-31/functions/{name}/urls", get(urls::list)),
         (
             "/2017-03-31/tags/{arn}",
             post(tags::tag).get(tags::list).delete(tags::untag),

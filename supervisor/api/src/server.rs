@@ -1,5 +1,6 @@
-//! The listeners: the API (authenticated) and `/metrics`, and a graceful
-//! stop that lets in-flight requests drain.
+//! The listeners: the API (authenticated), `/metrics` and the function
+//! URLs ([`crate::url_front`]), and a graceful stop that lets in-flight
+//! requests drain.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use tokio::sync::Semaphore;
 
 use crate::conn;
 use crate::routes::{metrics_router, router};
+use crate::url_front::{url_router, Peer};
 use crate::SharedState;
 
 /// How long a stopping server waits for in-flight requests.
@@ -42,13 +44,16 @@ pub enum ServeError {
 pub struct Listeners {
     api: TcpListener,
     metrics: Option<TcpListener>,
+    urls: Option<TcpListener>,
 }
 
 impl Listeners {
-    /// Binds the API's address and, if given, the metrics address.
+    /// Binds the API's address and, if given, the metrics and function
+    /// URL addresses.
     pub async fn bind(
         api: SocketAddr,
         metrics: Option<SocketAddr>,
+        urls: Option<SocketAddr>,
     ) -> Result<Listeners, ServeError> {
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
@@ -60,7 +65,19 @@ impl Listeners {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        Ok(Listeners { api, metrics })
+        let urls = match urls {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        Ok(Listeners { api, metrics, urls })
+    }
+
+    /// The function URLs' address, if they are served.
+    pub fn urls_addr(&self) -> Result<Option<SocketAddr>, ServeError> {
+        self.urls
+            .as_ref()
+            .map(|m| m.local_addr().map_err(ServeError::Serve))
+            .transpose()
     }
 
     /// The API's address.
@@ -101,12 +118,18 @@ pub async fn serve(
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     if let Some(metrics) = listeners.metrics {
         let app = metrics_router(state.clone());
-        tokio::spawn(serve_metrics(
+        tokio::spawn(serve_side(
             metrics,
             app,
             limits.clone(),
             stopping.clone(),
+            METRICS_CONNECTIONS,
         ));
+    }
+    if let Some(urls) = listeners.urls {
+        let app = url_router(state.clone());
+        let max = limits.max_connections;
+        tokio::spawn(serve_side(urls, app, limits.clone(), stopping.clone(), max));
     }
     let app = router(state);
     let connections = Arc::new(Semaphore::new(limits.max_connections));
@@ -169,22 +192,24 @@ pub async fn serve(
     Ok(())
 }
 
-/// Serves `/metrics` with the API's timeouts and a cap of its own
-/// ([`METRICS_CONNECTIONS`]; beyond it a connection is closed at once): a
-/// scraper needs one, and a slow client there must not take the
-/// descriptors the API needs.
-async fn serve_metrics(
+/// Serves a listener beside the API (`/metrics`, the function URLs) with
+/// the API's timeouts and a cap of its own on connections (beyond it a
+/// connection is closed at once): a slow client there must not take the
+/// descriptors the API needs. Each request carries its client's address
+/// ([`Peer`]).
+async fn serve_side(
     listener: TcpListener,
     app: axum::Router,
     limits: crate::front::FrontLimits,
     stopping: tokio::sync::watch::Receiver<bool>,
+    max_connections: usize,
 ) {
-    let connections = Arc::new(Semaphore::new(METRICS_CONNECTIONS));
+    let connections = Arc::new(Semaphore::new(max_connections));
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot accept a metrics connection");
+                tracing::warn!(error = %e, "cannot accept a connection");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
@@ -192,7 +217,8 @@ async fn serve_metrics(
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             continue;
         };
-        let (app, limits, stopping) = (app.clone(), limits.clone(), stopping.clone());
+        let app = app.clone().layer(axum::Extension(Peer(peer)));
+        let (limits, stopping) = (limits.clone(), stopping.clone());
         tokio::spawn(async move {
             conn::serve(stream, app, limits, stopping).await;
             drop(permit);

@@ -3,8 +3,11 @@
 //! `{"mode":"env"}` answers with what the environment and /var/task say,
 //! `{"mode":"exit"}` exits 3 before answering, `{"mode":"segv"}` faults,
 //! `{"mode":"fetch","port":P}` answers with what an HTTP GET of
-//! 10.0.2.2:P (the host, through egress) returned, anything else is
-//! echoed.
+//! 10.0.2.2:P (the host, through egress) returned; as a function URL's
+//! function, the path `/respond/cookies` answers a 201 with headers,
+//! cookies and a body, `/respond/binary` answers the request's (base64)
+//! body back as binary, `/fail` exits 3 before answering; anything else
+//! is echoed.
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 
@@ -75,6 +78,18 @@ fn main() {
                 .take_while(|c| c.is_ascii_digit())
                 .collect();
             fetch(&port)
+        } else if text.contains("\"rawPath\":\"/respond/cookies\"") {
+            r#"{"statusCode":201,"headers":{"content-type":"text/plain","x-app":"yes"},"cookies":["a=1; Path=/","b=2"],"body":"made"}"#.to_string()
+        } else if text.contains("\"rawPath\":\"/respond/binary\"") {
+            let body = text
+                .split("\"body\":\"")
+                .nth(1)
+                .and_then(|b| b.split('"').next())
+                .unwrap_or("");
+            format!(r#"{{"statusCode":200,"headers":{{"content-type":"application/octet-stream"}},"body":"{body}","isBase64Encoded":true}}"#)
+        } else if text.contains("\"rawPath\":\"/fail\"") {
+            println!("failing on purpose");
+            std::process::exit(3);
         } else if text.contains("\"exit\"") {
             println!("exiting early");
             std::process::exit(3);

@@ -46,6 +46,8 @@ pub struct Options {
     pub extra_args: Vec<String>,
     /// `--data-dir` (default: `data` in the server's temporary directory).
     pub data_dir: Option<PathBuf>,
+    /// Serve function URLs on a third local port (`--url-listen`).
+    pub urls: bool,
 }
 
 impl Options {
@@ -68,6 +70,7 @@ impl Default for Options {
             env_credentials: true,
             extra_args: Vec::new(),
             data_dir: None,
+            urls: false,
         }
     }
 }
@@ -81,6 +84,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// `--metrics-listen`, when asked for.
     pub metrics_addr: Option<SocketAddr>,
+    /// `--url-listen`, when asked for.
+    pub urls_addr: Option<SocketAddr>,
     /// The key pair clients sign with.
     pub access_key_id: String,
     /// The key pair clients sign with.
@@ -122,6 +127,7 @@ impl Server {
             data_dir,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             metrics_addr: None,
+            urls_addr: None,
             access_key_id: String::new(),
             secret_access_key: String::new(),
             options,
@@ -135,6 +141,9 @@ impl Server {
             server.addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
             if server.options.metrics {
                 server.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], free_port())));
+            }
+            if server.options.urls {
+                server.urls_addr = Some(SocketAddr::from(([127, 0, 0, 1], free_port())));
             }
             match server.spawn_and_wait() {
                 Ok(()) => break,
@@ -187,6 +196,10 @@ impl Server {
         match self.metrics_addr {
             Some(m) => cmd.arg("--metrics-listen").arg(m.to_string()),
             None => cmd.arg("--metrics-listen").arg("off"),
+        };
+        match self.urls_addr {
+            Some(u) => cmd.arg("--url-listen").arg(u.to_string()),
+            None => cmd.arg("--url-listen").arg("off"),
         };
         if let Some(n) = self.options.max_concurrency {
             cmd.arg("--max-concurrency").arg(n.to_string());
