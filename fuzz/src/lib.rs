@@ -25,6 +25,8 @@ mod package;
 #[cfg(test)]
 mod runtime_api;
 #[cfg(test)]
+mod schedule;
+#[cfg(test)]
 mod sigv4;
 #[cfg(test)]
 mod vm_network;

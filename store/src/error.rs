@@ -23,6 +23,8 @@ pub enum Kind {
     FunctionUrlConfig,
     /// A statement of a function's resource policy.
     Permission,
+    /// A schedule (EventBridge Scheduler's).
+    Schedule,
 }
 
 impl fmt::Display for Kind {
@@ -37,6 +39,7 @@ impl fmt::Display for Kind {
             Kind::Blob => "blob",
             Kind::FunctionUrlConfig => "function url config",
             Kind::Permission => "permission",
+            Kind::Schedule => "schedule",
         })
     }
 }

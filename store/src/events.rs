@@ -96,7 +96,7 @@ fn read_event(row: &Row<'_>) -> Result<Event> {
     })
 }
 
-fn insert(conn: &Connection, event: &Event) -> Result<()> {
+pub(crate) fn insert(conn: &Connection, event: &Event) -> Result<()> {
     let exists = conn
         .query_row(
             "SELECT 1 FROM events WHERE request_id = ?1",

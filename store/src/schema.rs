@@ -155,6 +155,22 @@ CREATE TABLE permissions (
     PRIMARY KEY (function_name, qualifier, statement_id)
 ) WITHOUT ROWID;
 "#,
+    // 6: schedules (EventBridge Scheduler's), kept as the API's JSON with
+    // the next fire time (nominal, and due: nominal plus the flexible
+    // window's offset), NULL when disabled or none is left.
+    r#"
+CREATE TABLE schedules (
+    group_name   TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    config       TEXT NOT NULL,
+    created_ms   INTEGER NOT NULL,
+    modified_ms  INTEGER NOT NULL,
+    next_fire_ms INTEGER,
+    due_ms       INTEGER,
+    PRIMARY KEY (group_name, name)
+) WITHOUT ROWID;
+CREATE INDEX schedules_due ON schedules(due_ms);
+"#,
 ];
 
 /// How long a connection waits for a lock held by another connection

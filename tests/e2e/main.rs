@@ -36,6 +36,7 @@ mod jail;
 mod limits;
 mod metrics;
 mod restart;
+mod schedules;
 mod storage;
 mod tags;
 mod versions;

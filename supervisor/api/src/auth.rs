@@ -149,11 +149,17 @@ pub async fn authenticate(State(gate): State<Arc<Gate>>, request: Request, next:
     let (mut parts, body) = request.into_parts();
     let declared = declared_length(&parts.headers);
     let has_body = declared != Some(0);
+    // EventBridge Scheduler's operations are signed for their own service.
+    let service = if parts.uri.path().starts_with("/schedules") {
+        "scheduler"
+    } else {
+        "lambda"
+    };
     let pending = match check_headers(
         RequestParts::from(&parts),
         &gate.credentials,
         SystemTime::now(),
-        &VerifyOptions::strict("lambda"),
+        &VerifyOptions::strict(service),
     ) {
         Ok(pending) => pending,
         Err(e) => {

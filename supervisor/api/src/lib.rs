@@ -11,7 +11,8 @@
 //! and JSON), [`versions`], [`aliases`], [`concurrency`] (reserved and
 //! account settings), [`provisioned`], [`event_config`], [`tags`],
 //! [`permissions`] (the resource policy), [`urls`] (function URLs, served by
-//! [`url_front`]), [`invoke`] and [`invocations`] (Mayfly's recent records); shared helpers in
+//! [`url_front`]), [`invoke`] and [`invocations`] (Mayfly's recent records),
+//! and EventBridge Scheduler's [`schedules`]; shared helpers in
 //! [`request`]; the listeners in [`server`], each connection's timeouts in
 //! [`conn`], the body caps and limits in [`front`], and what every response
 //! carries (a request id, errors in Lambda's shape) in [`edge`].
@@ -34,6 +35,7 @@ pub mod permissions;
 pub mod provisioned;
 pub mod request;
 pub mod routes;
+pub mod schedules;
 pub mod server;
 pub mod tags;
 pub mod url_front;

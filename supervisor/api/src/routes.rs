@@ -8,7 +8,7 @@ use axum::Router;
 use crate::error::ApiError;
 use crate::{
     aliases, auth, concurrency, edge, event_config, functions, invocations, invoke, permissions,
-    provisioned, tags, urls, versions, SharedState,
+    provisioned, schedules, tags, urls, versions, SharedState,
 };
 
 /// Every operation: its path and its handler for each method. The
@@ -92,6 +92,15 @@ fn operations() -> Vec<(&'static str, MethodRouter<SharedState>)> {
         (
             "/2017-03-31/tags/{arn}",
             post(tags::tag).get(tags::list).delete(tags::untag),
+        ),
+        // EventBridge Scheduler's, on the same endpoint.
+        ("/schedules", get(schedules::list)),
+        (
+            "/schedules/{name}",
+            post(schedules::create)
+                .get(schedules::get)
+                .put(schedules::update)
+                .delete(schedules::delete),
         ),
         (
             "/mayfly/2025-01-01/functions/{name}/invocations",

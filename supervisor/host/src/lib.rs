@@ -18,7 +18,8 @@
 //! - [`records`]: invocation records and Lambda's framed logs.
 //! - [`metrics`]: Prometheus series fed by every invocation.
 //! - [`source`]: the [`source::Source`] trait of every producer of
-//!   invocations; [`queue`] is the first, the durable async event queue.
+//!   invocations; [`queue`] is the first, the durable async event queue,
+//!   and [`schedules`] the second, which fires schedules into it.
 //! - [`settings`] (run and async settings parsed from stored
 //!   configuration), [`names`] (function names and ARNs), [`error`].
 //!
@@ -41,6 +42,7 @@ pub mod names;
 pub mod provisioned;
 pub mod queue;
 pub mod records;
+pub mod schedules;
 pub mod settings;
 pub mod source;
 pub mod warm;
@@ -186,10 +188,14 @@ impl Host {
         }))
     }
 
-    /// Starts the sources (the async queue) and the warm pools of the
+    /// Starts the sources (the async queue, the schedules) and the warm pools of the
     /// stored provisioned-concurrency configurations.
     pub fn start(&self) {
         self.start_source(self.queue.clone());
+        self.start_source(schedules::Scheduler::new(
+            self.store.clone(),
+            self.queue.clone(),
+        ));
         tokio::spawn(self.pools.clone().restore());
         tokio::spawn(self.collector.clone().run());
     }

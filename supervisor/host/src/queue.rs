@@ -54,6 +54,12 @@ impl AsyncQueue {
         })
     }
 
+    /// Tells the workers that events were queued (by another writer than
+    /// [`accept`](Self::accept): the schedules).
+    pub fn wake(&self) {
+        self.ready.notify_one();
+    }
+
     /// Commits an event; the caller answers 202 only after this returns.
     /// When the function has its most events queued already, nothing is
     /// queued: [`HostError::Overloaded`].

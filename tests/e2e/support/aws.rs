@@ -66,12 +66,28 @@ impl Server {
         Cli::run(cmd, args)
     }
 
+    /// Runs `aws SERVICE ARGS --endpoint-url …` (`scheduler`: EventBridge
+    /// Scheduler's operations, served on the same endpoint) with the
+    /// server's credentials.
+    pub fn aws_service(&self, service: &str, args: &[&str]) -> Cli {
+        let mut cmd = self.aws_command_for(service);
+        cmd.env("AWS_ACCESS_KEY_ID", &self.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret_access_key);
+        cmd.args(args);
+        Cli::run(cmd, args)
+    }
+
     /// A bare `aws lambda … --endpoint-url … --region … --output json`
     /// command with a clean AWS environment (no credentials set).
     pub fn aws_command(&self) -> Command {
+        self.aws_command_for("lambda")
+    }
+
+    /// The same for another service.
+    pub fn aws_command_for(&self, service: &str) -> Command {
         let mut cmd = Command::new("aws");
         self.aws_env(&mut cmd);
-        cmd.arg("lambda")
+        cmd.arg(service)
             .arg("--endpoint-url")
             .arg(self.endpoint())
             .arg("--region")
