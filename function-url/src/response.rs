@@ -133,6 +133,66 @@ pub fn from_answer(payload: &[u8]) -> HttpResponse {
     }
 }
 
+/// The end of a streamed response's prelude: eight NUL bytes.
+pub const PRELUDE_END: [u8; 8] = [0; 8];
+/// The longest prelude looked for.
+pub const MAX_PRELUDE: usize = 64 * 1024;
+
+/// What the start of a streamed response says about its head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prelude {
+    /// Not enough yet to tell.
+    NeedMore,
+    /// The function sent a prelude (`{"statusCode":…,"headers":…,
+    /// "cookies":…}` and [`PRELUDE_END`]): the head it gives (no body),
+    /// and where the body starts.
+    Found(HttpResponse, usize),
+    /// No prelude: the bytes are the body of a 200.
+    Absent,
+}
+
+/// Looks for a prelude at the start of a streamed response (`complete`:
+/// nothing more will come).
+pub fn prelude(start: &[u8], complete: bool) -> Prelude {
+    let text_start = start.iter().position(|b| !b.is_ascii_whitespace());
+    match text_start {
+        None if complete => return Prelude::Absent,
+        None => return Prelude::NeedMore,
+        Some(at) if start[at] != b'{' => return Prelude::Absent,
+        Some(_) => {}
+    }
+    let end = start
+        .windows(PRELUDE_END.len())
+        .position(|w| w == PRELUDE_END);
+    let Some(end) = end else {
+        return if complete || start.len() > MAX_PRELUDE {
+            Prelude::Absent
+        } else {
+            Prelude::NeedMore
+        };
+    };
+    let Ok(mut value) = serde_json::from_slice::<Value>(&start[..end]) else {
+        return Prelude::Absent;
+    };
+    if let Some(object) = value.as_object_mut() {
+        object.remove("body");
+        object.remove("isBase64Encoded");
+        object.entry("statusCode").or_insert(Value::from(200));
+    }
+    let mut head = from_answer(value.to_string().as_bytes());
+    head.body.clear();
+    Prelude::Found(head, end + PRELUDE_END.len())
+}
+
+/// The head of a streamed response without a prelude.
+pub fn streamed_default() -> HttpResponse {
+    HttpResponse {
+        status: 200,
+        headers: vec![("content-type".into(), "application/octet-stream".into())],
+        body: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,5 +251,26 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn a_streamed_prelude_gives_the_head_and_where_the_body_starts() {
+        let mut wire =
+            br#"{"statusCode":201,"headers":{"content-type":"text/plain"},"cookies":["a=1"]}"#
+                .to_vec();
+        assert_eq!(prelude(&wire, false), Prelude::NeedMore);
+        wire.extend_from_slice(&PRELUDE_END);
+        wire.extend_from_slice(b"first");
+        let Prelude::Found(head, at) = prelude(&wire, false) else {
+            panic!("a prelude")
+        };
+        assert_eq!(head.status, 201);
+        assert_eq!(head.header("content-type"), Some("text/plain"));
+        assert_eq!(head.header("set-cookie"), Some("a=1"));
+        assert!(head.body.is_empty());
+        assert_eq!(&wire[at..], b"first");
+        assert_eq!(prelude(b"plain text", false), Prelude::Absent);
+        assert_eq!(prelude(b"{not a prelude", true), Prelude::Absent);
+        assert_eq!(prelude(b"", false), Prelude::NeedMore);
     }
 }

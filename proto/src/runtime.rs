@@ -22,8 +22,14 @@ pub const HEADER_DEADLINE_MS: &str = "Lambda-Runtime-Deadline-Ms";
 pub const HEADER_FUNCTION_ARN: &str = "Lambda-Runtime-Invoked-Function-Arn";
 /// X-Ray style trace id.
 pub const HEADER_TRACE_ID: &str = "Lambda-Runtime-Trace-Id";
-/// Error type of a posted error, as a header (the body carries it too).
+/// Error type of a posted error, as a header (the body carries it too); in
+/// a streamed response, a trailer.
 pub const HEADER_FUNCTION_ERROR_TYPE: &str = "Lambda-Runtime-Function-Error-Type";
+/// In a streamed response, the trailer with the error document, base64.
+pub const HEADER_FUNCTION_ERROR_BODY: &str = "Lambda-Runtime-Function-Error-Body";
+/// On `response`: `streaming` when the function streams its response
+/// (chunked, errors in trailers).
+pub const HEADER_RESPONSE_MODE: &str = "Lambda-Runtime-Function-Response-Mode";
 /// Mayfly extension on `next`: the host's clock, in milliseconds since the
 /// Unix epoch, when the response was written. The guest has no wall clock of
 /// its own, and needs one to turn the deadline into a remaining time.

@@ -155,6 +155,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         function_version: "$LATEST".to_owned(),
         request_id: uuid::Uuid::new_v4().to_string(),
         egress: Some(mayfly_runner::EgressPlan::none()),
+        stream: None,
     };
     let interrupted = async {
         if tokio::signal::ctrl_c().await.is_err() {

@@ -38,6 +38,7 @@ mod metrics;
 mod restart;
 mod schedules;
 mod storage;
+mod streaming;
 mod tags;
 mod versions;
 mod warm;

@@ -46,6 +46,7 @@ async fn a_booted_vm_waits_then_serves_one_event() {
             "11111111-0000-4000-8000-000000000001",
             "arn:aws:lambda:us-east-1:000000000000:function:echo:1",
             Duration::from_secs(3),
+            None,
             std::future::pending(),
         )
         .await

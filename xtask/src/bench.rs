@@ -135,6 +135,7 @@ async fn run_echo(accel: Accel, echo: &Path) -> Result<Duration> {
         invoked_arn: "arn:aws:lambda:us-east-1:000000000000:function:echo".into(),
         request_id: "bench".into(),
         egress: None,
+        stream: None,
     };
     let started = Instant::now();
     let outcome = run::run(&request, accel).await?;

@@ -182,6 +182,9 @@ impl BodyCap {
             (&Method::POST, "/2015-03-31/functions/{name}/invocations") => {
                 ("InvokeFunction", limits::SYNC_PAYLOAD_BYTES)
             }
+            (&Method::POST, "/2021-11-15/functions/{name}/response-streaming-invocations") => {
+                ("InvokeWithResponseStream", limits::SYNC_PAYLOAD_BYTES)
+            }
             _ => ("this", SMALL_REQUEST_BYTES),
         };
         BodyCap { operation, limit }

@@ -7,8 +7,8 @@ use axum::Router;
 
 use crate::error::ApiError;
 use crate::{
-    aliases, auth, concurrency, edge, event_config, functions, invocations, invoke, permissions,
-    provisioned, schedules, tags, urls, versions, SharedState,
+    aliases, auth, concurrency, edge, event_config, functions, invocations, invoke, invoke_stream,
+    permissions, provisioned, schedules, tags, urls, versions, SharedState,
 };
 
 /// Every operation: its path and its handler for each method. The
@@ -43,6 +43,10 @@ fn operations() -> Vec<(&'static str, MethodRouter<SharedState>)> {
         (
             "/2015-03-31/functions/{name}/invocations",
             post(invoke::invoke),
+        ),
+        (
+            "/2021-11-15/functions/{name}/response-streaming-invocations",
+            post(invoke_stream::invoke),
         ),
         (
             "/2017-10-31/functions/{name}/concurrency",

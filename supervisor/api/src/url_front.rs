@@ -20,9 +20,11 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use http::header::{HOST, ORIGIN};
 use http::{HeaderName, HeaderValue, StatusCode};
-use mayfly_function_url::config::{AuthType, UrlConfig};
+use mayfly_function_url::config::{AuthType, Cors, InvokeMode, UrlConfig};
 use mayfly_function_url::event::{self, Context, IamCaller};
-use mayfly_function_url::response::{from_answer, HttpResponse};
+use mayfly_function_url::response::{
+    from_answer, prelude, streamed_default, HttpResponse, Prelude,
+};
 use mayfly_function_url::{address, cors, policy};
 use mayfly_host::names::{function_arn, FunctionRef, ACCOUNT_ID};
 use mayfly_sigv4::{check_headers, RequestParts, VerifyOptions};
@@ -31,6 +33,7 @@ use tokio::time::Instant;
 
 use crate::auth::{read_capped, BodyError};
 use crate::error::ApiError;
+use crate::streaming::{self, Piece, StreamedBody};
 use crate::SharedState;
 
 /// The most a request's body may be (Lambda's synchronous payload limit).
@@ -63,10 +66,29 @@ pub fn url_router(state: SharedState) -> Router {
     Router::new().fallback(serve).with_state(state)
 }
 
-fn respond(response: HttpResponse, request_id: &str) -> Response {
+/// What the URL answers: whole, or as the function streams it.
+enum Answer {
+    Whole(HttpResponse),
+    Streamed(HttpResponse, StreamedBody),
+}
+
+impl From<HttpResponse> for Answer {
+    fn from(response: HttpResponse) -> Answer {
+        Answer::Whole(response)
+    }
+}
+
+fn respond(answer: Answer, request_id: &str) -> Response {
+    let (head, body) = match answer {
+        Answer::Whole(mut response) => {
+            let body = Body::from(std::mem::take(&mut response.body));
+            (response, body)
+        }
+        Answer::Streamed(head, body) => (head, Body::new(body)),
+    };
     let mut out = Response::builder()
-        .status(StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_GATEWAY));
-    for (name, value) in &response.headers {
+        .status(StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY));
+    for (name, value) in &head.headers {
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(value),
@@ -75,7 +97,7 @@ fn respond(response: HttpResponse, request_id: &str) -> Response {
         }
     }
     out = out.header("x-amzn-requestid", request_id);
-    out.body(Body::from(response.body))
+    out.body(body)
         .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
 }
 
@@ -116,21 +138,132 @@ async fn handle(
     peer: Option<SocketAddr>,
     request: Request,
     request_id: &str,
-) -> HttpResponse {
+) -> Answer {
+    match prepare(state, peer, request, request_id).await {
+        Err(refused) => Answer::Whole(refused),
+        Ok(ready) => ready.run(state, request_id).await,
+    }
+}
+
+/// A request let in, its event made, ready to invoke.
+struct Ready {
+    f: FunctionRef,
+    resolved: mayfly_store::Resolved,
+    arn: String,
+    payload: bytes::Bytes,
+    mode: InvokeMode,
+    cors: Option<(Cors, Option<String>)>,
+}
+
+impl Ready {
+    async fn run(self, state: &SharedState, request_id: &str) -> Answer {
+        let Ready {
+            f,
+            resolved,
+            arn,
+            payload,
+            mode,
+            cors,
+        } = self;
+        let with_cors = |mut response: HttpResponse| {
+            if let Some((config, origin)) = &cors {
+                cors::apply(config, origin.as_deref(), &mut response);
+            }
+            response
+        };
+        if mode == InvokeMode::ResponseStream {
+            let id = request_id.to_string();
+            let pieces = streaming::start(state, f, resolved, arn, id, payload);
+            return stream(pieces, with_cors).await;
+        }
+        let completed = match state
+            .host
+            .invoke_sync(&f, resolved, arn, request_id.to_string(), payload)
+            .await
+        {
+            Ok(completed) => completed,
+            Err(e) => return host_error(e.into()).into(),
+        };
+        let response = if completed.failed() {
+            HttpResponse::bad_gateway()
+        } else {
+            from_answer(&completed.payload())
+        };
+        Answer::Whole(with_cors(response))
+    }
+}
+
+/// A stream that ended before its head was sent: answered whole.
+fn gathered(start: &[u8]) -> HttpResponse {
+    let (mut head, at) = match prelude(start, true) {
+        Prelude::Found(head, at) => (head, at),
+        _ => (streamed_default(), 0),
+    };
+    head.body = start[at..].to_vec();
+    head
+}
+
+/// Answers as the function streams: its prelude (or a 200) as the head,
+/// once it has come, then the body as it is written.
+async fn stream(
+    mut pieces: tokio::sync::mpsc::UnboundedReceiver<Piece>,
+    with_cors: impl Fn(HttpResponse) -> HttpResponse,
+) -> Answer {
+    let mut start: Vec<u8> = Vec::new();
+    let (head, at) = loop {
+        match pieces.recv().await {
+            Some(Piece::Chunk(chunk)) => {
+                start.extend_from_slice(&chunk);
+                match prelude(&start, false) {
+                    Prelude::NeedMore => continue,
+                    Prelude::Found(head, at) => break (head, at),
+                    Prelude::Absent => break (streamed_default(), 0),
+                }
+            }
+            Some(Piece::Done(done)) => match *done {
+                Err(e) => return host_error(e.into()).into(),
+                Ok(completed) if start.is_empty() => {
+                    // The function did not stream: its answer, mapped whole.
+                    let response = if completed.failed() {
+                        HttpResponse::bad_gateway()
+                    } else {
+                        from_answer(&completed.payload())
+                    };
+                    return Answer::Whole(with_cors(response));
+                }
+                Ok(_) => return Answer::Whole(with_cors(gathered(&start))),
+            },
+            None => return Answer::Whole(with_cors(gathered(&start))),
+        }
+    };
+    let rest = bytes::Bytes::from(start).slice(at..);
+    let first = (!rest.is_empty()).then_some(rest);
+    // A failure after the head went is the body's end: the status cannot
+    // change any more.
+    let body = StreamedBody::new(first, pieces, |chunk| chunk, Box::new(|_| None));
+    Answer::Streamed(with_cors(head), body)
+}
+
+async fn prepare(
+    state: &SharedState,
+    peer: Option<SocketAddr>,
+    request: Request,
+    request_id: &str,
+) -> Result<Ready, HttpResponse> {
     let received = SystemTime::now();
     let (parts, body) = request.into_parts();
     let host = parts.headers.get(HOST).and_then(|h| h.to_str().ok());
     let path = parts.uri.path();
     let Some(target) = address::target(host, path, &state.url_front.domain) else {
-        return HttpResponse::message(404, "Not Found");
+        return Err(HttpResponse::message(404, "Not Found"));
     };
     let url = match state.store.function_url_by_id(target.url_id) {
         Ok(Some(url)) => url,
-        Ok(None) => return HttpResponse::message(404, "Not Found"),
-        Err(e) => return host_error(e.into()),
+        Ok(None) => return Err(HttpResponse::message(404, "Not Found")),
+        Err(e) => return Err(host_error(e.into())),
     };
     let Ok(config) = serde_json::from_value::<UrlConfig>(url.config.clone()) else {
-        return HttpResponse::bad_gateway();
+        return Err(HttpResponse::bad_gateway());
     };
     let region = url.config["Region"]
         .as_str()
@@ -140,21 +273,29 @@ async fn handle(
     let body = match read_capped(body, MAX_BODY, MAX_BODY, deadline).await {
         Ok(body) => body,
         Err(BodyError::TooLarge { .. }) => {
-            return HttpResponse::message(413, "Request must be smaller than 6291456 bytes")
+            return Err(HttpResponse::message(
+                413,
+                "Request must be smaller than 6291456 bytes",
+            ))
         }
-        Err(_) => return HttpResponse::message(400, "The request body could not be read"),
+        Err(_) => {
+            return Err(HttpResponse::message(
+                400,
+                "The request body could not be read",
+            ))
+        }
     };
     let origin = parts.headers.get(ORIGIN).and_then(|h| h.to_str().ok());
     let header = |name: &str| parts.headers.get(name).and_then(|h| h.to_str().ok());
     if let Some(cors_config) = &config.cors {
         let asked = header("access-control-request-method");
         if cors::is_preflight(parts.method.as_str(), origin, asked) {
-            return cors::preflight(
+            return Err(cors::preflight(
                 cors_config,
                 origin.unwrap_or(""),
                 asked.unwrap_or(""),
                 header("access-control-request-headers"),
-            );
+            ));
         }
     }
     let qualifier = (url.qualifier != LATEST).then(|| url.qualifier.clone());
@@ -174,14 +315,14 @@ async fn handle(
                 }),
                 Err(e) => {
                     tracing::info!(url = %url.url_id, error = %e, "function URL request refused");
-                    return forbidden();
+                    return Err(forbidden());
                 }
             }
         }
         AuthType::None => match state.store.policy(&url.function_name, qualifier.as_deref()) {
             Ok((statements, _)) if policy::allows_public_url(&statements) => None,
-            Ok(_) => return forbidden(),
-            Err(e) => return host_error(e.into()),
+            Ok(_) => return Err(forbidden()),
+            Err(e) => return Err(host_error(e.into())),
         },
     };
     let source_ip = peer.map(|p| p.ip().to_string()).unwrap_or_default();
@@ -219,26 +360,17 @@ async fn handle(
         name: url.function_name.clone(),
         qualifier,
     };
-    let resolved = match state.host.resolve(&f, &region) {
-        Ok(resolved) => resolved,
-        Err(e) => return host_error(e.into()),
-    };
-    let arn = function_arn(&region, &f.name, f.qualifier.as_deref());
-    let completed = match state
+    let resolved = state
         .host
-        .invoke_sync(&f, resolved, arn, request_id.to_string(), payload)
-        .await
-    {
-        Ok(completed) => completed,
-        Err(e) => return host_error(e.into()),
-    };
-    let mut response = if completed.failed() {
-        HttpResponse::bad_gateway()
-    } else {
-        from_answer(&completed.payload())
-    };
-    if let Some(cors_config) = &config.cors {
-        cors::apply(cors_config, origin, &mut response);
-    }
-    response
+        .resolve(&f, &region)
+        .map_err(|e| host_error(e.into()))?;
+    let arn = function_arn(&region, &f.name, f.qualifier.as_deref());
+    Ok(Ready {
+        f,
+        resolved,
+        arn,
+        payload,
+        mode: config.invoke_mode,
+        cors: config.cors.map(|c| (c, origin.map(str::to_string))),
+    })
 }

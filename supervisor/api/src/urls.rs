@@ -39,11 +39,7 @@ fn fields(body: &[u8]) -> ApiResult<Fields> {
         ));
     };
     let mut out = Fields::default();
-    if object.get("InvokeMode").and_then(Value::as_str) == Some("RESPONSE_STREAM") {
-        return Err(ApiError::invalid_parameter(
-            "InvokeMode RESPONSE_STREAM is not supported by this host yet: use BUFFERED",
-        ));
-    }
+
     if let Some(v) = object.get("AuthType").filter(|v| !v.is_null()) {
         let text = v.as_str().unwrap_or("");
         out.auth_type = Some(AuthType::parse(text).ok_or_else(|| {

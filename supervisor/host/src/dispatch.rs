@@ -154,7 +154,8 @@ async fn run_in_task(
     let result = match warm {
         Some(vm) => {
             let (id, arn) = (job.request_id.clone(), job.invoked_arn.clone());
-            vm.deliver(job.payload.clone(), id, arn, timeout, cancelled)
+            let stream = job.stream.clone();
+            vm.deliver(job.payload.clone(), id, arn, timeout, stream, cancelled)
                 .await
         }
         None => {
@@ -170,6 +171,7 @@ async fn run_in_task(
                 invoked_arn: job.invoked_arn.clone(),
                 request_id: job.request_id.clone(),
                 egress: Some(egress),
+                stream: job.stream.clone(),
             };
             runner.run(request, cancelled).await
         }

@@ -45,6 +45,9 @@ pub struct Job {
     pub kind: InvocationKind,
     /// The version's run settings, parsed once.
     pub settings: RunSettings,
+    /// Where a streamed response goes as it is written (InvokeWithResponseStream,
+    /// streamed URLs); `None`: it is gathered into the result.
+    pub stream: Option<mayfly_runner::ResponseSink>,
 }
 
 impl Job {
@@ -66,6 +69,7 @@ impl Job {
             payload,
             kind,
             settings,
+            stream: None,
         }
     }
 }

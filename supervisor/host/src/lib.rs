@@ -295,6 +295,32 @@ impl Host {
         self.dispatcher.dispatch(job).await
     }
 
+    /// Runs `payload` on `resolved` as [`invoke_sync`](Self::invoke_sync)
+    /// does, with what the function streams handed to `stream` as it is
+    /// written (a function that does not stream answers once, at its end,
+    /// in the result).
+    pub async fn invoke_streaming(
+        &self,
+        f: &FunctionRef,
+        resolved: Resolved,
+        invoked_arn: String,
+        request_id: String,
+        payload: Bytes,
+        stream: mayfly_runner::ResponseSink,
+    ) -> HostResult<Completed> {
+        let version = self.route(resolved)?;
+        let mut job = Job::new(
+            request_id,
+            version,
+            f.qualifier.clone(),
+            invoked_arn,
+            payload,
+            InvocationKind::Sync,
+        );
+        job.stream = Some(stream);
+        self.dispatcher.dispatch(job).await
+    }
+
     /// Queues `payload` for `f` durably; returns once it is committed.
     pub async fn invoke_async(
         &self,

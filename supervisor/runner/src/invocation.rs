@@ -46,7 +46,21 @@ pub struct RunRequest {
     pub request_id: String,
     /// What the VM may reach beyond its runtime API; `None`: nothing.
     pub egress: Option<EgressPlan>,
+    /// Where a response the function streams goes as it is written; `None`:
+    /// a streamed response is gathered into the result, as a buffered
+    /// invoke of a streaming function gets it.
+    pub stream: Option<ResponseSink>,
 }
+
+/// Takes the bytes of a streamed response as the function writes them.
+pub trait StreamSink: Send + Sync + std::fmt::Debug {
+    /// One piece, in order; `false` when nobody reads any more (the client
+    /// went away: the rest is dropped).
+    fn write(&self, chunk: Bytes) -> bool;
+}
+
+/// A shared [`StreamSink`].
+pub type ResponseSink = std::sync::Arc<dyn StreamSink>;
 
 /// What a VM may reach beyond its runtime API: the host's rules (`mayfly
 /// serve --egress`), narrowed by the function's (its `mayfly:egress` tag),

@@ -33,7 +33,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use invocation::{
-    EgressPlan, InvocationOutcome, InvocationResult, RunError, RunRequest, VmTemplate,
+    EgressPlan, InvocationOutcome, InvocationResult, ResponseSink, RunError, RunRequest,
+    StreamSink, VmTemplate,
 };
 
 /// A boxed future, as the traits return them.
@@ -79,6 +80,7 @@ pub trait WarmVm: Send + Debug {
         request_id: String,
         invoked_arn: String,
         timeout: Duration,
+        stream: Option<ResponseSink>,
         cancel: Cancel,
     ) -> BoxFuture<Result<InvocationOutcome, RunError>>;
 

@@ -68,11 +68,12 @@ impl WarmVm for BootedVm {
         request_id: String,
         invoked_arn: String,
         timeout: Duration,
+        stream: Option<mayfly_runner::ResponseSink>,
         cancel: Cancel,
     ) -> BoxFuture<Result<InvocationOutcome, RunError>> {
         Box::pin(async move {
             (*self)
-                .deliver(event, &request_id, &invoked_arn, timeout, cancel)
+                .deliver(event, &request_id, &invoked_arn, timeout, stream, cancel)
                 .await
         })
     }

@@ -108,6 +108,7 @@ pub async fn run_in(
         request.timeout,
         CappedLog::default(),
     )?;
+    running.stream = request.stream.clone();
     let deadline = running.spawned_at + INIT_TIMEOUT;
     let ending = running.drive(deadline, INIT_TIMEOUT, cancel).await?;
     running.finish(ending, &request.request_id, false).await
@@ -148,6 +149,10 @@ struct Running {
     timeout: Duration,
     /// The bytes relayed through egress, if it is on.
     metered: Option<Arc<Metered>>,
+    /// Where a streamed response goes; without one it is gathered here.
+    stream: Option<mayfly_runner::ResponseSink>,
+    /// A streamed response gathered for a caller that takes it whole.
+    streamed: bytes::BytesMut,
 }
 
 impl std::fmt::Debug for Running {
@@ -250,6 +255,8 @@ impl Running {
             memory_mb: template.memory_mb,
             timeout,
             metered,
+            stream: None,
+            streamed: bytes::BytesMut::new(),
         })
     }
 
@@ -282,6 +289,8 @@ impl Running {
             max_memory,
             timeout,
             console_writer,
+            stream,
+            streamed,
             ..
         } = self;
         let spawned_at = *spawned_at;
@@ -309,6 +318,27 @@ impl Running {
                     *max_memory = Some(bytes);
                     None
                 }
+                ApiEvent::ResponseChunk(chunk) => match stream {
+                    Some(sink) => {
+                        // A client that went away does not stop the
+                        // function; what it streams is dropped.
+                        let _ = sink.write(chunk);
+                        None
+                    }
+                    None if streamed.len() + chunk.len() > crate::runtime_api::MAX_RESPONSE_BYTES => {
+                        Some(Ending::Violated(Violation {
+                            error_type: crate::runtime_api::ERROR_RESPONSE_TOO_LARGE,
+                            message: format!(
+                                "Response payload size exceeded maximum allowed payload size ({} bytes).",
+                                crate::runtime_api::MAX_RESPONSE_BYTES
+                            ),
+                        }))
+                    }
+                    None => {
+                        streamed.extend_from_slice(&chunk);
+                        None
+                    }
+                },
                 ApiEvent::Finished { at, result } => Some(Ending::Finished(at, result)),
                 ApiEvent::Violated(violation) => Some(Ending::Violated(violation)),
             }
@@ -406,6 +436,12 @@ impl Running {
         tracing::trace!("console collected");
 
         let result = match ending {
+            Ending::Finished(_, GuestResult::Response(body)) if !self.streamed.is_empty() => {
+                // A streamed response, gathered for a caller that takes it
+                // whole.
+                let _ = body;
+                InvocationResult::Success(std::mem::take(&mut self.streamed).freeze())
+            }
             Ending::Finished(_, GuestResult::Response(body)) => InvocationResult::Success(body),
             Ending::Finished(
                 _,

@@ -35,7 +35,7 @@ pub use chunked::{MAX_SIZE_LINE_BYTES, MAX_TRAILER_BYTES};
 pub use connection::Connection;
 pub use parse::{MAX_HEADERS, MAX_HEAD_BYTES};
 
-use parse::{Head, OwnedRoute};
+use parse::{Framing, Head, OwnedRoute};
 
 /// Largest response body accepted: Lambda's 6 MB payload limit.
 pub const MAX_RESPONSE_BYTES: usize = mayfly_proto::limits::SYNC_PAYLOAD_BYTES;
@@ -60,6 +60,8 @@ pub const ERROR_INVALID_REQUEST: &str = "Runtime.InvalidApiRequest";
 /// Error type of an invocation whose response was over the payload limit
 /// (Lambda's own).
 pub const ERROR_RESPONSE_TOO_LARGE: &str = "Function.ResponseSizeTooLarge";
+/// Lambda's limit on a streamed response.
+pub const MAX_STREAMED_BYTES: usize = 20 * 1024 * 1024;
 
 /// The event this VM is booted for.
 #[derive(Debug, Clone)]
@@ -148,6 +150,9 @@ pub enum ApiEvent {
     },
     /// The guest reported its memory use (`Mayfly-Max-Memory-Bytes`).
     MaxMemory(u64),
+    /// Bytes of a streamed response, as they arrived (its end is
+    /// [`ApiEvent::Finished`]).
+    ResponseChunk(Bytes),
     /// The guest posted its result.
     Finished {
         /// When the complete request had arrived.
@@ -318,6 +323,88 @@ impl RuntimeApi {
         std::mem::take(&mut self.events)
     }
 
+    /// Whether a streamed `response` may begin: for the current request id,
+    /// after delivery. `Err` is the answer that refuses it.
+    fn start_stream(&mut self, head: &Head) -> Result<(), Reply> {
+        if self.violated {
+            return Err(Reply::Never);
+        }
+        match self.check_post(&head.route) {
+            Some(refused) => Err(refused),
+            None => Ok(()),
+        }
+    }
+
+    /// Hands on bytes of a streamed response.
+    fn stream_chunk(&mut self, chunk: Bytes) {
+        if !self.violated && !chunk.is_empty() {
+            self.events.push(ApiEvent::ResponseChunk(chunk));
+        }
+    }
+
+    /// Whether a post on `route` is refused: another request id, or not
+    /// after delivery.
+    fn check_post(&self, route: &OwnedRoute) -> Option<Reply> {
+        let (OwnedRoute::Response(id) | OwnedRoute::Error(id)) = route else {
+            return None;
+        };
+        let expected = self.invocation.as_ref().map(|i| i.request_id.as_str());
+        if expected != Some(id.as_str()) {
+            // A VM serves one event: a post for any other id is never a
+            // runtime's honest mistake. The id is the guest's: quoted, and
+            // only its start.
+            let id: String = id.chars().take(64).collect();
+            let message = match expected {
+                Some(current) => format!(
+                    "the guest posted for request id {id:?}, but the current one is {current}"
+                ),
+                None => format!("the guest posted for request id {id:?} before it had an event"),
+            };
+            return Some(Reply::Refuse(Refusal::new(
+                400,
+                ERROR_INVALID_REQUEST,
+                message,
+            )));
+        }
+        if self.phase != Phase::Delivered {
+            return Some(invalid_state());
+        }
+        None
+    }
+
+    /// The end of a streamed response: its trailers say whether it failed.
+    fn end_stream(&mut self, trailers: &[(String, String)], now: Now) -> Reply {
+        if self.violated {
+            return Reply::Never;
+        }
+        let trailer = |name: &str| {
+            trailers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let result = match trailer(runtime::HEADER_FUNCTION_ERROR_TYPE) {
+            None => GuestResult::Response(Bytes::new()),
+            Some(error_type) => {
+                use base64::Engine;
+                let body = trailer(runtime::HEADER_FUNCTION_ERROR_BODY)
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                    .unwrap_or_default();
+                let head = Head {
+                    len: 0,
+                    route: OwnedRoute::InitError,
+                    framing: Framing::Length(0),
+                    close: false,
+                    error_type: Some(error_type),
+                    max_memory: None,
+                    streaming: false,
+                };
+                error_result(&head, Bytes::from(body), false)
+            }
+        };
+        self.finish(now, result)
+    }
+
     fn handle(&mut self, head: &Head, body: Bytes, now: Now) -> Reply {
         if self.violated {
             return Reply::Never;
@@ -332,23 +419,9 @@ impl RuntimeApi {
         }
         match &head.route {
             OwnedRoute::Next => self.next(now),
-            OwnedRoute::Response(id) | OwnedRoute::Error(id) => {
-                let expected = self.invocation.as_ref().map(|i| i.request_id.as_str());
-                if expected != Some(id.as_str()) {
-                    // A VM serves one event: a post for any other id is
-                    // never a runtime's honest mistake.
-                    // The id is the guest's: quoted, and only its start.
-                    let id: String = id.chars().take(64).collect();
-                    let message = match expected {
-                        Some(current) => format!(
-                            "the guest posted for request id {id:?}, but the current one is {current}"
-                        ),
-                        None => format!("the guest posted for request id {id:?} before it had an event"),
-                    };
-                    return Reply::Refuse(Refusal::new(400, ERROR_INVALID_REQUEST, message));
-                }
-                if self.phase != Phase::Delivered {
-                    return invalid_state();
+            OwnedRoute::Response(_) | OwnedRoute::Error(_) => {
+                if let Some(refused) = self.check_post(&head.route) {
+                    return refused;
                 }
                 let result = match head.route {
                     OwnedRoute::Response(_) => GuestResult::Response(body),

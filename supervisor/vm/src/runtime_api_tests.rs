@@ -487,3 +487,93 @@ fn large_events_and_responses_are_passed_on_not_copied() {
         "the response was copied out of the connection's buffer"
     );
 }
+
+/// A streamed response's head for request `id`.
+fn stream_head(id: &str) -> String {
+    format!(
+        "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: 10.0.2.2:9001\r\n\
+         Lambda-Runtime-Function-Response-Mode: streaming\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+}
+
+#[test]
+fn a_streamed_response_is_handed_on_as_it_arrives_and_ends_with_the_result() {
+    let mut api = api();
+    let mut conn = Connection::new();
+    exchange(&mut api, &mut conn, NEXT);
+    api.take_events();
+    let answer = exchange(&mut api, &mut conn, stream_head(ID).as_bytes());
+    assert_eq!(answer, "", "nothing is answered before the stream ends");
+    exchange(&mut api, &mut conn, b"5\r\nhello\r\n");
+    assert_eq!(
+        api.take_events(),
+        [ApiEvent::ResponseChunk(bytes::Bytes::from_static(b"hello"))]
+    );
+    exchange(&mut api, &mut conn, b"6\r\n world\r\n3\r\n!!!");
+    assert_eq!(
+        api.take_events(),
+        [ApiEvent::ResponseChunk(bytes::Bytes::from_static(
+            b" world!!!"
+        ))]
+    );
+    let answer = exchange(&mut api, &mut conn, b"\r\n0\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let events = api.take_events();
+    assert!(
+        matches!(
+            &events[..],
+            [ApiEvent::Finished { result: GuestResult::Response(body), .. }] if body.is_empty()
+        ),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn an_error_in_a_streams_trailers_is_the_functions_error() {
+    use base64::Engine;
+    let mut api = api();
+    let mut conn = Connection::new();
+    exchange(&mut api, &mut conn, NEXT);
+    api.take_events();
+    let body = base64::engine::general_purpose::STANDARD
+        .encode(br#"{"errorType":"Stream.Failed","errorMessage":"midway"}"#);
+    let request = format!(
+        "{}3\r\nabc\r\n0\r\nLambda-Runtime-Function-Error-Type: Stream.Failed\r\n\
+         Lambda-Runtime-Function-Error-Body: {body}\r\n\r\n",
+        stream_head(ID)
+    );
+    exchange(&mut api, &mut conn, request.as_bytes());
+    let events = api.take_events();
+    assert_eq!(
+        events[0],
+        ApiEvent::ResponseChunk(bytes::Bytes::from_static(b"abc"))
+    );
+    let ApiEvent::Finished {
+        result:
+            GuestResult::Error {
+                error_type,
+                error_message,
+                ..
+            },
+        ..
+    } = &events[1]
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        (error_type.as_str(), error_message.as_str()),
+        ("Stream.Failed", "midway")
+    );
+}
+
+#[test]
+fn a_stream_for_another_request_id_is_refused_before_its_data() {
+    let mut api = api();
+    let mut conn = Connection::new();
+    exchange(&mut api, &mut conn, NEXT);
+    api.take_events();
+    let other = "8f507cfc-0000-4000-8000-000000000999";
+    let answer = exchange(&mut api, &mut conn, stream_head(other).as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(violation(&mut api).error_type, ERROR_INVALID_REQUEST);
+}

@@ -36,6 +36,7 @@ fn request(image: PathBuf) -> RunRequest {
         invoked_arn: "arn:aws:lambda:us-east-1:000000000000:function:test".into(),
         request_id: "00000000-0000-4000-8000-000000000000".into(),
         egress: None,
+        stream: None,
     }
 }
 

@@ -100,9 +100,11 @@ impl BootedVm {
         request_id: &str,
         invoked_arn: &str,
         timeout: Duration,
+        stream: Option<mayfly_runner::ResponseSink>,
         cancel: impl Future<Output = ()>,
     ) -> Result<InvocationOutcome, RunError> {
         let running = &mut self.running;
+        running.stream = stream;
         running.api.deliver(Invocation {
             request_id: request_id.to_string(),
             event,

@@ -55,6 +55,11 @@ pub struct Chunked {
     size: u64,
     line: usize,
     trailer: usize,
+    /// The trailer section as received (CRs dropped), for
+    /// [`trailers`](Self::trailers).
+    trailers: Vec<u8>,
+    /// Data bytes decoded so far (the body may be taken as it comes).
+    decoded: u64,
     /// Framing bytes seen so far (everything that is not data).
     framing: usize,
     max_body: usize,
@@ -70,6 +75,8 @@ impl Chunked {
             size: 0,
             line: 0,
             trailer: 0,
+            trailers: Vec::new(),
+            decoded: 0,
             framing: 0,
             max_body,
             max_framing: (max_body / 8).max(64 * 1024),
@@ -86,6 +93,7 @@ impl Chunked {
                 let n = (left as usize).min(input.len() - at);
                 body.extend_from_slice(&input[at..at + n]);
                 at += n;
+                self.decoded += n as u64;
                 self.state = match left - n as u64 {
                     0 => State::DataCr,
                     rest => State::Data(rest),
@@ -101,12 +109,22 @@ impl Chunked {
             if self.framing > self.max_framing {
                 return Err(ChunkError::FramingTooLarge);
             }
-            self.step(byte, body.len())?;
+            self.step(byte)?;
         }
         Ok((at, self.state == State::Done))
     }
 
-    fn step(&mut self, byte: u8, decoded: usize) -> Result<(), ChunkError> {
+    /// The trailer fields, `(name, value)` with the name in lower case,
+    /// once the body is complete.
+    pub fn trailers(&self) -> Vec<(String, String)> {
+        String::from_utf8_lossy(&self.trailers)
+            .lines()
+            .filter_map(|line| line.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect()
+    }
+
+    fn step(&mut self, byte: u8) -> Result<(), ChunkError> {
         use State::*;
         match self.state {
             SizeStart | SizeDigits => {
@@ -150,7 +168,7 @@ impl Chunked {
                 if byte != b'\n' {
                     return Err(ChunkError::Invalid("chunk-size line not ended by CRLF"));
                 }
-                if decoded as u64 + self.size > self.max_body as u64 {
+                if self.decoded + self.size > self.max_body as u64 {
                     return Err(ChunkError::BodyTooLarge);
                 }
                 self.line = 0;
@@ -177,11 +195,17 @@ impl Chunked {
                     (TrailerStart, b'\r') => self.state = FinalLf,
                     (_, b'\r') => self.state = TrailerLf,
                     (_, b'\n') => return Err(ChunkError::Invalid("bare LF in a trailer")),
-                    _ => self.state = Trailer,
+                    _ => {
+                        self.trailers.push(byte);
+                        self.state = Trailer;
+                    }
                 }
             }
             TrailerLf => match byte {
-                b'\n' => self.state = TrailerStart,
+                b'\n' => {
+                    self.trailers.push(b'\n');
+                    self.state = TrailerStart;
+                }
                 _ => return Err(ChunkError::Invalid("trailer line not ended by CRLF")),
             },
             FinalLf => match byte {
@@ -304,5 +328,35 @@ mod tests {
             decode_in_pieces(&long_ext, 64, 1 << 20),
             Err(ChunkError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn trailers_are_kept_and_a_body_taken_as_it_comes_still_counts_toward_the_limit() {
+        let mut decoder = Chunked::new(10);
+        let mut body = BytesMut::new();
+        let wire = b"4\r\nabcd\r\n0\r\nLambda-Runtime-Function-Error-Type: Boom\r\nX: y\r\n\r\n";
+        let (used, done) = decoder.feed(wire, &mut body).unwrap();
+        assert!(done);
+        assert_eq!(used, wire.len());
+        assert_eq!(&body[..], b"abcd");
+        assert_eq!(
+            decoder.trailers(),
+            [
+                (
+                    "lambda-runtime-function-error-type".to_string(),
+                    "Boom".to_string()
+                ),
+                ("x".to_string(), "y".to_string())
+            ]
+        );
+        // Taken away chunk by chunk, the body is still limited as a whole.
+        let mut decoder = Chunked::new(10);
+        let mut body = BytesMut::new();
+        decoder.feed(b"6\r\nabcdef\r\n", &mut body).unwrap();
+        body.clear();
+        assert_eq!(
+            decoder.feed(b"6\r\nabcdef\r\n", &mut body),
+            Err(ChunkError::BodyTooLarge)
+        );
     }
 }

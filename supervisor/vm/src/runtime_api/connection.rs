@@ -9,6 +9,7 @@ use super::chunked::{ChunkError, Chunked};
 use super::parse::{parse_head, Framing, Head};
 use super::{
     Now, Refusal, Reply, RuntimeApi, ERROR_INVALID_REQUEST, ERROR_LIMIT, MAX_BODY_BYTES_IN_FLIGHT,
+    MAX_STREAMED_BYTES,
 };
 
 /// An answer's head and up to this much of its body go out as one chunk
@@ -139,12 +140,26 @@ impl Connection {
                     self.input
                         .reserve((head.len + n).saturating_sub(self.input.len()));
                 }
+                Framing::Chunked if head.streaming => {
+                    // A streamed response: checked before its data flows,
+                    // then handed on chunk by chunk, never held whole.
+                    if let Err(refused) = api.start_stream(&head) {
+                        self.input.advance(head.len);
+                        self.answer_refused(api, refused, head.close);
+                        return false;
+                    }
+                    self.input.advance(head.len);
+                    self.chunked = Some((Chunked::new(MAX_STREAMED_BYTES), BytesMut::new()));
+                }
                 Framing::Chunked => {
                     self.input.advance(head.len);
                     self.chunked = Some((Chunked::new(head.route.body_limit()), BytesMut::new()));
                 }
             }
             self.head = Some(head);
+        }
+        if self.head.as_ref().is_some_and(|h| h.streaming) {
+            return self.stream(api, now);
         }
         let body = match self.chunked.as_mut() {
             Some((decoder, body)) => match decoder.feed(&self.input, body) {
@@ -213,6 +228,66 @@ impl Connection {
             } => self.write_response(status, &headers, body, head.close),
         }
         true
+    }
+
+    /// Takes what has arrived of a streamed response and hands it on; at
+    /// its end, answers as for any response. Whether the request ended.
+    fn stream(&mut self, api: &mut RuntimeApi, now: Now) -> bool {
+        let Some((decoder, body)) = self.chunked.as_mut() else {
+            return false;
+        };
+        match decoder.feed(&self.input, body) {
+            Ok((used, done)) => {
+                self.input.advance(used);
+                api.stream_chunk(body.split().freeze());
+                if !done {
+                    return false;
+                }
+                let trailers = decoder.trailers();
+                self.chunked = None;
+                let head = self.head.take().expect("a streamed response has its head");
+                let reply = api.end_stream(&trailers, now);
+                self.answer_refused(api, reply, head.close);
+                true
+            }
+            Err(error) => {
+                let refusal = match error {
+                    ChunkError::BodyTooLarge => Refusal::new(
+                        413,
+                        super::ERROR_RESPONSE_TOO_LARGE,
+                        format!(
+                            "the function streamed more than {MAX_STREAMED_BYTES} bytes, Lambda's                              limit on a streamed response"
+                        ),
+                    ),
+                    ChunkError::FramingTooLarge => Refusal::new(
+                        413,
+                        ERROR_LIMIT,
+                        "the framing of a streamed response is out of proportion to its data",
+                    ),
+                    ChunkError::Invalid(why) => Refusal::new(
+                        400,
+                        ERROR_INVALID_REQUEST,
+                        format!("invalid chunked response stream: {why}"),
+                    ),
+                };
+                self.refuse(api, refusal);
+                false
+            }
+        }
+    }
+
+    /// Writes `reply` (an answer, a refusal, or nothing for a request that
+    /// is never answered).
+    fn answer_refused(&mut self, api: &mut RuntimeApi, reply: Reply, close: bool) {
+        match reply {
+            Reply::Never | Reply::Hold => self.parked = true,
+            Reply::Refuse(refusal) => self.refuse(api, refusal),
+            Reply::Http {
+                status,
+                headers,
+                body,
+            } => self.write_response(status, &headers, body, close),
+        }
     }
 
     /// Answers a refused request, closes, and ends the invocation.

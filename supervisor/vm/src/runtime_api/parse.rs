@@ -40,6 +40,9 @@ pub(super) struct Head {
     pub close: bool,
     pub error_type: Option<String>,
     pub max_memory: Option<u64>,
+    /// `Lambda-Runtime-Function-Response-Mode: streaming` on a chunked
+    /// `response`: its data is handed on as it arrives.
+    pub streaming: bool,
 }
 
 fn invalid(status: u16, message: impl Into<String>) -> Refusal {
@@ -95,6 +98,7 @@ pub(super) fn parse_head(input: &[u8]) -> Result<Option<Head>, Refusal> {
     let mut close = http10;
     let mut error_type = None;
     let mut max_memory = None;
+    let mut streaming = false;
     for header in request.headers.iter() {
         let name = header.name;
         let value = std::str::from_utf8(header.value).map(|v| v.trim_matches([' ', '\t']));
@@ -124,6 +128,8 @@ pub(super) fn parse_head(input: &[u8]) -> Result<Option<Head>, Refusal> {
             error_type = value.ok().map(str::to_owned);
         } else if name.eq_ignore_ascii_case(runtime::HEADER_MAX_MEMORY_BYTES) {
             max_memory = value.ok().and_then(|v| v.parse().ok());
+        } else if name.eq_ignore_ascii_case(runtime::HEADER_RESPONSE_MODE) {
+            streaming = value.is_ok_and(|v| v.eq_ignore_ascii_case("streaming"));
         }
     }
     let framing = match (length, chunked) {
@@ -147,6 +153,8 @@ pub(super) fn parse_head(input: &[u8]) -> Result<Option<Head>, Refusal> {
             path: path.to_owned(),
         },
     };
+    let streaming =
+        streaming && framing == Framing::Chunked && matches!(route, OwnedRoute::Response(_));
     Ok(Some(Head {
         len,
         route,
@@ -154,5 +162,6 @@ pub(super) fn parse_head(input: &[u8]) -> Result<Option<Head>, Refusal> {
         close,
         error_type,
         max_memory,
+        streaming,
     }))
 }
