@@ -25,6 +25,8 @@ pub struct Server {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its function URLs are served.
+    pub urls_addr: SocketAddr,
     data_dir: PathBuf,
     /// Its log.
     pub log: PathBuf,
@@ -40,6 +42,8 @@ impl Server {
         let log = dir.join("serve.log");
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let urls_port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let urls_addr = SocketAddr::from(([127, 0, 0, 1], urls_port));
         let out = std::fs::File::create(&log)?;
         let mut cmd = Command::new(mayfly);
         cmd.arg("serve")
@@ -47,6 +51,7 @@ impl Server {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--metrics-listen", "off", "--max-concurrency", "16"])
+            .args(["--url-listen", &urls_addr.to_string()])
             .env("MAYFLY_ACCESS_KEY_ID", ACCESS_KEY_ID)
             .env("MAYFLY_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
             .env("RUST_LOG", "warn")
@@ -59,6 +64,7 @@ impl Server {
         let mut server = Server {
             child,
             addr,
+            urls_addr,
             data_dir,
             log,
             creds: Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY),
@@ -257,6 +263,51 @@ impl Server {
             None => None,
         };
         Ok((elapsed, r.body, log))
+    }
+
+    /// Gives `function` a public (`NONE`) URL, with the statement that
+    /// opens it; the URL's id.
+    pub fn public_url(&self, function: &str) -> Result<String> {
+        let statement = serde_json::json!({
+            "StatementId": "public", "Action": "lambda:InvokeFunctionUrl",
+            "Principal": "*", "FunctionUrlAuthType": "NONE",
+        });
+        let policy = format!("/2015-03-31/functions/{function}/policy");
+        self.json("POST", &policy, &statement)?
+            .expect(201, "AddPermission")?;
+        let url = format!("/2021-10-31/functions/{function}/url");
+        let r = self.json("POST", &url, &serde_json::json!({"AuthType": "NONE"}))?;
+        r.expect(201, "CreateFunctionUrlConfig")?;
+        let made: serde_json::Value = serde_json::from_slice(&r.body)?;
+        let address = made["FunctionUrl"].as_str().unwrap_or("");
+        let id = address
+            .strip_prefix("http://")
+            .and_then(|a| a.split('.').next())
+            .context("CreateFunctionUrlConfig gave no URL")?;
+        Ok(id.to_string())
+    }
+
+    /// One POST of `body` to the URL `url_id` (by path, on a fresh
+    /// connection): the round trip, if it answered 200.
+    pub fn call_url(&self, url_id: &str, body: &[u8]) -> Result<Duration> {
+        let head = format!(
+            "POST /lambda-url/{url_id}/bench HTTP/1.1\r\nhost: {}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            self.urls_addr,
+            body.len()
+        );
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(self.urls_addr)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let mut wire = head.into_bytes();
+        wire.extend_from_slice(body);
+        stream.write_all(&wire)?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw)?;
+        let elapsed = started.elapsed();
+        parse_response(&raw)?.expect_ok("the function URL")?;
+        Ok(elapsed)
     }
 
     fn json(&self, method: &str, target: &str, body: &serde_json::Value) -> Result<Response> {

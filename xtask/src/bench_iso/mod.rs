@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick] [--only wordcount]`: what each kind of
+//! `cargo xtask bench [--quick] [--only wordcount|urls]`: what each kind of
 //! isolation costs on this machine, every row measured in one run so that
 //! the ratios compare like with like. Writes `target/bench/report.md` and
 //! `target/bench/report.svg`.
@@ -20,6 +20,7 @@ mod report;
 mod runtime_api;
 mod stats;
 mod svg;
+mod urls;
 mod wordcount;
 
 use std::path::{Path, PathBuf};
@@ -226,13 +227,15 @@ impl<'a> Series<'a> {
 }
 
 /// `cargo xtask bench`'s usage.
-const USAGE: &str = "usage: cargo xtask bench [--quick] [--only wordcount]";
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--only wordcount|urls]";
 
 /// The sections `--only` can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Only {
     /// The CPU-bound word count ([`wordcount::TITLE`]).
     WordCount,
+    /// Function URLs against Invoke ([`urls::TITLE`]).
+    Urls,
 }
 
 /// `[--quick] [--only SECTION]`, in any order.
@@ -244,7 +247,8 @@ fn parse(args: &[String]) -> Result<(&'static Plan, Option<Only>)> {
             "--quick" => plan = &QUICK,
             "--only" => match args.next().map(String::as_str) {
                 Some("wordcount") => only = Some(Only::WordCount),
-                _ => bail!("--only takes a section: wordcount\n{USAGE}"),
+                Some("urls") => only = Some(Only::Urls),
+                _ => bail!("--only takes a section: wordcount or urls\n{USAGE}"),
             },
             _ => bail!("{USAGE}"),
         }
@@ -255,6 +259,9 @@ fn parse(args: &[String]) -> Result<(&'static Plan, Option<Only>)> {
 /// Runs the benchmark.
 pub fn run(args: &[String]) -> Result<()> {
     let (plan, only) = parse(args)?;
+    if only == Some(Only::Urls) {
+        return run_urls(plan);
+    }
     if only == Some(Only::WordCount) {
         return run_wordcount();
     }
@@ -619,6 +626,23 @@ pub fn run(args: &[String]) -> Result<()> {
     );
     phase("warm invocations");
 
+    eprintln!("xtask: bench: {}", urls::TITLE);
+    match (&server, built.iter().find(|i| i.name == "echo")) {
+        (Ok(s), Some(image)) => match urls::measure(s, &image.zip, plan.runs) {
+            Ok(m) => notes.push(format!(
+                "{}: p50 {} through the URL against {} for Invoke ({:.2}×; n={} each, by turns; `--only urls` for the table).",
+                urls::TITLE,
+                stats::fmt_ms(m.url.p50),
+                stats::fmt_ms(m.invoke.p50),
+                m.url.p50 / m.invoke.p50,
+                m.url.n
+            )),
+            Err(e) => notes.push(format!("{} not measured: {e:#}", urls::TITLE)),
+        },
+        _ => notes.push(format!("{} not measured: no server or no echo", urls::TITLE)),
+    }
+    phase("function URLs");
+
     // CPU-bound, on every core: alone, after the rest.
     eprintln!("xtask: bench: {}", wordcount::TITLE);
     let word_count = match (&server, built.iter().find(|i| i.name == "rust-wordcount")) {
@@ -718,6 +742,31 @@ pub fn run(args: &[String]) -> Result<()> {
         dir.join("report.svg").display(),
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// `--only urls`: function URLs against Invoke alone, on its own server;
+/// printed, and written to `target/bench/urls.md`.
+fn run_urls(plan: &Plan) -> Result<()> {
+    bootstrap::ensure_host_tools()?;
+    let built = images::build()?;
+    let mayfly = util::build_mayfly()?;
+    let echo = built
+        .iter()
+        .find(|i| i.name == "echo")
+        .context("echo was not built")?;
+    let dir = util::root().join("target").join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let server = api::Server::start(&mayfly, &dir)?;
+    eprintln!("xtask: bench: {}", urls::TITLE);
+    let measured = urls::measure(&server, &echo.zip, plan.runs)?;
+    drop(server);
+    let text = format!("## {}\n\n{}", urls::TITLE, measured.markdown());
+    println!();
+    print!("{text}");
+    let path = dir.join("urls.md");
+    std::fs::write(&path, &text)?;
+    println!("\nwrote {}", path.display());
     Ok(())
 }
 
