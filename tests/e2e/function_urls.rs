@@ -89,7 +89,7 @@ fn create_url(s: &Server, function: &str, extra: &[&str]) -> String {
 }
 
 /// The tutorial's statement: anyone may call the function's `NONE` URL.
-fn allow_public(s: &Server, function: &str) -> Value {
+pub(crate) fn allow_public(s: &Server, function: &str) -> Value {
     s.aws(&[
         "add-permission",
         "--function-name",
@@ -463,4 +463,81 @@ fn bad_url_configurations_and_permissions_get_lambdas_errors() {
         &[],
     );
     assert_eq!(unknown.status, 404);
+}
+
+#[test]
+fn an_aliases_url_runs_the_aliased_version_under_the_aliases_own_policy() {
+    let s = serve();
+    s.create("url-alias", &image_path("echo.zip"), &[]);
+    s.aws(&["publish-version", "--function-name", "url-alias"])
+        .ok();
+    s.aws(&[
+        "create-alias",
+        "--function-name",
+        "url-alias",
+        "--name",
+        "live",
+        "--function-version",
+        "1",
+    ])
+    .ok();
+    let made = s
+        .aws(&[
+            "create-function-url-config",
+            "--function-name",
+            "url-alias",
+            "--qualifier",
+            "live",
+            "--auth-type",
+            "NONE",
+        ])
+        .ok();
+    assert!(
+        made["FunctionArn"]
+            .as_str()
+            .unwrap()
+            .ends_with(":url-alias:live"),
+        "{made}"
+    );
+    let url = made["FunctionUrl"].as_str().unwrap().to_string();
+    // The function's own statement does not open its alias's URL.
+    allow_public(&s, "url-alias");
+    assert_eq!(curl(&url, &[]).status, 403);
+    s.aws(&[
+        "add-permission",
+        "--function-name",
+        "url-alias",
+        "--qualifier",
+        "live",
+        "--statement-id",
+        "public-live",
+        "--action",
+        "lambda:InvokeFunctionUrl",
+        "--principal",
+        "*",
+        "--function-url-auth-type",
+        "NONE",
+    ])
+    .ok();
+    let answer = curl(&url, &[]);
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let records = s.invocations("url-alias", 5);
+    assert_eq!(records[0]["version"], "1", "{records:?}");
+    // A version cannot have a URL.
+    let cli = s.aws(&[
+        "create-function-url-config",
+        "--function-name",
+        "url-alias",
+        "--qualifier",
+        "1",
+        "--auth-type",
+        "NONE",
+    ]);
+    assert_ne!(cli.code, 0);
+    assert!(cli.stderr.contains("ValidationException"), "{}", cli.stderr);
 }

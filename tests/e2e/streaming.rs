@@ -44,20 +44,7 @@ fn a_streamed_url_response_reaches_the_client_chunk_by_chunk() {
         ])
         .ok();
     assert_eq!(made["InvokeMode"], "RESPONSE_STREAM");
-    s.aws(&[
-        "add-permission",
-        "--function-name",
-        "streamer",
-        "--statement-id",
-        "public",
-        "--action",
-        "lambda:InvokeFunctionUrl",
-        "--principal",
-        "*",
-        "--function-url-auth-type",
-        "NONE",
-    ])
-    .ok();
+    crate::function_urls::allow_public(&s, "streamer");
     let url = format!(
         "{}stream?count=10&gap_ms=1000",
         made["FunctionUrl"].as_str().unwrap()

@@ -46,6 +46,29 @@ fn invocation_type(headers: &HeaderMap) -> ApiResult<InvocationType> {
     }
 }
 
+/// `X-Amz-Log-Type`: whether the log's tail is asked for.
+pub fn log_tail(headers: &HeaderMap) -> ApiResult<bool> {
+    match headers
+        .get("x-amz-log-type")
+        .map(|v| v.to_str().unwrap_or(""))
+    {
+        None | Some("None") => Ok(false),
+        Some("Tail") => Ok(true),
+        Some(other) => Err(invalid_value(
+            other,
+            "logType",
+            "Member must satisfy enum value set: [Tail, None]",
+        )),
+    }
+}
+
+/// The last [`TAIL_BYTES`] of a framed log, base64, as `LogResult`.
+pub fn log_result(framed_log: &str) -> String {
+    let log = framed_log.as_bytes();
+    let tail = &log[log.len().saturating_sub(TAIL_BYTES)..];
+    base64::engine::general_purpose::STANDARD.encode(tail)
+}
+
 /// Checks a payload: at most `limit` bytes, JSON; empty means `{}`. The
 /// body is passed on as it came, never copied.
 pub fn check_payload(body: Bytes, limit: usize) -> ApiResult<Bytes> {
@@ -76,20 +99,7 @@ pub async fn invoke(
     body: Bytes,
 ) -> ApiResult<Response> {
     let kind = invocation_type(&headers)?;
-    let tail = match headers
-        .get("x-amz-log-type")
-        .map(|v| v.to_str().unwrap_or(""))
-    {
-        None | Some("None") => false,
-        Some("Tail") => true,
-        Some(other) => {
-            return Err(invalid_value(
-                other,
-                "logType",
-                "Member must satisfy enum value set: [Tail, None]",
-            ))
-        }
-    };
+    let tail = log_tail(&headers)?;
     let f = parse_function(&param, query.qualifier.as_deref())?;
     let limit = if kind == InvocationType::Event {
         MAX_ASYNC_PAYLOAD
@@ -129,9 +139,7 @@ pub async fn invoke(
                 );
             }
             if tail {
-                let log = completed.framed_log.as_bytes();
-                let tail = &log[log.len().saturating_sub(TAIL_BYTES)..];
-                let encoded = base64::engine::general_purpose::STANDARD.encode(tail);
+                let encoded = log_result(&completed.framed_log);
                 if let Ok(v) = HeaderValue::from_str(&encoded) {
                     headers.insert("x-amz-log-result", v);
                 }

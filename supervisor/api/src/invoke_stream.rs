@@ -9,17 +9,15 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use base64::Engine;
 use bytes::Bytes;
 use mayfly_host::names::{function_arn, parse_function};
-use mayfly_proto::limits;
 use serde_json::json;
 
 use crate::auth::Identity;
 use crate::edge::RequestId;
 use crate::error::{ApiError, ApiResult};
 use crate::event_stream::{event, payload_chunk};
-use crate::invoke::{check_payload, MAX_SYNC_PAYLOAD};
+use crate::invoke::{check_payload, log_result, log_tail, MAX_SYNC_PAYLOAD};
 use crate::request::{invalid_value, QualifierQuery, Query};
 use crate::streaming::{self, Piece, StreamedBody};
 use crate::SharedState;
@@ -46,17 +44,7 @@ pub async fn invoke(
             ))
         }
     };
-    let tail = match header("x-amz-log-type") {
-        None | Some("None") => false,
-        Some("Tail") => true,
-        Some(other) => {
-            return Err(invalid_value(
-                other,
-                "logType",
-                "Member must satisfy enum value set: [Tail, None]",
-            ))
-        }
-    };
+    let tail = log_tail(&headers)?;
     let f = parse_function(&param, query.qualifier.as_deref())?;
     let payload = check_payload(body, MAX_SYNC_PAYLOAD)?;
     let resolved = state.host.resolve(&f, &identity.region)?;
@@ -110,10 +98,7 @@ fn complete(tail: bool) -> streaming::Finish {
                         json!(String::from_utf8_lossy(&completed.payload()).into_owned());
                 }
                 if tail {
-                    let log = completed.framed_log.as_bytes();
-                    let tail = &log[log.len().saturating_sub(limits::LOG_TAIL_BYTES)..];
-                    body["LogResult"] =
-                        json!(base64::engine::general_purpose::STANDARD.encode(tail));
+                    body["LogResult"] = json!(log_result(&completed.framed_log));
                 }
             }
             Err(e) => {

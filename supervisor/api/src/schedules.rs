@@ -244,6 +244,16 @@ fn body_group(body: &[u8]) -> ApiResult<&'static str> {
     check_group(value["GroupName"].as_str())
 }
 
+/// A Create or Update request for `name`, checked: its group, the
+/// configuration as stored, and what the scheduler reads of it.
+fn written(name: &str, body: &[u8]) -> ApiResult<(&'static str, Value, ScheduleSpec)> {
+    check_name(name)?;
+    let group = body_group(body)?;
+    let config = check(body)?;
+    let spec = ScheduleSpec::of(&config).ok_or_else(|| validation("the schedule is incomplete"))?;
+    Ok((group, config, spec))
+}
+
 fn seconds(ms: u64) -> Value {
     json!(ms as f64 / 1000.0)
 }
@@ -280,11 +290,8 @@ pub async fn create(
     Path(name): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    check_name(&name)?;
-    let group = body_group(&body)?;
-    let config = check(&body)?;
+    let (group, config, spec) = written(&name, &body)?;
     let now = now_ms();
-    let spec = ScheduleSpec::of(&config).ok_or_else(|| validation("the schedule is incomplete"))?;
     let row = ScheduleRow {
         group_name: group.to_string(),
         next: next_fire(&spec, group, &name, now, now.saturating_sub(1)),
@@ -335,10 +342,7 @@ pub async fn update(
     Path(name): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    check_name(&name)?;
-    let group = body_group(&body)?;
-    let config = check(&body)?;
-    let spec = ScheduleSpec::of(&config).ok_or_else(|| validation("the schedule is incomplete"))?;
+    let (group, config, spec) = written(&name, &body)?;
     let now = now_ms();
     let name_for = name.clone();
     blocking(&state, move |state: &AppState| {

@@ -283,16 +283,29 @@ impl Host {
         request_id: String,
         payload: Bytes,
     ) -> HostResult<Completed> {
+        let job = self.sync_job(f, resolved, invoked_arn, request_id, payload)?;
+        self.dispatcher.dispatch(job).await
+    }
+
+    /// The job of a synchronous invocation of `resolved` (an alias's
+    /// routing decided now).
+    fn sync_job(
+        &self,
+        f: &FunctionRef,
+        resolved: Resolved,
+        invoked_arn: String,
+        request_id: String,
+        payload: Bytes,
+    ) -> HostResult<Job> {
         let version = self.route(resolved)?;
-        let job = Job::new(
+        Ok(Job::new(
             request_id,
             version,
             f.qualifier.clone(),
             invoked_arn,
             payload,
             InvocationKind::Sync,
-        );
-        self.dispatcher.dispatch(job).await
+        ))
     }
 
     /// Runs `payload` on `resolved` as [`invoke_sync`](Self::invoke_sync)
@@ -308,15 +321,7 @@ impl Host {
         payload: Bytes,
         stream: mayfly_runner::ResponseSink,
     ) -> HostResult<Completed> {
-        let version = self.route(resolved)?;
-        let mut job = Job::new(
-            request_id,
-            version,
-            f.qualifier.clone(),
-            invoked_arn,
-            payload,
-            InvocationKind::Sync,
-        );
+        let mut job = self.sync_job(f, resolved, invoked_arn, request_id, payload)?;
         job.stream = Some(stream);
         self.dispatcher.dispatch(job).await
     }

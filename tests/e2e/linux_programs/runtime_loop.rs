@@ -8,7 +8,9 @@
 //! cookies and a body, `/respond/binary` answers the request's (base64)
 //! body back as binary, `/fail` exits 3 before answering; anything else
 //! is echoed.
-use std::io::{BufRead, BufReader, Read, Write};
+#[path = "runtime_next.rs"]
+mod runtime_next;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 
 fn var(name: &str) -> String {
@@ -36,27 +38,7 @@ fn fetch(port: &str) -> String {
 fn main() {
     let api = var("AWS_LAMBDA_RUNTIME_API");
     loop {
-        let mut stream = TcpStream::connect(&api).expect("connect to the runtime API");
-        write!(stream, "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: {api}\r\n\r\n").unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let (mut id, mut len) = (String::new(), 0usize);
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            let lower = line.to_ascii_lowercase();
-            if let Some(v) = lower.strip_prefix("lambda-runtime-aws-request-id:") {
-                id = line[line.len() - v.trim_start().len()..].trim().to_string();
-            }
-            if let Some(v) = lower.strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap();
-            }
-        }
-        let mut event = vec![0u8; len];
-        reader.read_exact(&mut event).unwrap();
+        let (id, event) = runtime_next::next(&api);
         let text = String::from_utf8_lossy(&event).to_string();
         let body = if text.contains("\"env\"") {
             let data = std::fs::read_to_string("/var/task/data.txt").unwrap_or_default();

@@ -7,7 +7,9 @@
 //! `rawPath`) gets Lambda's HTTP prelude first (`{"statusCode":200,
 //! "headers":{"content-type":"text/plain"}}` and eight NUL bytes); an event
 //! that says `fail` ends with an error in the trailers after its chunks.
-use std::io::{BufRead, BufReader, Read, Write};
+#[path = "runtime_next.rs"]
+mod runtime_next;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 
 /// The number after `name=` or `"name":` in `text`.
@@ -50,27 +52,7 @@ fn chunk(stream: &mut TcpStream, data: &[u8]) {
 fn main() {
     let api = std::env::var("AWS_LAMBDA_RUNTIME_API").unwrap();
     loop {
-        let mut stream = TcpStream::connect(&api).expect("connect to the runtime API");
-        write!(stream, "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: {api}\r\n\r\n").unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let (mut id, mut len) = (String::new(), 0usize);
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            let lower = line.to_ascii_lowercase();
-            if let Some(v) = lower.strip_prefix("lambda-runtime-aws-request-id:") {
-                id = line[line.len() - v.trim_start().len()..].trim().to_string();
-            }
-            if let Some(v) = lower.strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap();
-            }
-        }
-        let mut event = vec![0u8; len];
-        reader.read_exact(&mut event).unwrap();
+        let (id, event) = runtime_next::next(&api);
         let text = String::from_utf8_lossy(&event).to_string();
         let count = number(&text, "count").unwrap_or(3);
         let gap = std::time::Duration::from_millis(number(&text, "gap_ms").unwrap_or(100));

@@ -120,15 +120,7 @@ impl Server {
             "content-length: {}\r\nconnection: close\r\n\r\n",
             body.len()
         ));
-        let mut stream = TcpStream::connect(self.addr)?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-        let mut wire = head.into_bytes();
-        wire.extend_from_slice(body);
-        stream.write_all(&wire)?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw)?;
-        parse_response(&raw)
+        parse_response(&exchange(self.addr, head, body)?)
     }
 
     /// CreateFunction of `echo` from `zip` (128 MB, 10 s).
@@ -297,14 +289,7 @@ impl Server {
             body.len()
         );
         let started = Instant::now();
-        let mut stream = TcpStream::connect(self.urls_addr)?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-        let mut wire = head.into_bytes();
-        wire.extend_from_slice(body);
-        stream.write_all(&wire)?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw)?;
+        let raw = exchange(self.urls_addr, head, body)?;
         let elapsed = started.elapsed();
         parse_response(&raw)?.expect_ok("the function URL")?;
         Ok(elapsed)
@@ -320,6 +305,20 @@ impl Server {
             true,
         )
     }
+}
+
+/// Sends `head` and `body` on a fresh connection to `addr` and reads the
+/// answer to its end (the request says `connection: close`).
+fn exchange(addr: SocketAddr, head: String, body: &[u8]) -> Result<Vec<u8>> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut wire = head.into_bytes();
+    wire.extend_from_slice(body);
+    stream.write_all(&wire)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    Ok(raw)
 }
 
 impl Drop for Server {
