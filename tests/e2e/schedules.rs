@@ -101,6 +101,10 @@ fn an_at_schedule_fires_once_within_two_seconds_of_its_time() {
     assert_eq!(got["Target"]["Arn"], function_arn("at-echo"));
     let records = wait_for_records(&s, "at-echo", 1, Duration::from_secs(30));
     let started = started_ms(&records[0]);
+    println!(
+        "the at() schedule's invocation started {} ms after its time",
+        started as i64 - at_ms as i64
+    );
     assert!(
         started + 500 >= at_ms && started <= at_ms + 2000,
         "fired at {started}, due at {at_ms}"
@@ -140,6 +144,10 @@ fn a_rate_schedule_fires_each_minute_and_a_fire_missed_while_down_runs_once_on_s
     // The first fire, a minute after it was made.
     let first = wait_for_records(&s, "rate-echo", 1, Duration::from_secs(75));
     let first_ms = started_ms(&first[0]);
+    println!(
+        "the first rate fire started at +{} ms",
+        first_ms - created_ms
+    );
     assert!(
         first_ms + 500 >= created_ms + 60_000 && first_ms <= created_ms + 62_000,
         "first fire at +{} ms",
@@ -158,6 +166,10 @@ fn a_rate_schedule_fires_each_minute_and_a_fire_missed_while_down_runs_once_on_s
     s.restart();
     let both = wait_for_records(&s, "rate-echo", 2, Duration::from_secs(15));
     let second_ms = started_ms(&both[1]);
+    println!(
+        "the missed fire ran at +{} ms (the host was back at +125000 ms)",
+        second_ms - created_ms
+    );
     assert!(
         second_ms >= created_ms + 125_000 && second_ms <= created_ms + 135_000,
         "the missed fire ran at +{} ms",
