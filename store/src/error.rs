@@ -25,6 +25,8 @@ pub enum Kind {
     Permission,
     /// A schedule (EventBridge Scheduler's).
     Schedule,
+    /// An event-source mapping.
+    EventSourceMapping,
 }
 
 impl fmt::Display for Kind {
@@ -40,6 +42,7 @@ impl fmt::Display for Kind {
             Kind::FunctionUrlConfig => "function url config",
             Kind::Permission => "permission",
             Kind::Schedule => "schedule",
+            Kind::EventSourceMapping => "event source mapping",
         })
     }
 }

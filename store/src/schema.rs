@@ -171,6 +171,16 @@ CREATE TABLE schedules (
 ) WITHOUT ROWID;
 CREATE INDEX schedules_due ON schedules(due_ms);
 "#,
+    // 7: event-source mappings, kept as the API's JSON with their state.
+    r#"
+CREATE TABLE event_source_mappings (
+    uuid          TEXT PRIMARY KEY NOT NULL,
+    function_name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    config        TEXT NOT NULL,
+    modified_ms   INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX event_source_mappings_by_function ON event_source_mappings(function_name);
+"#,
 ];
 
 /// How long a connection waits for a lock held by another connection

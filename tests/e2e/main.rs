@@ -34,6 +34,7 @@ mod hostile;
 mod invoke;
 mod jail;
 mod limits;
+mod mappings_mqtt;
 mod metrics;
 mod restart;
 mod schedules;

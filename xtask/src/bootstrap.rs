@@ -141,14 +141,38 @@ fn ensure_tool(
 }
 
 /// Everything `cargo xtask bootstrap` installs: QEMU, musl-gcc, Go,
-/// PostgreSQL and curl. The package index is updated at most once, before
+/// PostgreSQL, curl and Mosquitto (with its clients). The package index is updated at most once, before
 /// the first install.
 pub fn ensure_host_tools() -> Result<()> {
     ensure_qemu()?;
     ensure_musl()?;
     ensure_go()?;
     ensure_postgres()?;
-    ensure_curl()
+    ensure_curl()?;
+    ensure_tool(
+        has_mosquitto_broker,
+        "Mosquitto",
+        "the MQTT event-source tests start a broker and publish to it",
+        "mosquitto",
+        "install mosquitto and mosquitto-clients",
+    )?;
+    ensure_tool(
+        has_mosquitto_pub,
+        "mosquitto_pub",
+        "the MQTT event-source tests publish with it",
+        "mosquitto-clients",
+        "install mosquitto-clients",
+    )
+}
+
+/// Whether Debian's Mosquitto broker is there.
+pub fn has_mosquitto_broker() -> bool {
+    std::path::Path::new("/usr/sbin/mosquitto").is_file()
+}
+
+/// Whether `mosquitto_pub` runs.
+pub fn has_mosquitto_pub() -> bool {
+    Command::new("mosquitto_pub").arg("--help").output().is_ok()
 }
 
 /// Whether curl runs.

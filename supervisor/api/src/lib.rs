@@ -32,6 +32,7 @@ pub mod functions;
 pub mod invocations;
 pub mod invoke;
 pub mod invoke_stream;
+pub mod mappings;
 pub mod model;
 pub mod permissions;
 pub mod provisioned;

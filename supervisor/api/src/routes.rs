@@ -8,7 +8,7 @@ use axum::Router;
 use crate::error::ApiError;
 use crate::{
     aliases, auth, concurrency, edge, event_config, functions, invocations, invoke, invoke_stream,
-    permissions, provisioned, schedules, tags, urls, versions, SharedState,
+    mappings, permissions, provisioned, schedules, tags, urls, versions, SharedState,
 };
 
 /// Every operation: its path and its handler for each method. The
@@ -97,6 +97,16 @@ fn operations() -> Vec<(&'static str, MethodRouter<SharedState>)> {
             "/2017-03-31/tags/{arn}",
             post(tags::tag).get(tags::list).delete(tags::untag),
         ),
+        (
+            "/2015-03-31/event-source-mappings",
+            post(mappings::create).get(mappings::list),
+        ),
+        (
+            "/2015-03-31/event-source-mappings/{uuid}",
+            get(mappings::get)
+                .put(mappings::update)
+                .delete(mappings::delete),
+        ),
         // EventBridge Scheduler's, on the same endpoint.
         ("/schedules", get(schedules::list)),
         (
@@ -114,7 +124,11 @@ fn operations() -> Vec<(&'static str, MethodRouter<SharedState>)> {
 }
 
 /// Paths that clients also send with a trailing slash.
-const ALSO_WITH_SLASH: &[&str] = &["/2015-03-31/functions", "/2016-08-19/account-settings"];
+const ALSO_WITH_SLASH: &[&str] = &[
+    "/2015-03-31/functions",
+    "/2016-08-19/account-settings",
+    "/2015-03-31/event-source-mappings",
+];
 
 /// The API router over `state`.
 pub fn router(state: SharedState) -> Router {

@@ -36,6 +36,7 @@ pub mod gc;
 pub mod images;
 pub mod job;
 pub mod launch;
+pub mod mappings;
 pub mod memory;
 pub mod metrics;
 pub mod names;
@@ -193,6 +194,10 @@ impl Host {
     pub fn start(&self) {
         self.start_source(self.queue.clone());
         self.start_source(schedules::Scheduler::new(
+            self.store.clone(),
+            self.queue.clone(),
+        ));
+        self.start_source(mappings::Mappings::new(
             self.store.clone(),
             self.queue.clone(),
         ));

@@ -1,0 +1,358 @@
+//! An MQTT event source with a real Mosquitto (Debian's, which `cargo
+//! xtask bootstrap` installs), started in a temporary directory on a free
+//! loopback port: QoS 1 messages reach the mapped function in batches,
+//! including those published while the host was down (the persistent
+//! session keeps them until acknowledged); a failing function's batch goes
+//! to the on-failure destination after its retries; bad mappings get
+//! Lambda's errors.
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::aws::function_arn;
+use crate::support::fixtures::image_path;
+use crate::support::server::free_port;
+use crate::support::Server;
+
+/// A Mosquitto broker of its own, stopped when dropped.
+struct Broker {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let dir = tempfile::Builder::new()
+            .prefix("mayfly-mqtt-")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let config = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+                 persistence_location {}/\nmax_queued_messages 10000\nlog_dest stderr\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+        // Run as root, Mosquitto becomes the `mosquitto` user, which must
+        // own its persistence directory (else it silently keeps nothing).
+        // SAFETY: plain libc calls on a path we own.
+        if unsafe { libc::geteuid() } == 0 {
+            let _ = Command::new("chown")
+                .args(["-R", "mosquitto:mosquitto"])
+                .arg(dir.path())
+                .status();
+        }
+        let child = Command::new("/usr/sbin/mosquitto")
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto (cargo xtask bootstrap installs it)");
+        let broker = Broker {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        broker
+    }
+
+    /// Publishes each of `messages` at QoS 1 on `topic`.
+    fn publish(&self, topic: &str, messages: &[String]) {
+        let mut child = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-q", "1", "-t", topic, "-l"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("run mosquitto_pub");
+        let mut stdin = child.stdin.take().unwrap();
+        for message in messages {
+            writeln!(stdin, "{message}").unwrap();
+        }
+        drop(stdin);
+        assert!(child.wait().unwrap().success());
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `aws lambda create-event-source-mapping` of `source` into `function`.
+fn map(s: &Server, function: &str, source: &str, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "create-event-source-mapping",
+        "--function-name",
+        function,
+        "--event-source-arn",
+        source,
+    ];
+    args.extend_from_slice(extra);
+    s.aws(&args).ok()
+}
+
+/// The `n`s of the messages `function` (the recorder) got, from the events
+/// it logged.
+fn received(s: &Server, function: &str) -> Vec<u64> {
+    let mut seen = Vec::new();
+    for record in s.invocations(function, 1000) {
+        let log = record["log"].as_str().unwrap_or("");
+        for line in log.lines() {
+            let Some(event) = line.split_once("event: ").map(|(_, e)| e) else {
+                continue;
+            };
+            let Ok(event) = serde_json::from_str::<Value>(event) else {
+                continue;
+            };
+            for r in event["Records"].as_array().into_iter().flatten() {
+                if let Some(n) = r["payload"]["n"].as_u64() {
+                    seen.push(n);
+                }
+            }
+        }
+    }
+    seen
+}
+
+fn messages(range: std::ops::Range<u64>) -> Vec<String> {
+    range.map(|n| json!({ "n": n }).to_string()).collect()
+}
+
+/// Waits up to `within` for `done`.
+fn wait_for(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} within {within:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn five_hundred_qos1_messages_arrive_in_batches_even_those_sent_while_the_host_was_down() {
+    let broker = Broker::start();
+    let mut s = Server::start();
+    s.create("mqtt-sink", &image_path("recorder.zip"), &[]);
+    let source = format!("mqtt://127.0.0.1:{}/sensors/#", broker.port);
+    let made = map(
+        &s,
+        "mqtt-sink",
+        &source,
+        &[
+            "--batch-size",
+            "10",
+            "--maximum-batching-window-in-seconds",
+            "1",
+        ],
+    );
+    assert_eq!(made["State"], "Enabled");
+    assert_eq!(made["BatchSize"], 10);
+    assert_eq!(made["EventSourceArn"], source.as_str());
+    let uuid = made["UUID"].as_str().unwrap().to_string();
+    // The consumer's session exists once a first message came through.
+    wait_for(Duration::from_secs(30), "the first message", || {
+        broker.publish("sensors/warmup", &[json!({"n": 100_000}).to_string()]);
+        std::thread::sleep(Duration::from_millis(500));
+        received(&s, "mqtt-sink").contains(&100_000)
+    });
+    broker.publish("sensors/a", &messages(0..200));
+    wait_for(Duration::from_secs(60), "the first 200 messages", || {
+        received(&s, "mqtt-sink")
+            .iter()
+            .filter(|n| **n < 200)
+            .count()
+            >= 200
+    });
+    // Down: the broker keeps what comes meanwhile for the session.
+    s.stop_cleanly();
+    broker.publish("sensors/b", &messages(200..400));
+    s.restart();
+    broker.publish("sensors/a", &messages(400..500));
+    wait_for(Duration::from_secs(90), "all 500 messages", || {
+        let got = received(&s, "mqtt-sink");
+        (0..500).all(|n| got.contains(&n))
+    });
+    // In batches of at most 10, each a record with its topic.
+    let records = s.invocations("mqtt-sink", 1000);
+    assert!(records.len() < 200, "{} invocations", records.len());
+    let got = received(&s, "mqtt-sink");
+    let duplicates = got.len() - {
+        let mut unique = got.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        unique.len()
+    };
+    println!(
+        "{} invocations for {} messages ({} delivered twice)",
+        records.len(),
+        got.len(),
+        duplicates
+    );
+    let got_mapping = s.aws(&["get-event-source-mapping", "--uuid", &uuid]).ok();
+    assert_eq!(got_mapping["FunctionArn"], function_arn("mqtt-sink"));
+    let listed = s
+        .aws(&["list-event-source-mappings", "--function-name", "mqtt-sink"])
+        .ok();
+    assert_eq!(listed["EventSourceMappings"][0]["UUID"], uuid.as_str());
+}
+
+#[test]
+fn a_failing_batch_is_retried_then_sent_to_the_on_failure_destination() {
+    let broker = Broker::start();
+    let s = Server::start();
+    s.create("mqtt-failing", &image_path("misbehave.zip"), &[]);
+    s.create("mqtt-dlq", &image_path("recorder.zip"), &[]);
+    let source = format!("mqtt://127.0.0.1:{}/jobs", broker.port);
+    let destination = json!({"OnFailure": {"Destination": function_arn("mqtt-dlq")}}).to_string();
+    map(
+        &s,
+        "mqtt-failing",
+        &source,
+        &[
+            "--batch-size",
+            "5",
+            "--maximum-batching-window-in-seconds",
+            "1",
+            "--maximum-retry-attempts",
+            "1",
+            "--destination-config",
+            &destination,
+        ],
+    );
+    // The session first: until the consumer subscribed, nothing is kept.
+    wait_for(
+        Duration::from_secs(30),
+        "the destination's first record",
+        || {
+            broker.publish("jobs", &messages(0..3));
+            std::thread::sleep(Duration::from_millis(1500));
+            !s.invocations("mqtt-dlq", 10).is_empty()
+        },
+    );
+    let dlq = s.invocations("mqtt-dlq", 10);
+    let log = dlq[0]["log"].as_str().unwrap();
+    let event: Value = serde_json::from_str(
+        log.lines()
+            .find_map(|l| l.split_once("event: ").map(|(_, e)| e))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        event["requestContext"]["condition"],
+        "RetryAttemptsExhausted"
+    );
+    assert_eq!(event["requestContext"]["approximateInvokeCount"], 2);
+    assert_eq!(event["eventSourceArn"], source.as_str());
+    assert!(
+        event["payload"]["Records"][0]["payload"]["n"].is_u64(),
+        "{event}"
+    );
+    // Each batch was tried twice: the first try and one retry.
+    let tries = s.invocations("mqtt-failing", 100);
+    assert!(tries.len() >= 2 && tries.iter().all(|r| r["status"] != "success"));
+}
+
+#[test]
+fn bad_mappings_get_lambdas_errors() {
+    let s = Server::start();
+    s.create("mqtt-bad", &image_path("echo.zip"), &[]);
+    let refused = |args: &[&str], code: &str| {
+        let cli = s.aws(args);
+        assert_ne!(cli.code, 0, "{args:?} succeeded");
+        assert!(cli.stderr.contains(code), "{args:?}: {}", cli.stderr);
+    };
+    let create = |source: &'static str, extra: &'static [&'static str]| {
+        let mut args = vec![
+            "create-event-source-mapping",
+            "--function-name",
+            "mqtt-bad",
+            "--event-source-arn",
+            source,
+        ];
+        args.extend_from_slice(extra);
+        args
+    };
+    refused(
+        &create("kafka://127.0.0.1:9092/t", &[]),
+        "InvalidParameterValueException",
+    );
+    refused(
+        &create("mqtt://127.0.0.1:1883/a/#/b", &[]),
+        "InvalidParameterValueException",
+    );
+    refused(
+        &create("mqtt://127.0.0.1:1883/t", &["--batch-size", "10001"]),
+        "ValidationException",
+    );
+    refused(
+        &create(
+            "mqtt://127.0.0.1:1883/t",
+            &["--filter-criteria", r#"{"Filters":[{"Pattern":"{}"}]}"#],
+        ),
+        "InvalidParameterValueException",
+    );
+    refused(
+        &[
+            "create-event-source-mapping",
+            "--function-name",
+            "nope",
+            "--event-source-arn",
+            "mqtt://127.0.0.1:1883/t",
+        ],
+        "ResourceNotFoundException",
+    );
+    refused(
+        &[
+            "get-event-source-mapping",
+            "--uuid",
+            "00000000-0000-4000-8000-000000000000",
+        ],
+        "ResourceNotFoundException",
+    );
+    // Disabled, updated and deleted.
+    let made = s
+        .aws(&[
+            "create-event-source-mapping",
+            "--function-name",
+            "mqtt-bad",
+            "--event-source-arn",
+            "mqtt://127.0.0.1:1/t",
+            "--no-enabled",
+        ])
+        .ok();
+    assert_eq!(made["State"], "Disabled");
+    let uuid = made["UUID"].as_str().unwrap();
+    let updated = s
+        .aws(&[
+            "update-event-source-mapping",
+            "--uuid",
+            uuid,
+            "--batch-size",
+            "7",
+        ])
+        .ok();
+    assert_eq!(updated["BatchSize"], 7);
+    let deleted = s.aws(&["delete-event-source-mapping", "--uuid", uuid]).ok();
+    assert_eq!(deleted["State"], "Deleting");
+    refused(
+        &["get-event-source-mapping", "--uuid", uuid],
+        "ResourceNotFoundException",
+    );
+}
