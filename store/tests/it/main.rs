@@ -6,6 +6,7 @@ mod concurrency;
 mod durability;
 mod events;
 mod functions;
+mod mappings;
 mod schedules;
 mod space;
 mod tags;

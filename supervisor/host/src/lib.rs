@@ -217,6 +217,17 @@ impl Host {
         self.collector.collect()
     }
 
+    /// Delivery of batches for a mapping `spec` through this host's
+    /// dispatcher (what each mapping's consumer uses).
+    pub fn delivery(&self, spec: mappings::MappingSpec) -> mappings::Delivery {
+        mappings::Delivery::new(
+            self.store.clone(),
+            self.dispatcher.clone(),
+            self.queue.clone(),
+            spec,
+        )
+    }
+
     /// Runs `source` for as long as the host lives.
     pub fn start_source(&self, source: Arc<dyn Source>) {
         tracing::info!(source = source.name(), "starting a source of invocations");

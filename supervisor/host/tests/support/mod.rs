@@ -51,9 +51,20 @@ impl Runner for EchoRunner {
                 permit = gate.acquire_owned() => drop(permit),
                 () = cancel => return Err(RunError::Cancelled),
             }
+            // An event that asks for it fails, as a function error.
+            let explode = request.event.windows(9).any(|w| w == b"\"explode\"");
+            let result = if explode {
+                InvocationResult::FunctionError {
+                    error_type: "Exploded".into(),
+                    error_message: "asked to".into(),
+                    body: Bytes::from_static(br#"{"errorType":"Exploded"}"#),
+                }
+            } else {
+                InvocationResult::Success(request.event)
+            };
             Ok(InvocationOutcome {
                 request_id: request.request_id,
-                result: InvocationResult::Success(request.event),
+                result,
                 init_duration: Some(Duration::from_millis(1)),
                 duration: Duration::from_millis(2),
                 billed_duration_ms: 2,
