@@ -27,8 +27,8 @@ use crate::support::server::free_port;
 use crate::support::{payload_json, Options, Server};
 
 /// The role and password the function logs in with.
-const USER: &str = "mayfly";
-const PASSWORD: &str = "notes-secret";
+pub(crate) const USER: &str = "mayfly";
+pub(crate) const PASSWORD: &str = "notes-secret";
 
 /// PostgreSQL's programs: `$MAYFLY_PG_BIN`, or the newest of Debian's.
 fn pg_bin() -> PathBuf {
@@ -54,17 +54,17 @@ fn id(args: &[&str]) -> Option<u32> {
 
 /// A PostgreSQL server of its own on 127.0.0.1, in a temporary directory;
 /// stopped (and the directory removed) when dropped, whatever happened.
-struct Postgres {
+pub(crate) struct Postgres {
     bin: PathBuf,
     /// The unprivileged user it runs as, when the test runs as root.
     user: Option<String>,
-    port: u16,
+    pub(crate) port: u16,
     dir: tempfile::TempDir,
 }
 
 impl Postgres {
     /// initdb with a password for [`USER`], then `pg_ctl start -w`.
-    fn start() -> Postgres {
+    pub(crate) fn start() -> Postgres {
         let bin = pg_bin();
         let dir = tempfile::Builder::new()
             .prefix("mayfly-pg-")
@@ -98,7 +98,8 @@ impl Postgres {
         for attempt in 1..=3 {
             pg.port = free_port();
             let conf = format!(
-                "listen_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\n",
+                "listen_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\n\
+                 wal_level = logical\n",
                 pg.port,
                 pg.dir.path().display()
             );
@@ -157,7 +158,7 @@ impl Postgres {
     }
 
     /// `psql -tAc SQL` over TCP with the password: its stdout, trimmed.
-    fn psql(&self, sql: &str) -> String {
+    pub(crate) fn psql(&self, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["-U", USER, "-d", "postgres", "-v", "ON_ERROR_STOP=1"])

@@ -35,6 +35,7 @@ mod invoke;
 mod jail;
 mod limits;
 mod mappings_mqtt;
+mod mappings_postgres;
 mod metrics;
 mod restart;
 mod schedules;

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use bytes::Bytes;
-use mayfly_host::mappings::mqtt;
+use mayfly_host::mappings::{mqtt, postgres};
 use mayfly_host::names::{function_arn, parse_function, ACCOUNT_ID, DEFAULT_REGION};
 use mayfly_store::{now_ms, Mapping, StoreError};
 use serde::Deserialize;
@@ -22,7 +22,6 @@ use crate::{AppState, SharedState};
 /// than stored and ignored.
 const NOT_YET: &[&str] = &[
     "FilterCriteria",
-    "SourceAccessConfigurations",
     "SelfManagedEventSource",
     "TumblingWindowInSeconds",
     "ParallelizationFactor",
@@ -149,6 +148,23 @@ fn apply(
         }
         config.insert("StartingPosition".into(), json!(v));
     }
+    if let Some(access) = fields
+        .get("SourceAccessConfigurations")
+        .filter(|v| !v.is_null())
+    {
+        let list = access
+            .as_array()
+            .ok_or_else(|| ApiError::validation("SourceAccessConfigurations must be a list"))?;
+        for item in list {
+            if item["Type"] != "BASIC_AUTH" || !item["URI"].is_string() {
+                return Err(ApiError::invalid_parameter(
+                    "SourceAccessConfigurations: this host takes one BASIC_AUTH entry whose URI \
+                     is the source's password",
+                ));
+            }
+        }
+        config.insert("SourceAccessConfigurations".into(), access.clone());
+    }
     if let Some(destinations) = fields.get("DestinationConfig").filter(|v| !v.is_null()) {
         let mut checked = json!({});
         if let Some(arn) = destinations
@@ -201,6 +217,12 @@ fn answer(mapping: &Mapping) -> Value {
     body.insert("StateTransitionReason".into(), json!("USER_INITIATED"));
     body.entry("LastProcessingResult")
         .or_insert_with(|| json!("No records processed"));
+    // A password is kept, never shown.
+    if let Some(Value::Array(access)) = body.get_mut("SourceAccessConfigurations") {
+        for item in access {
+            item["URI"] = json!("****");
+        }
+    }
     Value::Object(body)
 }
 
@@ -242,9 +264,15 @@ pub async fn create(
             )
         })?
         .to_string();
-    mqtt::Target::parse(&source).map_err(|why| {
+    let readable = if source.starts_with("mqtt://") {
+        mqtt::Target::parse(&source).map(|_| ())
+    } else {
+        postgres::Target::parse(&source).map(|_| ())
+    };
+    readable.map_err(|why| {
         ApiError::invalid_parameter(format!(
-            "Unsupported event source {source}: this host reads mqtt://HOST:PORT/TOPIC-FILTER ({why})"
+            "Unsupported event source {source}: this host reads mqtt://HOST:PORT/TOPIC-FILTER and \
+             postgresql://USER@HOST:PORT/DATABASE?table=TABLE ({why})"
         ))
     })?;
     let mapping = blocking(&state, move |state: &AppState| {

@@ -1,7 +1,7 @@
 //! Event-source mappings as a source of invocations: the supervisor keeps
 //! one consumer task per enabled mapping (started, restarted when the
 //! mapping changes, stopped when it goes), each reading its source
-//! ([`mqtt`] today) and handing batches to [`Delivery::settle`], which
+//! ([`mqtt`], [`postgres`]) and handing batches to [`Delivery::settle`], which
 //! invokes the function through the one dispatch path, retries as the
 //! mapping says (`MaximumRetryAttempts`, `BisectBatchOnFunctionError`,
 //! `ReportBatchItemFailures`) and sends what still fails to the mapping's
@@ -25,6 +25,18 @@ use crate::queue::AsyncQueue;
 use crate::source::{Source, SourceFuture};
 
 pub mod mqtt;
+pub mod pgoutput;
+pub mod postgres;
+
+/// A secret that never shows in a log or a `Debug` print.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(****)")
+    }
+}
 
 /// How often the supervisor looks for changed mappings.
 const SCAN: Duration = Duration::from_secs(1);
@@ -56,6 +68,8 @@ pub struct MappingSpec {
     pub report_failures: bool,
     /// Where records that still fail go: a function ARN.
     pub on_failure: Option<String>,
+    /// The source's password (`SourceAccessConfigurations`, `BASIC_AUTH`).
+    pub password: Option<Secret>,
 }
 
 impl MappingSpec {
@@ -85,6 +99,11 @@ impl MappingSpec {
             on_failure: c["DestinationConfig"]["OnFailure"]["Destination"]
                 .as_str()
                 .map(str::to_string),
+            password: c["SourceAccessConfigurations"]
+                .as_array()
+                .and_then(|list| list.iter().find(|a| a["Type"] == "BASIC_AUTH"))
+                .and_then(|a| a["URI"].as_str())
+                .map(|p| Secret(p.to_string())),
         })
     }
 }
@@ -276,6 +295,13 @@ impl Delivery {
     }
 }
 
+/// A mapping whose source cannot be read (checked when it was written, so
+/// only after a change of this host's rules): said once, then idle.
+fn unreadable(uuid: &str, why: &str) -> tokio::task::JoinHandle<()> {
+    tracing::error!(mapping = %uuid, %why, "the mapping's source cannot be read");
+    tokio::spawn(std::future::pending())
+}
+
 fn is_missing(e: &HostError) -> bool {
     matches!(e, HostError::Store(s) if s.is_not_found())
 }
@@ -336,11 +362,18 @@ impl Source for Mappings {
                         self.queue.clone(),
                         spec.clone(),
                     );
-                    let task = match mqtt::Target::parse(&spec.source) {
-                        Ok(target) => tokio::spawn(mqtt::consume(target, delivery)),
-                        Err(why) => {
-                            tracing::error!(mapping = %uuid, %why, "the mapping's source cannot be read");
-                            tokio::spawn(std::future::pending())
+                    let task = if spec.source.starts_with("mqtt://") {
+                        match mqtt::Target::parse(&spec.source) {
+                            Ok(target) => tokio::spawn(mqtt::consume(target, delivery)),
+                            Err(why) => unreadable(&uuid, &why),
+                        }
+                    } else {
+                        match postgres::Target::parse(&spec.source) {
+                            Ok(target) => {
+                                let password = spec.password.clone().map(|p| p.0);
+                                tokio::spawn(postgres::consume(target, password, delivery))
+                            }
+                            Err(why) => unreadable(&uuid, &why),
                         }
                     };
                     tracing::info!(mapping = %uuid, source = %spec.source, "consuming");
