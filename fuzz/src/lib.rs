@@ -23,6 +23,8 @@ mod guest;
 #[cfg(test)]
 mod package;
 #[cfg(test)]
+mod pgoutput;
+#[cfg(test)]
 mod runtime_api;
 #[cfg(test)]
 mod schedule;

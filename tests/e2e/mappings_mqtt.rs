@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use crate::support::aws::function_arn;
 use crate::support::fixtures::image_path;
+use crate::support::recorder::{events, records, wait_for};
 use crate::support::server::free_port;
 use crate::support::Server;
 
@@ -109,40 +110,16 @@ fn map(s: &Server, function: &str, source: &str, extra: &[&str]) -> Value {
     s.aws(&args).ok()
 }
 
-/// The `n`s of the messages `function` (the recorder) got, from the events
-/// it logged.
+/// The `n`s of the messages `function` (the recorder) got.
 fn received(s: &Server, function: &str) -> Vec<u64> {
-    let mut seen = Vec::new();
-    for record in s.invocations(function, 1000) {
-        let log = record["log"].as_str().unwrap_or("");
-        for line in log.lines() {
-            let Some(event) = line.split_once("event: ").map(|(_, e)| e) else {
-                continue;
-            };
-            let Ok(event) = serde_json::from_str::<Value>(event) else {
-                continue;
-            };
-            for r in event["Records"].as_array().into_iter().flatten() {
-                if let Some(n) = r["payload"]["n"].as_u64() {
-                    seen.push(n);
-                }
-            }
-        }
-    }
-    seen
+    records(s, function)
+        .iter()
+        .filter_map(|r| r["payload"]["n"].as_u64())
+        .collect()
 }
 
 fn messages(range: std::ops::Range<u64>) -> Vec<String> {
     range.map(|n| json!({ "n": n }).to_string()).collect()
-}
-
-/// Waits up to `within` for `done`.
-fn wait_for(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < deadline, "{what} within {within:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]
@@ -246,14 +223,7 @@ fn a_failing_batch_is_retried_then_sent_to_the_on_failure_destination() {
             !s.invocations("mqtt-dlq", 10).is_empty()
         },
     );
-    let dlq = s.invocations("mqtt-dlq", 10);
-    let log = dlq[0]["log"].as_str().unwrap();
-    let event: Value = serde_json::from_str(
-        log.lines()
-            .find_map(|l| l.split_once("event: ").map(|(_, e)| e))
-            .unwrap(),
-    )
-    .unwrap();
+    let event = events(&s, "mqtt-dlq").remove(0);
     assert_eq!(
         event["requestContext"]["condition"],
         "RetryAttemptsExhausted"

@@ -5,41 +5,14 @@
 //! transaction arrive in batches of the mapping's size; after `kill -9` of
 //! the host and a restart every change is delivered at least once.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::egress_postgres::{Postgres, PASSWORD, USER};
 use crate::support::fixtures::image_path;
+use crate::support::recorder::{records as received, wait_for};
 use crate::support::Server;
-
-/// The records the recorder `function` got, in the order of its
-/// invocations.
-fn received(s: &Server, function: &str) -> Vec<Value> {
-    let mut invocations = s.invocations(function, 1000);
-    invocations.reverse();
-    let mut records = Vec::new();
-    for invocation in invocations {
-        let log = invocation["log"].as_str().unwrap_or("");
-        for line in log.lines() {
-            let Some(event) = line.split_once("event: ").map(|(_, e)| e) else {
-                continue;
-            };
-            if let Ok(event) = serde_json::from_str::<Value>(event) {
-                records.extend(event["Records"].as_array().cloned().unwrap_or_default());
-            }
-        }
-    }
-    records
-}
-
-fn wait_for(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < deadline, "{what} within {within:?}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
 
 fn map(s: &Server, pg: &Postgres, function: &str, batch: &str) -> Value {
     let source = format!(

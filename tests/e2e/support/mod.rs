@@ -18,6 +18,7 @@ pub mod fixtures;
 pub mod http;
 pub mod process;
 pub mod python;
+pub mod recorder;
 pub mod server;
 
 use std::path::{Path, PathBuf};
