@@ -36,6 +36,7 @@ mod jail;
 mod limits;
 mod mappings_mqtt;
 mod mappings_postgres;
+mod mappings_rabbitmq;
 mod metrics;
 mod restart;
 mod schedules;

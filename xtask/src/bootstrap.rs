@@ -141,7 +141,7 @@ fn ensure_tool(
 }
 
 /// Everything `cargo xtask bootstrap` installs: QEMU, musl-gcc, Go,
-/// PostgreSQL, curl and Mosquitto (with its clients). The package index is updated at most once, before
+/// PostgreSQL, curl, Mosquitto (with its clients) and RabbitMQ. The package index is updated at most once, before
 /// the first install.
 pub fn ensure_host_tools() -> Result<()> {
     ensure_qemu()?;
@@ -162,7 +162,20 @@ pub fn ensure_host_tools() -> Result<()> {
         "the MQTT event-source tests publish with it",
         "mosquitto-clients",
         "install mosquitto-clients",
+    )?;
+    ensure_tool(
+        has_rabbitmq,
+        "RabbitMQ",
+        "the RabbitMQ event-source tests start a broker",
+        "rabbitmq-server",
+        "install rabbitmq-server",
     )
+}
+
+/// Whether Debian's RabbitMQ server is there (the tests start its own
+/// node, not the system's service).
+pub fn has_rabbitmq() -> bool {
+    std::path::Path::new("/usr/lib/rabbitmq/bin/rabbitmq-server").is_file()
 }
 
 /// Whether Debian's Mosquitto broker is there.

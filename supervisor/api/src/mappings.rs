@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use bytes::Bytes;
-use mayfly_host::mappings::{mqtt, postgres};
+use mayfly_host::mappings::{mqtt, postgres, rabbitmq};
 use mayfly_host::names::{function_arn, parse_function, ACCOUNT_ID, DEFAULT_REGION};
 use mayfly_store::{now_ms, Mapping, StoreError};
 use serde::Deserialize;
@@ -266,13 +266,16 @@ pub async fn create(
         .to_string();
     let readable = if source.starts_with("mqtt://") {
         mqtt::Target::parse(&source).map(|_| ())
+    } else if source.starts_with("amqp://") {
+        rabbitmq::Target::parse(&source).map(|_| ())
     } else {
         postgres::Target::parse(&source).map(|_| ())
     };
     readable.map_err(|why| {
         ApiError::invalid_parameter(format!(
-            "Unsupported event source {source}: this host reads mqtt://HOST:PORT/TOPIC-FILTER and \
-             postgresql://USER@HOST:PORT/DATABASE?table=TABLE ({why})"
+            "Unsupported event source {source}: this host reads mqtt://HOST:PORT/TOPIC-FILTER, \
+             postgresql://USER@HOST:PORT/DATABASE?table=TABLE and \
+             amqp://USER@HOST:PORT/VHOST/QUEUE ({why})"
         ))
     })?;
     let mapping = blocking(&state, move |state: &AppState| {
@@ -326,20 +329,24 @@ pub async fn update(
         .clone();
     let id = uuid.clone();
     let updated = blocking(&state, move |state: &AppState| {
+        // Checked outside the write (the checks read the store), then
+        // written in one step.
+        let current = state.store.get_mapping(&id).map_err(not_found(&id))?;
+        let Value::Object(mut config) = current.config else {
+            return Err(ApiError::service(crate::error::INTERNAL_MESSAGE));
+        };
+        apply(&fields, &mut config, state)?;
+        let function = config["FunctionArn"]
+            .as_str()
+            .and_then(|arn| parse_function(arn, None).ok())
+            .map(|f| f.name)
+            .unwrap_or(current.function_name);
         let changed = state
             .store
             .update_mapping(&id, now_ms(), |mapping| {
-                let Value::Object(config) = &mut mapping.config else {
-                    return Err(ApiError::service(crate::error::INTERNAL_MESSAGE));
-                };
-                apply(&fields, config, state)?;
-                if let Some(name) = config["FunctionArn"]
-                    .as_str()
-                    .and_then(|arn| parse_function(arn, None).ok())
-                {
-                    mapping.function_name = name.name;
-                }
-                Ok(())
+                mapping.config = Value::Object(config);
+                mapping.function_name = function;
+                Ok::<(), ApiError>(())
             })
             .map_err(not_found(&id))?;
         changed

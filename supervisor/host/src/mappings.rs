@@ -1,7 +1,7 @@
 //! Event-source mappings as a source of invocations: the supervisor keeps
 //! one consumer task per enabled mapping (started, restarted when the
 //! mapping changes, stopped when it goes), each reading its source
-//! ([`mqtt`], [`postgres`]) and handing batches to [`Delivery::settle`], which
+//! ([`mqtt`], [`postgres`], [`rabbitmq`]) and handing batches to [`Delivery::settle`], which
 //! invokes the function through the one dispatch path, retries as the
 //! mapping says (`MaximumRetryAttempts`, `BisectBatchOnFunctionError`,
 //! `ReportBatchItemFailures`) and sends what still fails to the mapping's
@@ -27,6 +27,7 @@ use crate::source::{Source, SourceFuture};
 pub mod mqtt;
 pub mod pgoutput;
 pub mod postgres;
+pub mod rabbitmq;
 
 /// A secret that never shows in a log or a `Debug` print.
 #[derive(Clone, PartialEq, Eq)]
@@ -365,6 +366,14 @@ impl Source for Mappings {
                     let task = if spec.source.starts_with("mqtt://") {
                         match mqtt::Target::parse(&spec.source) {
                             Ok(target) => tokio::spawn(mqtt::consume(target, delivery)),
+                            Err(why) => unreadable(&uuid, &why),
+                        }
+                    } else if spec.source.starts_with("amqp://") {
+                        match rabbitmq::Target::parse(&spec.source) {
+                            Ok(target) => {
+                                let password = spec.password.clone().map(|p| p.0);
+                                tokio::spawn(rabbitmq::consume(target, password, delivery))
+                            }
                             Err(why) => unreadable(&uuid, &why),
                         }
                     } else {
