@@ -21,6 +21,8 @@ mod function_url;
 #[cfg(test)]
 mod guest;
 #[cfg(test)]
+mod mapping_filter;
+#[cfg(test)]
 mod package;
 #[cfg(test)]
 mod pgoutput;

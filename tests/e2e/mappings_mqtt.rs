@@ -274,7 +274,10 @@ fn bad_mappings_get_lambdas_errors() {
     refused(
         &create(
             "mqtt://127.0.0.1:1883/t",
-            &["--filter-criteria", r#"{"Filters":[{"Pattern":"{}"}]}"#],
+            &[
+                "--filter-criteria",
+                r#"{"Filters":[{"Pattern":"{\"n\": 1}"}]}"#,
+            ],
         ),
         "InvalidParameterValueException",
     );
@@ -325,4 +328,54 @@ fn bad_mappings_get_lambdas_errors() {
         &["get-event-source-mapping", "--uuid", uuid],
         "ResourceNotFoundException",
     );
+}
+
+#[test]
+fn filter_criteria_keep_only_matching_messages_and_the_rest_are_acknowledged() {
+    let broker = Broker::start();
+    let s = Server::start();
+    s.create("mqtt-filtered", &image_path("recorder.zip"), &[]);
+    let source = format!("mqtt://127.0.0.1:{}/readings", broker.port);
+    let criteria = json!({"Filters": [
+        {"Pattern": json!({"payload": {"n": [{"numeric": [">=", 5]}]}}).to_string()},
+        {"Pattern": json!({"payload": {"kind": ["alarm"]}}).to_string()},
+    ]})
+    .to_string();
+    let made = map(
+        &s,
+        "mqtt-filtered",
+        &source,
+        &["--batch-size", "10", "--filter-criteria", &criteria],
+    );
+    assert!(
+        made["FilterCriteria"]["Filters"][0]["Pattern"].is_string(),
+        "{made}"
+    );
+    // Until the session exists, nothing is kept for it: publish until the
+    // first alarm arrives.
+    wait_for(Duration::from_secs(30), "the first alarm", || {
+        broker.publish(
+            "readings",
+            &[json!({"kind": "alarm", "n": 100_000}).to_string()],
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        received(&s, "mqtt-filtered").contains(&100_000)
+    });
+    broker.publish("readings", &messages(0..10));
+    broker.publish(
+        "readings",
+        &[json!({"kind": "alarm", "n": 200_000}).to_string()],
+    );
+    wait_for(Duration::from_secs(30), "the second alarm", || {
+        received(&s, "mqtt-filtered").contains(&200_000)
+    });
+    let got: Vec<u64> = received(&s, "mqtt-filtered")
+        .into_iter()
+        .filter(|n| *n < 100)
+        .collect();
+    // 0 to 4 were left out (and acknowledged: what came after them arrived).
+    let mut sorted = got.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted, [5, 6, 7, 8, 9], "{got:?}");
 }

@@ -21,7 +21,6 @@ use crate::{AppState, SharedState};
 /// Fields Lambda has that this host does not act on yet: refused rather
 /// than stored and ignored.
 const NOT_YET: &[&str] = &[
-    "FilterCriteria",
     "SelfManagedEventSource",
     "TumblingWindowInSeconds",
     "ParallelizationFactor",
@@ -147,6 +146,12 @@ fn apply(
             ));
         }
         config.insert("StartingPosition".into(), json!(v));
+    }
+    if let Some(criteria) = fields.get("FilterCriteria").filter(|v| !v.is_null()) {
+        mayfly_host::mappings::filter::Filters::parse(criteria).map_err(|why| {
+            ApiError::invalid_parameter(format!("Invalid filter pattern definition: {why}"))
+        })?;
+        config.insert("FilterCriteria".into(), criteria.clone());
     }
     if let Some(access) = fields
         .get("SourceAccessConfigurations")

@@ -24,6 +24,7 @@ use crate::names::{function_arn, parse_function, DEFAULT_REGION};
 use crate::queue::AsyncQueue;
 use crate::source::{Source, SourceFuture};
 
+pub mod filter;
 pub mod mqtt;
 pub mod pgoutput;
 pub mod postgres;
@@ -71,6 +72,8 @@ pub struct MappingSpec {
     pub on_failure: Option<String>,
     /// The source's password (`SourceAccessConfigurations`, `BASIC_AUTH`).
     pub password: Option<Secret>,
+    /// `FilterCriteria`: which records reach the function.
+    pub filters: filter::Filters,
 }
 
 impl MappingSpec {
@@ -105,6 +108,9 @@ impl MappingSpec {
                 .and_then(|list| list.iter().find(|a| a["Type"] == "BASIC_AUTH"))
                 .and_then(|a| a["URI"].as_str())
                 .map(|p| Secret(p.to_string())),
+            // Checked when written; one that no longer parses keeps nothing
+            // out rather than everything.
+            filters: filter::Filters::parse(&c["FilterCriteria"]).unwrap_or_default(),
         })
     }
 }
@@ -157,6 +163,12 @@ impl Delivery {
     /// The mapping.
     pub fn spec(&self) -> &MappingSpec {
         &self.spec
+    }
+
+    /// Whether a record, seen as `view`, passes the mapping's filters (one
+    /// that does not is acknowledged without invoking the function).
+    pub fn keeps(&self, view: &Value) -> bool {
+        self.spec.filters.matches(view)
     }
 
     async fn try_once(&self, records: &[Record], wrap: Wrap) -> HostResult<Tried> {

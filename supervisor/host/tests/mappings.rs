@@ -25,6 +25,7 @@ fn spec(max_retries: Option<u32>, bisect: bool, report_failures: bool) -> Mappin
         report_failures,
         on_failure: Some("arn:aws:lambda:us-east-1:000000000000:function:dlq".into()),
         password: None,
+        filters: Default::default(),
     }
 }
 

@@ -159,6 +159,7 @@ pub async fn consume(target: Target, delivery: Delivery) {
                 seq += 1;
                 record(&spec.source, p, seq)
             })
+            .filter(|r| delivery.keeps(&r.body))
             .collect();
         while let Err(error) = delivery.settle(records.clone(), wrap).await {
             tracing::error!(mapping = %spec.uuid, %error, "a batch could not be settled; trying again");

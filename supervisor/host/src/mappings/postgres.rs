@@ -316,7 +316,7 @@ pub async fn consume(target: Target, password: Option<String>, delivery: Deliver
             for batch in pending.chunks(spec.batch_size) {
                 let records: Vec<Record> = batch
                     .iter()
-                    .filter(|p| !p.record.body.is_null())
+                    .filter(|p| !p.record.body.is_null() && delivery.keeps(&p.record.body))
                     .map(|p| p.record.clone())
                     .collect();
                 while let Err(error) = delivery.settle(records.clone(), wrap).await {

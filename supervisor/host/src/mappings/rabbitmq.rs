@@ -158,6 +158,18 @@ fn record(key: &str, delivery: &AmqpDelivery) -> Record {
     }
 }
 
+/// What `FilterCriteria` see of a message, as Lambda's: its `data`
+/// decoded (JSON, else text) and its properties.
+fn filter_view(delivery: &AmqpDelivery) -> Value {
+    let data = serde_json::from_slice::<Value>(&delivery.data)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&delivery.data).into_owned()));
+    json!({
+        "data": data,
+        "basicProperties": properties(delivery),
+        "redelivered": delivery.redelivered,
+    })
+}
+
 fn wrap(records: &[Record]) -> Value {
     let mut by_queue: Map<String, Value> = Map::new();
     let mut source = Value::Null;
@@ -242,6 +254,7 @@ pub async fn consume(target: Target, password: Option<String>, delivery: Deliver
             }
             let records: Vec<Record> = batch
                 .iter()
+                .filter(|d| delivery.keeps(&filter_view(d)))
                 .map(|d| {
                     let mut r = record(&key, d);
                     r.body["eventSourceArn"] = json!(spec.source);
