@@ -123,4 +123,19 @@ fn table_changes_arrive_as_dynamodb_records_in_commit_order_and_survive_a_kill()
                 .all(|n| ids.contains(&n.to_string()))
         },
     );
+
+    // Deleted, the mapping leaves no slot behind to keep the server's WAL.
+    let uuid = made["UUID"].as_str().unwrap();
+    s.aws(&["delete-event-source-mapping", "--uuid", uuid]).ok();
+    wait_for(Duration::from_secs(30), "the slot dropped", || {
+        pg.psql(&format!(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}'"
+        )) == "0"
+    });
+    assert_eq!(
+        pg.psql(&format!(
+            "SELECT count(*) FROM pg_publication WHERE pubname = '{slot}'"
+        )),
+        "0"
+    );
 }

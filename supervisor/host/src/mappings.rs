@@ -308,6 +308,15 @@ impl Delivery {
     }
 }
 
+/// What a deleted mapping leaves at its source is removed (a PostgreSQL
+/// replication slot would keep the server's WAL for ever).
+fn forget(spec: &MappingSpec) {
+    if let Ok(target) = postgres::Target::parse(&spec.source) {
+        let password = spec.password.clone().map(|p| p.0);
+        tokio::spawn(postgres::forget(target, password, spec.uuid.clone()));
+    }
+}
+
 /// A mapping whose source cannot be read (checked when it was written, so
 /// only after a change of this host's rules): said once, then idle.
 fn unreadable(uuid: &str, why: &str) -> tokio::task::JoinHandle<()> {
@@ -362,6 +371,10 @@ impl Source for Mappings {
                     let keep = wanted.get(uuid) == Some(spec) && !task.is_finished();
                     if !keep {
                         task.abort();
+                        let deleted = !mappings.iter().any(|m| &m.uuid == uuid);
+                        if deleted {
+                            forget(spec);
+                        }
                     }
                     keep
                 });

@@ -181,6 +181,50 @@ async fn prepare(
     Ok(keys.iter().map(|row| row.get(0)).collect())
 }
 
+/// Drops the slot and the publication of a deleted mapping, so that the
+/// server keeps no WAL for it. The slot may still be held for a moment by
+/// the consumer's closing connection: tried a few times.
+pub async fn forget(target: Target, password: Option<String>, uuid: String) {
+    let name = slot_name(&uuid);
+    for _ in 0..10 {
+        let client = match connect(&target, password.as_deref()).await {
+            Ok(client) => client,
+            Err(error) => {
+                let error = describe(&error);
+                tracing::warn!(mapping = %uuid, %error, "cannot connect to drop the slot; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let dropped = client
+            .execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                 WHERE slot_name = $1",
+                &[&name],
+            )
+            .await;
+        match dropped {
+            Ok(_) => {
+                if let Err(error) = client
+                    .batch_execute(&format!("DROP PUBLICATION IF EXISTS {name}"))
+                    .await
+                {
+                    let error = describe(&error);
+                    tracing::warn!(mapping = %uuid, %error, "cannot drop the publication");
+                }
+                tracing::info!(mapping = %uuid, slot = %name, "the deleted mapping's slot and publication are dropped");
+                return;
+            }
+            Err(error) => {
+                let error = describe(&error);
+                tracing::debug!(mapping = %uuid, %error, "the slot is still held; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    tracing::warn!(mapping = %uuid, slot = %name, "the deleted mapping's replication slot could not be dropped: drop it by hand, or the server keeps WAL for it");
+}
+
 /// A change with the end of its transaction, and whether it is that
 /// transaction's last.
 struct Pending {
