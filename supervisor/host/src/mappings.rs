@@ -308,6 +308,36 @@ impl Delivery {
     }
 }
 
+/// `HOST[:PORT]` of a source's URI (`uri`, for the errors).
+fn host_port<'a>(uri: &str, authority: &'a str, default: u16) -> Result<(&'a str, u16), String> {
+    match authority.rsplit_once(':') {
+        Some((host, port)) => port
+            .parse()
+            .map(|port| (host, port))
+            .map_err(|_| format!("{uri}: the port {port} is not a number")),
+        None => Ok((authority, default)),
+    }
+}
+
+/// `USER@HOST[:PORT]` of a source's URI; a password there is refused (it
+/// goes in `SourceAccessConfigurations`, never in a URI that is shown).
+fn user_at_host<'a>(
+    uri: &str,
+    authority: &'a str,
+    default: u16,
+) -> Result<(&'a str, &'a str, u16), String> {
+    let (user, hostport) = authority
+        .split_once('@')
+        .ok_or_else(|| format!("{uri} names no user (USER@HOST)"))?;
+    if user.contains(':') {
+        return Err(format!(
+            "{uri}: the password goes in SourceAccessConfigurations (BASIC_AUTH), not the URI"
+        ));
+    }
+    let (host, port) = host_port(uri, hostport, default)?;
+    Ok((user, host, port))
+}
+
 /// What a deleted mapping leaves at its source is removed (a PostgreSQL
 /// replication slot would keep the server's WAL for ever).
 fn forget(spec: &MappingSpec) {

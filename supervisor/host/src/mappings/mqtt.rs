@@ -41,14 +41,7 @@ impl Target {
         let (authority, filter) = rest
             .split_once('/')
             .ok_or_else(|| format!("{uri} names no topic filter"))?;
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) => (
-                host,
-                port.parse()
-                    .map_err(|_| format!("{uri}: the port {port} is not a number"))?,
-            ),
-            None => (authority, 1883),
-        };
+        let (host, port) = super::host_port(uri, authority, 1883)?;
         if host.is_empty() || filter.is_empty() {
             return Err(format!("{uri} needs a host and a topic filter"));
         }

@@ -58,22 +58,7 @@ impl Target {
         let (authority, database) = location
             .split_once('/')
             .ok_or_else(|| format!("{uri} names no database"))?;
-        let (user, hostport) = authority
-            .split_once('@')
-            .ok_or_else(|| format!("{uri} names no user (USER@HOST)"))?;
-        if user.contains(':') {
-            return Err(format!(
-                "{uri}: the password goes in SourceAccessConfigurations (BASIC_AUTH), not the URI"
-            ));
-        }
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((host, port)) => (
-                host,
-                port.parse()
-                    .map_err(|_| format!("{uri}: the port {port} is not a number"))?,
-            ),
-            None => (hostport, 5432),
-        };
+        let (user, host, port) = super::user_at_host(uri, authority, 5432)?;
         let table = query
             .split('&')
             .find_map(|p| p.strip_prefix("table="))

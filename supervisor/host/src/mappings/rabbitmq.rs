@@ -76,22 +76,7 @@ impl Target {
         let (authority, path) = rest
             .split_once('/')
             .ok_or_else(|| format!("{uri} names no virtual host and queue"))?;
-        let (user, hostport) = authority
-            .split_once('@')
-            .ok_or_else(|| format!("{uri} names no user (USER@HOST)"))?;
-        if user.contains(':') {
-            return Err(format!(
-                "{uri}: the password goes in SourceAccessConfigurations (BASIC_AUTH), not the URI"
-            ));
-        }
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((host, port)) => (
-                host,
-                port.parse()
-                    .map_err(|_| format!("{uri}: the port {port} is not a number"))?,
-            ),
-            None => (hostport, 5672),
-        };
+        let (user, host, port) = super::user_at_host(uri, authority, 5672)?;
         let (vhost, queue) = path
             .split_once('/')
             .ok_or_else(|| format!("{uri} names no queue (amqp://USER@HOST/VHOST/QUEUE)"))?;
