@@ -23,6 +23,8 @@ mod guest;
 #[cfg(test)]
 mod mapping_filter;
 #[cfg(test)]
+mod object_events;
+#[cfg(test)]
 mod package;
 #[cfg(test)]
 mod pgoutput;
