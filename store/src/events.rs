@@ -23,6 +23,17 @@ pub const DEFAULT_MAX_AGE_S: u32 = 21_600;
 /// Lambda's default `MaximumRetryAttempts`.
 pub const DEFAULT_MAX_RETRIES: u32 = 2;
 
+/// What [`Store::enqueue_event_once`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Committed.
+    Queued,
+    /// Its receipt was seen: queued before, not again.
+    Duplicate,
+    /// The function has its most events queued: nothing was.
+    Full,
+}
+
 /// An asynchronous invocation waiting in the queue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
@@ -154,6 +165,51 @@ impl Store {
             }
             insert(tx, event)?;
             Ok(true)
+        })
+    }
+
+    /// [`enqueue_event_within`](Self::enqueue_event_within) once per
+    /// `receipt`: an event whose receipt was seen in the last `keep_ms` is
+    /// not queued again ([`Enqueued::Duplicate`]). The receipt is kept in
+    /// the same transaction as the event; receipts older than `keep_ms`
+    /// are forgotten.
+    pub fn enqueue_event_once(
+        &self,
+        event: &Event,
+        receipt: &str,
+        max_per_function: u64,
+        keep_ms: u64,
+    ) -> Result<Enqueued> {
+        self.write("enqueueing a pushed event", |tx| {
+            let now = to_i64(event.enqueued_at_ms);
+            tx.execute(
+                "DELETE FROM event_receipts WHERE received_ms < ?1",
+                [now.saturating_sub(to_i64(keep_ms))],
+            )?;
+            let seen: Option<i64> = tx
+                .query_row(
+                    "SELECT received_ms FROM event_receipts WHERE receipt = ?1",
+                    [receipt],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if seen.is_some() {
+                return Ok(Enqueued::Duplicate);
+            }
+            let queued: i64 = tx.query_row(
+                "SELECT count(*) FROM events WHERE function_name = ?1",
+                [&event.function_name],
+                |r| r.get(0),
+            )?;
+            if crate::to_u64(queued) >= max_per_function {
+                return Ok(Enqueued::Full);
+            }
+            insert(tx, event)?;
+            tx.execute(
+                "INSERT INTO event_receipts (receipt, received_ms) VALUES (?1, ?2)",
+                params![receipt, now],
+            )?;
+            Ok(Enqueued::Queued)
         })
     }
 

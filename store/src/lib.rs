@@ -71,7 +71,7 @@ pub use blobs::{BlobRef, GcReport};
 pub use concurrency::{ProvisionedConfig, ProvisionedStatus};
 pub use error::{Kind, Result, StoreError};
 pub use event_configs::EventInvokeConfig;
-pub use events::{Event, DEFAULT_MAX_AGE_S, DEFAULT_MAX_RETRIES};
+pub use events::{Enqueued, Event, DEFAULT_MAX_AGE_S, DEFAULT_MAX_RETRIES};
 pub use functions::{FunctionVersion, LATEST};
 pub use invocations::InvocationRecord;
 pub use mappings::Mapping;

@@ -181,6 +181,16 @@ CREATE TABLE event_source_mappings (
 ) WITHOUT ROWID;
 CREATE INDEX event_source_mappings_by_function ON event_source_mappings(function_name);
 "#,
+    // 8: receipts of pushed events (object-store notifications): a push
+    // retried after its answer was lost is recognised and not queued
+    // twice, for as long as its receipt is kept.
+    r#"
+CREATE TABLE event_receipts (
+    receipt     TEXT PRIMARY KEY NOT NULL,
+    received_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX event_receipts_by_age ON event_receipts(received_ms);
+"#,
 ];
 
 /// How long a connection waits for a lock held by another connection

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use mayfly_store::{Event, InvocationRecord, Store, RESERVE_BYTES, RESERVE_FILE};
+use mayfly_store::{Enqueued, Event, InvocationRecord, Store, RESERVE_BYTES, RESERVE_FILE};
 
 use crate::{create, store};
 
@@ -74,6 +74,54 @@ fn the_queue_is_bounded_per_function() {
     assert!(s.enqueue_event_within(&event("g", "d"), 2).unwrap());
     assert_eq!(s.queued_events("f").unwrap(), 2);
     assert_eq!(s.queued_events("g").unwrap(), 1);
+}
+
+#[test]
+fn a_pushed_event_is_queued_once_per_receipt_while_its_receipt_is_kept() {
+    let (_d, s) = store();
+    let at = |id: &str, ms: u64| Event::new(id, "f", "$LATEST", b"{}".to_vec(), ms);
+    let keep = 1_000;
+    assert_eq!(
+        s.enqueue_event_once(&at("a", 10), "r1", 2, keep).unwrap(),
+        Enqueued::Queued
+    );
+    // The same receipt again, under another request id: not queued.
+    assert_eq!(
+        s.enqueue_event_once(&at("b", 20), "r1", 2, keep).unwrap(),
+        Enqueued::Duplicate
+    );
+    assert_eq!(s.queued_events("f").unwrap(), 1);
+    // Still a duplicate after the event ran and left the queue.
+    s.complete_event_and_enqueue("a", &[]).unwrap();
+    assert_eq!(
+        s.enqueue_event_once(&at("c", 30), "r1", 2, keep).unwrap(),
+        Enqueued::Duplicate
+    );
+    assert_eq!(
+        s.enqueue_event_once(&at("d", 40), "r2", 2, keep).unwrap(),
+        Enqueued::Queued
+    );
+    assert_eq!(
+        s.enqueue_event_once(&at("e", 50), "r3", 2, keep).unwrap(),
+        Enqueued::Queued
+    );
+    // The bound holds, and a refused event leaves no receipt behind.
+    assert_eq!(
+        s.enqueue_event_once(&at("f", 60), "r4", 2, keep).unwrap(),
+        Enqueued::Full
+    );
+    s.complete_event_and_enqueue("d", &[]).unwrap();
+    assert_eq!(
+        s.enqueue_event_once(&at("g", 70), "r4", 2, keep).unwrap(),
+        Enqueued::Queued
+    );
+    // Past `keep`, a receipt is forgotten.
+    s.complete_event_and_enqueue("e", &[]).unwrap();
+    assert_eq!(
+        s.enqueue_event_once(&at("h", 1_011), "r1", 2, keep)
+            .unwrap(),
+        Enqueued::Queued
+    );
 }
 
 #[test]
