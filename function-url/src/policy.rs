@@ -1,6 +1,7 @@
 //! A function's resource policy: the statements AddPermission makes, as
-//! GetPolicy shows them, and the one question the URL front asks of them
-//! (may anyone call a `NONE` URL?).
+//! GetPolicy shows them, and the questions the host asks of them: may
+//! anyone call a `NONE` URL ([`allows_public_url`])? may a service invoke
+//! the function on behalf of a resource ([`allows_service`])?
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -197,6 +198,81 @@ pub fn allows_public_url(statements: &[Value]) -> bool {
     })
 }
 
+/// Whether `statements` let `service` (`s3.amazonaws.com`) invoke the
+/// function on behalf of `source_arn` in `account`: one allows
+/// `lambda:InvokeFunction` (or `lambda:*`, `*`) to that service (or to
+/// `*`), and each of its conditions is one the call meets: `ArnLike` or
+/// `ArnEquals` on `AWS:SourceArn` (with `*` and `?` as wildcards for
+/// `ArnLike`), `StringEquals` on `AWS:SourceAccount`. A condition on
+/// anything else is one the host cannot check, so the statement does not
+/// count.
+pub fn allows_service(
+    statements: &[Value],
+    service: &str,
+    source_arn: &str,
+    account: &str,
+) -> bool {
+    statements.iter().any(|s| {
+        let action = s["Action"].as_str().unwrap_or("");
+        let principal = s["Principal"] == "*" || s["Principal"]["Service"] == service;
+        s["Effect"] == "Allow"
+            && principal
+            && matches!(action, "lambda:InvokeFunction" | "lambda:*" | "*")
+            && conditions_met(&s["Condition"], source_arn, account)
+    })
+}
+
+fn conditions_met(condition: &Value, source_arn: &str, account: &str) -> bool {
+    let Some(condition) = condition.as_object() else {
+        return condition.is_null();
+    };
+    condition.iter().all(|(operator, keys)| {
+        let Some(keys) = keys.as_object() else {
+            return false;
+        };
+        keys.iter().all(|(key, wanted)| {
+            let Some(wanted) = wanted.as_str() else {
+                return false;
+            };
+            match (operator.as_str(), key.as_str()) {
+                ("ArnLike", "AWS:SourceArn") => glob(wanted.as_bytes(), source_arn.as_bytes()),
+                ("ArnEquals", "AWS:SourceArn") => wanted == source_arn,
+                ("StringEquals", "AWS:SourceAccount") => wanted == account,
+                _ => false,
+            }
+        })
+    })
+}
+
+/// IAM's wildcard match: `*` any run of characters, `?` any one.
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    // Iterative with one backtrack point: linear enough for ARNs, and no
+    // recursion for a hostile pattern to deepen.
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,6 +402,77 @@ mod tests {
                 statement(&input(json), ARN).unwrap_err().field,
                 field,
                 "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_service_is_let_in_only_for_the_sources_its_statement_names() {
+        let add = |json: &str| statement(&input(json), ARN).unwrap();
+        let s3 = add(
+            r#"{"StatementId":"s3","Action":"lambda:InvokeFunction","Principal":"s3.amazonaws.com",
+                "SourceArn":"arn:aws:s3:::photos"}"#,
+        );
+        let ok = |statements: &[Value], arn: &str| {
+            allows_service(statements, "s3.amazonaws.com", arn, "000000000000")
+        };
+        assert!(ok(std::slice::from_ref(&s3), "arn:aws:s3:::photos"));
+        assert!(!ok(std::slice::from_ref(&s3), "arn:aws:s3:::photos2"));
+        assert!(!allows_service(
+            std::slice::from_ref(&s3),
+            "sns.amazonaws.com",
+            "arn:aws:s3:::photos",
+            "000000000000"
+        ));
+        let wild = add(
+            r#"{"StatementId":"w","Action":"lambda:*","Principal":"s3.amazonaws.com",
+                "SourceArn":"arn:aws:s3:::up-*-?"}"#,
+        );
+        assert!(ok(std::slice::from_ref(&wild), "arn:aws:s3:::up-photos-1"));
+        assert!(!ok(
+            std::slice::from_ref(&wild),
+            "arn:aws:s3:::up-photos-12"
+        ));
+        let any = add(
+            r#"{"StatementId":"a","Action":"lambda:InvokeFunction","Principal":"s3.amazonaws.com"}"#,
+        );
+        assert!(ok(std::slice::from_ref(&any), "arn:aws:s3:::anything"));
+        let account = |a: &str| {
+            add(&format!(
+                r#"{{"StatementId":"c","Action":"lambda:InvokeFunction","Principal":"s3.amazonaws.com",
+                    "SourceAccount":"{a}"}}"#
+            ))
+        };
+        assert!(ok(&[account("000000000000")], "arn:aws:s3:::b"));
+        assert!(!ok(&[account("111122223333")], "arn:aws:s3:::b"));
+        // Another action, or a condition the host cannot evaluate: no.
+        let url = add(
+            r#"{"StatementId":"u","Action":"lambda:InvokeFunctionUrl","Principal":"*","FunctionUrlAuthType":"NONE"}"#,
+        );
+        assert!(!ok(&[url], "arn:aws:s3:::b"));
+        let org = add(
+            r#"{"StatementId":"o","Action":"lambda:InvokeFunction","Principal":"s3.amazonaws.com",
+                "PrincipalOrgID":"o-123"}"#,
+        );
+        assert!(!ok(&[org], "arn:aws:s3:::b"));
+        assert!(!ok(&[], "arn:aws:s3:::b"));
+    }
+
+    #[test]
+    fn wildcards_match_as_iam_matches_them() {
+        for (pattern, text, want) in [
+            ("*", "", true),
+            ("a*c", "abbbc", true),
+            ("a*c", "abbbd", false),
+            ("a?c", "abc", true),
+            ("a?c", "ac", false),
+            ("*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false),
+            ("x**", "x", true),
+        ] {
+            assert_eq!(
+                glob(pattern.as_bytes(), text.as_bytes()),
+                want,
+                "{pattern} {text}"
             );
         }
     }
