@@ -11,7 +11,8 @@
 //! and JSON), [`versions`], [`aliases`], [`concurrency`] (reserved and
 //! account settings), [`provisioned`], [`event_config`], [`tags`],
 //! [`permissions`] (the resource policy), [`urls`] (function URLs, served by
-//! [`url_front`]), [`invoke`] and [`invocations`] (Mayfly's recent records),
+//! [`url_front`]), [`s3_events`] (object-store notifications, received on
+//! the same listener), [`invoke`] and [`invocations`] (Mayfly's recent records),
 //! and EventBridge Scheduler's [`schedules`]; shared helpers in
 //! [`request`]; the listeners in [`server`], each connection's timeouts in
 //! [`conn`], the body caps and limits in [`front`], and what every response
@@ -38,6 +39,7 @@ pub mod permissions;
 pub mod provisioned;
 pub mod request;
 pub mod routes;
+pub mod s3_events;
 pub mod schedules;
 pub mod server;
 pub mod streaming;

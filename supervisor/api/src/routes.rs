@@ -8,7 +8,7 @@ use axum::Router;
 use crate::error::ApiError;
 use crate::{
     aliases, auth, concurrency, edge, event_config, functions, invocations, invoke, invoke_stream,
-    mappings, permissions, provisioned, schedules, tags, urls, versions, SharedState,
+    mappings, permissions, provisioned, s3_events, schedules, tags, urls, versions, SharedState,
 };
 
 /// Every operation: its path and its handler for each method. The
@@ -119,6 +119,10 @@ fn operations() -> Vec<(&'static str, MethodRouter<SharedState>)> {
         (
             "/mayfly/2025-01-01/functions/{name}/invocations",
             get(invocations::recent),
+        ),
+        (
+            "/mayfly/2025-01-01/functions/{name}/notification-endpoint",
+            get(s3_events::endpoint_of),
         ),
     ]
 }

@@ -5,7 +5,9 @@
 //! key; `NONE`: a statement of the function's policy that opens it to
 //! everyone), becomes the payload format 2.0 event, is invoked through the
 //! host's one dispatch path like any invocation, and the answer is mapped
-//! back as Lambda does. CORS preflights are answered here.
+//! back as Lambda does. CORS preflights are answered here. Object-store
+//! pushes (`/s3-events/...`, on a host that names no URL) are handed to
+//! [`crate::s3_events`].
 //!
 //! Its own errors take Lambda's URL shape, `{"Message": "..."}`: 403
 //! Forbidden for a caller not let in, 404 for no such URL, 413 for a body
@@ -128,6 +130,15 @@ async fn serve(
     peer: Option<Extension<Peer>>,
     request: Request,
 ) -> Response {
+    let host = request.headers().get(HOST).and_then(|h| h.to_str().ok());
+    if crate::s3_events::is_push_path(request.uri().path())
+        && host
+            .and_then(|h| address::url_id_of_host(h, &state.url_front.domain))
+            .is_none()
+    {
+        let (parts, body) = request.into_parts();
+        return crate::s3_events::receive(&state, parts, body).await;
+    }
     let request_id = uuid::Uuid::new_v4().to_string();
     let answer = handle(&state, peer.map(|p| p.0 .0), request, &request_id).await;
     respond(answer, &request_id)

@@ -429,6 +429,19 @@ impl Client {
             .await?;
         Ok(out.invocations)
     }
+
+    /// The URL a store pushes the S3 event notifications of `name` (at
+    /// `qualifier`) to.
+    pub async fn notification_endpoint(
+        &self,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<String, ClientError> {
+        let out: types::NotificationEndpointOutput = self
+            .send_json(&requests::notification_endpoint(name, qualifier))
+            .await?;
+        Ok(out.endpoint)
+    }
 }
 
 #[cfg(test)]

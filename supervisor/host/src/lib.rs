@@ -355,6 +355,22 @@ impl Host {
             .await
     }
 
+    /// Queues `payload` for `f` durably once per `receipt` (an event
+    /// pushed to the host, which its sender may push again); returns once
+    /// it is committed, `false` when the receipt was seen before and
+    /// nothing was queued.
+    pub async fn invoke_async_once(
+        &self,
+        f: &FunctionRef,
+        receipt: &str,
+        payload: Bytes,
+    ) -> HostResult<bool> {
+        let qualifier = f.qualifier.as_deref().unwrap_or(mayfly_store::LATEST);
+        self.queue
+            .accept_once(receipt, &f.name, qualifier, payload)
+            .await
+    }
+
     /// The version an alias's routing picks: one of
     /// `AdditionalVersionWeights` with its weight's probability, else the
     /// alias's own.

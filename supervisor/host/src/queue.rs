@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mayfly_store::{now_ms, Event, Store};
+use mayfly_store::{now_ms, Enqueued, Event, Store};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
@@ -24,6 +24,10 @@ use crate::source::{Source, SourceFuture};
 const LEASE_MS: u64 = 16 * 60 * 1000;
 /// How long a throttled event waits before trying again.
 const THROTTLE_RETRY_MS: u64 = 500;
+/// How long the receipt of a pushed event is kept: a sender retrying
+/// within a day is recognised (Ceph RGW retries a persistent topic's push
+/// until it is answered).
+pub const RECEIPTS_KEPT_MS: u64 = 24 * 60 * 60 * 1000;
 /// Events claimed per round.
 const CLAIM_BATCH: usize = 8;
 /// The longest the worker sleeps without looking at the queue.
@@ -70,25 +74,69 @@ impl AsyncQueue {
         qualifier: &str,
         payload: Bytes,
     ) -> HostResult<()> {
-        let mut event = Event::new(request_id, function, qualifier, payload, now_ms());
-        let (store, max) = (self.store.clone(), self.max_per_function);
-        blocking("queueing the event", move || {
+        let event = Event::new(request_id, function, qualifier, payload, now_ms());
+        let (store, max) = (self.store.clone(), u64::from(self.max_per_function));
+        self.commit(event, move |store_event| {
+            Ok(if store.enqueue_event_within(store_event, max)? {
+                Enqueued::Queued
+            } else {
+                Enqueued::Full
+            })
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Commits a pushed event once per `receipt` (a push retried by its
+    /// sender after a lost answer is recognised for [`RECEIPTS_KEPT_MS`]):
+    /// `Ok(false)` when the receipt was seen and nothing was queued.
+    pub async fn accept_once(
+        &self,
+        receipt: &str,
+        function: &str,
+        qualifier: &str,
+        payload: Bytes,
+    ) -> HostResult<bool> {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let event = Event::new(request_id, function, qualifier, payload, now_ms());
+        let (store, max) = (self.store.clone(), u64::from(self.max_per_function));
+        let receipt = receipt.to_string();
+        let done = self
+            .commit(event, move |event| {
+                Ok(store.enqueue_event_once(event, &receipt, max, RECEIPTS_KEPT_MS)?)
+            })
+            .await?;
+        Ok(done == Enqueued::Queued)
+    }
+
+    /// Gives `event` the function's retry and age settings, has `enqueue`
+    /// commit it, and wakes the workers; a full queue is
+    /// [`HostError::Overloaded`].
+    async fn commit(
+        &self,
+        mut event: Event,
+        enqueue: impl FnOnce(&Event) -> HostResult<Enqueued> + Send + 'static,
+    ) -> HostResult<Enqueued> {
+        let store = self.store.clone();
+        let max = self.max_per_function;
+        let done = blocking("queueing the event", move || {
             let settings = AsyncSettings::lookup(&store, &event.function_name, &event.qualifier);
             event.max_retries = settings.max_retries;
             event.max_age_s = settings.max_age_s;
-            if store.enqueue_event_within(&event, u64::from(max))? {
-                Ok(())
-            } else {
-                Err(HostError::Overloaded(format!(
+            match enqueue(&event)? {
+                Enqueued::Full => Err(HostError::Overloaded(format!(
                     "Rate Exceeded: the event queue of function {} is full ({max} events \
                      waiting); try again once it has drained.",
                     event.function_name
-                )))
+                ))),
+                done => Ok(done),
             }
         })
         .await?;
-        self.ready.notify_one();
-        Ok(())
+        if done == Enqueued::Queued {
+            self.ready.notify_one();
+        }
+        Ok(done)
     }
 
     /// Sets when the event `id` (tried `attempts` times) is due again.

@@ -186,6 +186,20 @@ pub fn list_invocations(name: &str, limit: Option<u32>) -> ApiRequest {
     )
 }
 
+/// Where a store pushes a function's S3 event notifications:
+/// `GET /mayfly/2025-01-01/functions/{name}/notification-endpoint`.
+pub fn notification_endpoint(name: &str, qualifier: Option<&str>) -> ApiRequest {
+    let q = query(&[("Qualifier", qualifier.map(str::to_string))]);
+    ApiRequest::new(
+        "GetNotificationEndpoint",
+        Method::GET,
+        format!(
+            "{MAYFLY}/{}/notification-endpoint{q}",
+            encode_path_segment(name)
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -160,6 +160,13 @@ pub struct InvocationRecord {
     pub log: String,
 }
 
+/// The body of the notification-endpoint call.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct NotificationEndpointOutput {
+    pub(crate) endpoint: String,
+}
+
 /// The body of the recent-invocations call.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]

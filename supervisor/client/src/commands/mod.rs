@@ -1,5 +1,5 @@
 //! The client commands of the `mayfly` command line: `deploy`, `invoke`,
-//! `ls`, `rm` and `logs`, each one or a few signed calls to a Mayfly host's
+//! `ls`, `rm`, `logs` and `notification-endpoint`, each one or a few signed calls to a Mayfly host's
 //! Lambda REST API through [`crate::client`].
 //!
 //! Exit status: 0 on success; 1 when an invoked function failed (its error
@@ -44,6 +44,9 @@ pub enum ClientCommand {
     Rm(RmArgs),
     /// Show a function's recent invocations and their logs.
     Logs(LogsArgs),
+    /// Print the URL an object store (Ceph RGW) pushes a function's S3
+    /// event notifications to: its topic's `push-endpoint`.
+    NotificationEndpoint(NotificationEndpointArgs),
 }
 
 /// Which host to talk to, and where its credentials are.
@@ -130,6 +133,19 @@ pub struct LogsArgs {
     /// One JSON object a line per invocation, newest first.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub connection: Connection,
+}
+
+/// `mayfly notification-endpoint`.
+#[derive(Debug, Args)]
+pub struct NotificationEndpointArgs {
+    /// The function's name.
+    pub function: String,
+    /// The version or alias the notifications invoke [default: $LATEST].
+    #[arg(long, value_name = "VERSION|ALIAS")]
+    pub qualifier: Option<String>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub connection: Connection,
@@ -242,6 +258,7 @@ pub async fn execute(command: ClientCommand, out: &mut dyn Write, err: &mut dyn 
         ClientCommand::Ls(args) => ls(args, out).await,
         ClientCommand::Rm(args) => rm(args, out).await,
         ClientCommand::Logs(args) => logs(args, out).await,
+        ClientCommand::NotificationEndpoint(args) => notification_endpoint(args, out).await,
     };
     let _ = out.flush();
     match result {
@@ -354,6 +371,19 @@ async fn logs(args: LogsArgs, out: &mut dyn Write) -> Result<u8, CommandError> {
         false => output::logs_text(&records),
     };
     out.write_all(text.as_bytes())?;
+    Ok(0)
+}
+
+/// `mayfly notification-endpoint`.
+async fn notification_endpoint(
+    args: NotificationEndpointArgs,
+    out: &mut dyn Write,
+) -> Result<u8, CommandError> {
+    let client = connect(&args.connection)?;
+    let endpoint = client
+        .notification_endpoint(&args.function, args.qualifier.as_deref())
+        .await?;
+    writeln!(out, "{endpoint}")?;
     Ok(0)
 }
 
