@@ -38,6 +38,7 @@ mod mappings_mqtt;
 mod mappings_postgres;
 mod mappings_rabbitmq;
 mod metrics;
+mod object_events;
 mod restart;
 mod schedules;
 mod storage;

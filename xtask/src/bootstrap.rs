@@ -116,7 +116,7 @@ pub fn ensure_musl() -> Result<()> {
 /// `why` is needed for, and `instead` says how to name another) is
 /// missing; fails with instructions if it cannot.
 fn ensure_tool(
-    present: fn() -> bool,
+    present: impl Fn() -> bool,
     tool: &str,
     why: &str,
     package: &str,
@@ -141,7 +141,8 @@ fn ensure_tool(
 }
 
 /// Everything `cargo xtask bootstrap` installs: QEMU, musl-gcc, Go,
-/// PostgreSQL, curl, Mosquitto (with its clients) and RabbitMQ. The package index is updated at most once, before
+/// PostgreSQL, curl, Mosquitto (with its clients), RabbitMQ and Ceph (a
+/// monitor, an OSD and the S3 gateway). The package index is updated at most once, before
 /// the first install.
 pub fn ensure_host_tools() -> Result<()> {
     ensure_qemu()?;
@@ -169,7 +170,31 @@ pub fn ensure_host_tools() -> Result<()> {
         "the RabbitMQ event-source tests start a broker",
         "rabbitmq-server",
         "install rabbitmq-server",
-    )
+    )?;
+    for (binary, package) in CEPH {
+        ensure_tool(
+            || has_binary(binary),
+            package,
+            "the object-upload tests start a one-node Ceph cluster with its S3 gateway",
+            package,
+            &format!("install {package}"),
+        )?;
+    }
+    Ok(())
+}
+
+/// The Ceph daemons the object-upload tests start, and their packages
+/// (`ceph-common`, with the `ceph`, `rados` and `radosgw-admin` commands,
+/// comes with them).
+const CEPH: [(&str, &str); 3] = [
+    ("/usr/bin/ceph-mon", "ceph-mon"),
+    ("/usr/bin/ceph-osd", "ceph-osd"),
+    ("/usr/bin/radosgw", "radosgw"),
+];
+
+/// Whether the file `path` is there.
+fn has_binary(path: &str) -> bool {
+    std::path::Path::new(path).is_file()
 }
 
 /// Whether Debian's RabbitMQ server is there (the tests start its own
