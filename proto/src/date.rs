@@ -36,6 +36,32 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// `YYYY-MM-DDThh:mm:ss.sss` followed by `zone` (`+0000` as Lambda writes
+/// `LastModified`, `Z` in RFC 3339) to milliseconds since the Unix epoch;
+/// `None` if the text is not in that form.
+///
+/// ```
+/// use mayfly_proto::date::parse_utc_ms;
+/// assert_eq!(parse_utc_ms("1970-01-02T00:00:01.250Z", "Z"), Some(86_401_250));
+/// assert_eq!(parse_utc_ms("1970-01-02T00:00:01.250Z", "+0000"), None);
+/// ```
+pub fn parse_utc_ms(text: &str, zone: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    if b.len() != 23 + zone.len()
+        || text.get(23..) != Some(zone)
+        || b[4] != b'-'
+        || b[10] != b'T'
+        || b[19] != b'.'
+    {
+        return None;
+    }
+    let num = |range: core::ops::Range<usize>| text.get(range)?.parse::<u64>().ok();
+    let (y, m, d) = (num(0..4)? as i64, num(5..7)? as u32, num(8..10)? as u32);
+    let (hh, mm, ss, ms) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
+    let days = u64::try_from(days_from_civil(y, m, d)).ok()?;
+    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000) + ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -107,6 +107,16 @@ fn read_event(row: &Row<'_>) -> Result<Event> {
     })
 }
 
+/// How many events of `function_name` are queued, in `conn`'s view.
+fn queued(conn: &Connection, function_name: &str) -> Result<u64> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM events WHERE function_name = ?1",
+        [function_name],
+        |r| r.get(0),
+    )?;
+    Ok(crate::to_u64(n))
+}
+
 pub(crate) fn insert(conn: &Connection, event: &Event) -> Result<()> {
     let exists = conn
         .query_row(
@@ -155,12 +165,7 @@ impl Store {
     /// transaction); `Ok(false)` when it has.
     pub fn enqueue_event_within(&self, event: &Event, max_per_function: u64) -> Result<bool> {
         self.write("enqueueing an event", |tx| {
-            let queued: i64 = tx.query_row(
-                "SELECT count(*) FROM events WHERE function_name = ?1",
-                [&event.function_name],
-                |r| r.get(0),
-            )?;
-            if crate::to_u64(queued) >= max_per_function {
+            if queued(tx, &event.function_name)? >= max_per_function {
                 return Ok(false);
             }
             insert(tx, event)?;
@@ -196,12 +201,7 @@ impl Store {
             if seen.is_some() {
                 return Ok(Enqueued::Duplicate);
             }
-            let queued: i64 = tx.query_row(
-                "SELECT count(*) FROM events WHERE function_name = ?1",
-                [&event.function_name],
-                |r| r.get(0),
-            )?;
-            if crate::to_u64(queued) >= max_per_function {
+            if queued(tx, &event.function_name)? >= max_per_function {
                 return Ok(Enqueued::Full);
             }
             insert(tx, event)?;
@@ -215,14 +215,7 @@ impl Store {
 
     /// How many events of `function_name` are queued (waiting or running).
     pub fn queued_events(&self, function_name: &str) -> Result<u64> {
-        self.read("counting queued events", |conn| {
-            let n: i64 = conn.query_row(
-                "SELECT count(*) FROM events WHERE function_name = ?1",
-                [function_name],
-                |r| r.get(0),
-            )?;
-            Ok(crate::to_u64(n))
-        })
+        self.read("counting queued events", |conn| queued(conn, function_name))
     }
 
     /// Claims up to `limit` events due at `now_ms` (not in flight, or whose

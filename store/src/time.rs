@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use mayfly_proto::date::{civil_from_days, days_from_civil};
+use mayfly_proto::date::civil_from_days;
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
@@ -41,15 +41,7 @@ pub fn format_rfc3339(ms: u64) -> String {
 /// Reads a timestamp written by [`format_timestamp`] back into
 /// milliseconds since the Unix epoch; `None` if it is not in that form.
 pub fn parse_timestamp_ms(text: &str) -> Option<u64> {
-    let b = text.as_bytes();
-    if b.len() != 28 || &text[23..] != "+0000" || b[4] != b'-' || b[10] != b'T' || b[19] != b'.' {
-        return None;
-    }
-    let num = |range: std::ops::Range<usize>| text.get(range)?.parse::<u64>().ok();
-    let (y, m, d) = (num(0..4)? as i64, num(5..7)? as u32, num(8..10)? as u32);
-    let (hh, mm, ss, ms) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
-    let days = u64::try_from(days_from_civil(y, m, d)).ok()?;
-    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000) + ms)
+    mayfly_proto::date::parse_utc_ms(text, "+0000")
 }
 
 /// The current time formatted by [`format_timestamp`].
