@@ -6,96 +6,16 @@
 //! to the on-failure destination after its retries; bad mappings get
 //! Lambda's errors.
 
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use mayfly_testbed::mosquitto::Mosquitto;
 
 use serde_json::{json, Value};
 
 use crate::support::aws::function_arn;
 use crate::support::fixtures::image_path;
 use crate::support::recorder::{events, records, wait_for};
-use crate::support::server::free_port;
 use crate::support::Server;
-
-/// A Mosquitto broker of its own, stopped when dropped.
-struct Broker {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Broker {
-    fn start() -> Broker {
-        let dir = tempfile::Builder::new()
-            .prefix("mayfly-mqtt-")
-            .tempdir()
-            .unwrap();
-        let port = free_port();
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).unwrap();
-        let config = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-                 persistence_location {}/\nmax_queued_messages 10000\nlog_dest stderr\n",
-                data.display()
-            ),
-        )
-        .unwrap();
-        // Run as root, Mosquitto becomes the `mosquitto` user, which must
-        // own its persistence directory (else it silently keeps nothing).
-        // SAFETY: geteuid takes no arguments and cannot fail.
-        if unsafe { libc::geteuid() } == 0 {
-            let _ = Command::new("chown")
-                .args(["-R", "mosquitto:mosquitto"])
-                .arg(dir.path())
-                .status();
-        }
-        let child = Command::new("/usr/sbin/mosquitto")
-            .arg("-c")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mosquitto (cargo xtask bootstrap installs it)");
-        let broker = Broker {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        broker
-    }
-
-    /// Publishes each of `messages` at QoS 1 on `topic`.
-    fn publish(&self, topic: &str, messages: &[String]) {
-        let mut child = Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-q", "1", "-t", topic, "-l"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("run mosquitto_pub");
-        let mut stdin = child.stdin.take().unwrap();
-        for message in messages {
-            writeln!(stdin, "{message}").unwrap();
-        }
-        drop(stdin);
-        assert!(child.wait().unwrap().success());
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `aws lambda create-event-source-mapping` of `source` into `function`.
 fn map(s: &Server, function: &str, source: &str, extra: &[&str]) -> Value {
@@ -124,7 +44,7 @@ fn messages(range: std::ops::Range<u64>) -> Vec<String> {
 
 #[test]
 fn five_hundred_qos1_messages_arrive_in_batches_even_those_sent_while_the_host_was_down() {
-    let broker = Broker::start();
+    let broker = Mosquitto::start();
     let mut s = Server::start();
     s.create("mqtt-sink", &image_path("recorder.zip"), &[]);
     let source = format!("mqtt://127.0.0.1:{}/sensors/#", broker.port);
@@ -192,7 +112,7 @@ fn five_hundred_qos1_messages_arrive_in_batches_even_those_sent_while_the_host_w
 
 #[test]
 fn a_failing_batch_is_retried_then_sent_to_the_on_failure_destination() {
-    let broker = Broker::start();
+    let broker = Mosquitto::start();
     let s = Server::start();
     s.create("mqtt-failing", &image_path("misbehave.zip"), &[]);
     s.create("mqtt-dlq", &image_path("recorder.zip"), &[]);
@@ -332,7 +252,7 @@ fn bad_mappings_get_lambdas_errors() {
 
 #[test]
 fn filter_criteria_keep_only_matching_messages_and_the_rest_are_acknowledged() {
-    let broker = Broker::start();
+    let broker = Mosquitto::start();
     let s = Server::start();
     s.create("mqtt-filtered", &image_path("recorder.zip"), &[]);
     let source = format!("mqtt://127.0.0.1:{}/readings", broker.port);

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::egress_postgres::{Postgres, PASSWORD, USER};
 use crate::support::fixtures::image_path;
 use crate::support::recorder::{records as received, wait_for};
 use crate::support::Server;
+use mayfly_testbed::postgres::{Postgres, PASSWORD, USER};
 
 fn map(s: &Server, pg: &Postgres, function: &str, batch: &str) -> Value {
     let source = format!(

@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::ceph::Ceph;
 use crate::support::command::mayfly;
 use crate::support::fixtures::image_path;
 use crate::support::http::http;
 use crate::support::recorder::{records, wait_for};
 use crate::support::{Options, Server};
+use mayfly_testbed::ceph::Ceph;
 
 fn with_urls() -> Server {
     Server::start_with(Options {

@@ -8,14 +8,14 @@
 //! - [`http`]: a small raw HTTP client, signed with `mayfly-sigv4` or not at
 //!   all, for what no AWS client can send, and Mayfly's own endpoints;
 //! - [`python`]: the boto3 scripts of `tests/api/` against a server;
-//! - [`ceph`]: a single-node Ceph cluster with its S3 gateway (radosgw);
 //! - [`recorder`]: what the `recorder` image was given;
+//! - the real servers the tests start (PostgreSQL, Mosquitto, RabbitMQ,
+//!   Ceph) are `mayfly-testbed`'s;
 //! - [`abuse`]: raw connections that stall, and the server's memory, for
 //!   the abuse tests.
 
 pub mod abuse;
 pub mod aws;
-pub mod ceph;
 pub mod command;
 pub mod fixtures;
 pub mod http;

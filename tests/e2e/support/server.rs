@@ -6,7 +6,7 @@
 //! data directory is left. The clients that drive it are in
 //! [`super::aws`], [`super::http`] and [`super::python`].
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -97,13 +97,7 @@ pub struct Server {
 }
 
 /// A free local port (bound, then released for the server to take).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use mayfly_testbed::free_port;
 
 impl Server {
     /// Starts a server with the default options and waits until it is ready.

@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::root;
-use super::server::free_port;
+use crate::{free_port, workspace_root};
 
 /// The gateway's S3 user.
 pub const ACCESS_KEY: &str = "MAYFLYRGWTESTKEY0000";
@@ -218,7 +217,7 @@ impl Ceph {
     /// keys (boto3's `s3` and `sns` clients); its output when it exits 0.
     pub fn boto3(&self, args: &[&str]) -> String {
         let out = Command::new("python3.11")
-            .arg(root().join("tests").join("api").join("rgw.py"))
+            .arg(workspace_root().join("tests").join("api").join("rgw.py"))
             .args(args)
             .env("RGW_ENDPOINT", self.endpoint())
             .env("RGW_ACCESS_KEY", ACCESS_KEY)

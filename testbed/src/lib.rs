@@ -1,0 +1,35 @@
+//! Real servers for Mayfly's tests and benchmarks.
+//!
+//! Each is the component a user runs, from Debian's packages (`cargo xtask
+//! bootstrap` installs them), never a stand-in: [`postgres::Postgres`],
+//! [`mosquitto::Mosquitto`], [`rabbitmq::RabbitMq`] and [`ceph::Ceph`]
+//! (a monitor, a memstore OSD and radosgw). Each starts in a temporary
+//! directory of its own, listens on free ports of 127.0.0.1 only, and is
+//! stopped (and its directory removed) when dropped, whatever happened.
+//! They panic with what went wrong: they are for tests and benchmarks.
+#![deny(missing_docs)]
+
+pub mod ceph;
+pub mod mosquitto;
+pub mod postgres;
+pub mod rabbitmq;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+
+/// A free local port (bound, then released for a server to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The workspace's root (for the scripts under `tests/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
