@@ -295,7 +295,8 @@ impl Server {
         Ok(elapsed)
     }
 
-    fn json(&self, method: &str, target: &str, body: &serde_json::Value) -> Result<Response> {
+    /// A signed request with a JSON body.
+    pub fn json(&self, method: &str, target: &str, body: &serde_json::Value) -> Result<Response> {
         let bytes = serde_json::to_vec(body)?;
         self.request(
             method,
@@ -309,7 +310,7 @@ impl Server {
 
 /// Sends `head` and `body` on a fresh connection to `addr` and reads the
 /// answer to its end (the request says `connection: close`).
-fn exchange(addr: SocketAddr, head: String, body: &[u8]) -> Result<Vec<u8>> {
+pub fn exchange(addr: SocketAddr, head: String, body: &[u8]) -> Result<Vec<u8>> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
@@ -375,7 +376,8 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
-    fn expect(&self, status: u16, op: &str) -> Result<()> {
+    /// Fails with the body unless the status is `status`.
+    pub fn expect(&self, status: u16, op: &str) -> Result<()> {
         if self.status != status {
             bail!(
                 "{op}: HTTP {} {}",

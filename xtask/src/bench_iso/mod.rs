@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick] [--only wordcount|urls]`: what each kind of
+//! `cargo xtask bench [--quick] [--only wordcount|urls|sources]`: what each kind of
 //! isolation costs on this machine, every row measured in one run so that
 //! the ratios compare like with like. Writes `target/bench/report.md` and
 //! `target/bench/report.svg`.
@@ -9,7 +9,10 @@
 //! vCPU against two) come after, each alone, because they load the
 //! machine differently. A row that fails says why and the others go on.
 //! `--only wordcount` runs the word count alone (into
-//! `target/bench/wordcount.md`).
+//! `target/bench/wordcount.md`); `--only urls` function URLs against
+//! Invoke; `--only sources` the event sources' latency from event to
+//! function start (`sources.rs`, real brokers, a database and an S3 store:
+//! into `target/bench/sources.md`).
 
 mod api;
 mod findings;
@@ -18,6 +21,7 @@ mod linux;
 mod procs;
 mod report;
 mod runtime_api;
+mod sources;
 mod stats;
 mod svg;
 mod urls;
@@ -227,7 +231,7 @@ impl<'a> Series<'a> {
 }
 
 /// `cargo xtask bench`'s usage.
-const USAGE: &str = "usage: cargo xtask bench [--quick] [--only wordcount|urls]";
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--only wordcount|urls|sources]";
 
 /// The sections `--only` can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,6 +240,8 @@ enum Only {
     WordCount,
     /// Function URLs against Invoke ([`urls::TITLE`]).
     Urls,
+    /// The event sources' latency ([`sources::TITLE`]).
+    Sources,
 }
 
 /// `[--quick] [--only SECTION]`, in any order.
@@ -248,7 +254,8 @@ fn parse(args: &[String]) -> Result<(&'static Plan, Option<Only>)> {
             "--only" => match args.next().map(String::as_str) {
                 Some("wordcount") => only = Some(Only::WordCount),
                 Some("urls") => only = Some(Only::Urls),
-                _ => bail!("--only takes a section: wordcount or urls\n{USAGE}"),
+                Some("sources") => only = Some(Only::Sources),
+                _ => bail!("--only takes a section: wordcount, urls or sources\n{USAGE}"),
             },
             _ => bail!("{USAGE}"),
         }
@@ -261,6 +268,9 @@ pub fn run(args: &[String]) -> Result<()> {
     let (plan, only) = parse(args)?;
     if only == Some(Only::Urls) {
         return run_urls(plan);
+    }
+    if only == Some(Only::Sources) {
+        return run_sources(plan);
     }
     if only == Some(Only::WordCount) {
         return run_wordcount();
@@ -748,23 +758,45 @@ pub fn run(args: &[String]) -> Result<()> {
 /// `--only urls`: function URLs against Invoke alone, on its own server;
 /// printed, and written to `target/bench/urls.md`.
 fn run_urls(plan: &Plan) -> Result<()> {
+    run_alone("echo", urls::TITLE, "urls.md", |server, zip| {
+        Ok(urls::measure(server, zip, plan.runs)?.markdown())
+    })
+}
+
+/// `--only sources`: the event sources' latency alone, on its own server;
+/// printed, and written to `target/bench/sources.md`.
+fn run_sources(plan: &Plan) -> Result<()> {
+    run_alone("recorder", sources::TITLE, "sources.md", |server, zip| {
+        Ok(sources::measure(server, zip, plan.runs)?.markdown())
+    })
+}
+
+/// One section alone on its own server with the image `image`: its
+/// Markdown under `title`, printed and written to `target/bench/FILE`.
+fn run_alone(
+    image: &str,
+    title: &str,
+    file: &str,
+    measure: impl FnOnce(&api::Server, &Path) -> Result<String>,
+) -> Result<()> {
     bootstrap::ensure_host_tools()?;
     let built = images::build()?;
     let mayfly = util::build_mayfly()?;
-    let echo = built
+    let zip = &built
         .iter()
-        .find(|i| i.name == "echo")
-        .context("echo was not built")?;
+        .find(|i| i.name == image)
+        .with_context(|| format!("{image} was not built"))?
+        .zip;
     let dir = util::root().join("target").join("bench");
     std::fs::create_dir_all(&dir)?;
     let server = api::Server::start(&mayfly, &dir)?;
-    eprintln!("xtask: bench: {}", urls::TITLE);
-    let measured = urls::measure(&server, &echo.zip, plan.runs)?;
+    eprintln!("xtask: bench: {title}");
+    let measured = measure(&server, zip)?;
     drop(server);
-    let text = format!("## {}\n\n{}", urls::TITLE, measured.markdown());
+    let text = format!("## {title}\n\n{measured}");
     println!();
     print!("{text}");
-    let path = dir.join("urls.md");
+    let path = dir.join(file);
     std::fs::write(&path, &text)?;
     println!("\nwrote {}", path.display());
     Ok(())
