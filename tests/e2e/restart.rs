@@ -195,6 +195,32 @@ fn sigterm_during_an_invocation_leaves_no_vm_and_loses_nothing() {
 }
 
 #[test]
+fn a_killed_servers_jailed_vms_die_with_it() {
+    // A VM looping for 30 s: it can only be gone at once if the kernel
+    // killed it with its parent (a uid change after `PR_SET_PDEATHSIG`
+    // cleared that signal once, and such VMs ran on to their timeout).
+    let mut s = Server::start();
+    let (target, headers) = looping_function(&s, "kill-loop", 30);
+    let addr = s.addr;
+    let client = std::thread::spawn(move || {
+        let _ = try_http(addr, "POST", &target, &as_refs(&headers), LOOP);
+    });
+    wait_for_qemu(&s.data_dir, Duration::from_secs(10));
+    assert!(
+        s.log().contains("uid and gid of its own per VM"),
+        "the jail gives VMs their own uid"
+    );
+    let t = Instant::now();
+    s.kill_9();
+    crate::support::process::assert_no_qemu_for(&s.data_dir);
+    println!(
+        "the VM was gone {:?} after kill -9 of its server",
+        t.elapsed()
+    );
+    client.join().unwrap();
+}
+
+#[test]
 fn a_client_that_hangs_up_leaves_no_vm() {
     let s = Server::start();
     let timeout_s = 8u64;

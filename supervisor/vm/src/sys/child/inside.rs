@@ -27,6 +27,28 @@ fn fail(fd: RawFd, step: u32) -> ! {
     }
 }
 
+/// Has the kernel SIGKILL this process when the supervisor (whose pidfd
+/// is `parent`) dies, and exits (reporting on `report`) if it already
+/// has: the signal only covers deaths after the `prctl`.
+fn die_with_parent(report: RawFd, parent: RawFd) {
+    // SAFETY: prctl and poll take a constant and a local pollfd; errno is
+    // thread-local and this is the only thread.
+    unsafe {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+            fail(report, step("set its parent-death signal"));
+        }
+        let mut poll = libc::pollfd {
+            fd: parent,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        if libc::poll(&mut poll, 1, 0) != 0 {
+            *libc::__errno_location() = libc::ESRCH;
+            fail(report, step("notice that the supervisor died"));
+        }
+    }
+}
+
 /// Writes `bytes` into the existing file `path`.
 fn write_file(path: &CStr, bytes: &[u8]) -> bool {
     // SAFETY: path is NUL-terminated; bytes is valid for its length.
@@ -172,18 +194,7 @@ pub(super) fn stub_main(
                 fail(control, step("write its user namespace's maps"));
             }
         }
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-            fail(control, step("set its parent-death signal"));
-        }
-        let mut poll = libc::pollfd {
-            fd: parent_pidfd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        if libc::poll(&mut poll, 1, 0) != 0 {
-            *libc::__errno_location() = libc::ESRCH;
-            fail(control, step("notice that the supervisor died"));
-        }
+        die_with_parent(control, parent_pidfd);
         for procs in &early.cgroup_procs {
             if !write_file(procs, b"0") {
                 fail(control, step("join its cgroup"));
@@ -206,13 +217,17 @@ pub(super) fn stub_main(
             libc::close(fd);
         }
         let report = fds[0];
-        late(&buffer[..len], report, &fds[1..count])
+        // Out of the way of the dup2s to 1, 2, 3...: `late` polls it again.
+        let parent = libc::fcntl(parent_pidfd, libc::F_DUPFD_CLOEXEC, 100);
+        libc::close(parent_pidfd);
+        late(&buffer[..len], report, &fds[1..count], parent)
     }
 }
 
 /// Builds the root, drops privileges and executes the program, as the
-/// message says; `fds` become descriptors 1, 2, 3, ...
-fn late(message: &[u8], report: RawFd, fds: &[RawFd]) -> ! {
+/// message says; `fds` become descriptors 1, 2, 3, ...; `parent` is the
+/// supervisor's pidfd.
+fn late(message: &[u8], report: RawFd, fds: &[RawFd], parent: RawFd) -> ! {
     let mut argv: [*const libc::c_char; MAX_ARGS + 1] = [std::ptr::null(); MAX_ARGS + 1];
     let mut argc = 0;
     let mut program: *const libc::c_char = std::ptr::null();
@@ -385,6 +400,10 @@ fn late(message: &[u8], report: RawFd, fds: &[RawFd]) -> ! {
             {
                 fail(report, step("change its uid and gid"));
             }
+            // A change of uid or gid clears the parent-death signal (and
+            // QEMU would outlive a killed supervisor): set it again, then
+            // make sure the supervisor did not die in between.
+            die_with_parent(report, parent);
         }
         if no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             fail(report, step("set no_new_privs"));
