@@ -21,8 +21,19 @@ use mayfly_testbed::ceph::Ceph;
 fn with_urls() -> Server {
     Server::start_with(Options {
         urls: true,
+        metrics: true,
         ..Options::default()
     })
+}
+
+/// `mayfly_object_events_total{outcome="OUTCOME"}`.
+fn pushed(s: &Server, outcome: &str) -> f64 {
+    let text = s.metrics();
+    let line = format!("mayfly_object_events_total{{outcome=\"{outcome}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {line} in:\n{text}"))
 }
 
 /// The function's push endpoint, as the API tells it.
@@ -222,6 +233,10 @@ fn the_push_endpoint_lets_in_its_token_and_the_buckets_the_policy_names_only() {
     });
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(keys(&s, "pushed"), ["a+b.txt"]);
+    // Counted: one queued, one recognised, and the five refusals above.
+    assert_eq!(pushed(&s, "queued"), 1.0);
+    assert_eq!(pushed(&s, "duplicate"), 1.0);
+    assert_eq!(pushed(&s, "refused"), 5.0);
     assert!(keys(&s, "other").is_empty());
     let got: Value = records(&s, "pushed")[0].clone();
     assert_eq!(got["eventSource"], "aws:s3");

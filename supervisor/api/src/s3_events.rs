@@ -25,6 +25,7 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::StatusCode;
 use mayfly_function_url::policy::allows_service;
+use mayfly_host::metrics::Pushed;
 use mayfly_host::names::{function_arn, parse_function, FunctionRef, ACCOUNT_ID};
 use mayfly_object_events::{endpoint, record};
 use serde_json::{json, Value};
@@ -66,7 +67,8 @@ fn log_refusal(path: &str, why: &str) {
     }
 }
 
-fn refused(path: &str, status: StatusCode, why: &str) -> Response {
+fn refused(state: &SharedState, path: &str, status: StatusCode, why: &str) -> Response {
+    state.host.metrics().pushed(Pushed::Refused);
     log_refusal(path, why);
     message(status, why)
 }
@@ -87,7 +89,7 @@ pub async fn receive(state: &SharedState, parts: Parts, body: Body) -> Response 
         return message(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
     }
     if !target.token_is_valid(&state.gate.credentials.secret_access_key) {
-        return refused(&path, StatusCode::FORBIDDEN, "Forbidden");
+        return refused(state, &path, StatusCode::FORBIDDEN, "Forbidden");
     }
     let f = FunctionRef {
         name: target.function.to_string(),
@@ -96,16 +98,16 @@ pub async fn receive(state: &SharedState, parts: Parts, body: Body) -> Response 
     let deadline = tokio::time::Instant::now() + state.gate.front.limits.body_timeout;
     let body = match read_capped(body, MAX_PUSH_BYTES, MAX_PUSH_BYTES, deadline).await {
         Ok(body) => body,
-        Err(e) => return refused(&path, StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e) => return refused(state, &path, StatusCode::BAD_REQUEST, &e.to_string()),
     };
     let region = mayfly_host::names::DEFAULT_REGION;
     if let Err(e) = state.host.resolve(&f, region) {
         let error: ApiError = e.into();
-        return refused(&path, error.status, &error.message);
+        return refused(state, &path, error.status, &error.message);
     }
     let events = match record::parse(&body, region) {
         Ok(events) => events,
-        Err(e) => return refused(&path, StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e) => return refused(state, &path, StatusCode::BAD_REQUEST, &e.to_string()),
     };
     let statements = match state.store.policy(&f.name, f.qualifier.as_deref()) {
         Ok((statements, _)) => statements,
@@ -122,7 +124,7 @@ pub async fn receive(state: &SharedState, parts: Parts, body: Body) -> Response 
             denied.source_arn(),
             denied.source_arn()
         );
-        return refused(&path, StatusCode::FORBIDDEN, &why);
+        return refused(state, &path, StatusCode::FORBIDDEN, &why);
     }
     let qualifier = f.qualifier.as_deref().unwrap_or(mayfly_store::LATEST);
     for event in &events {
@@ -130,16 +132,24 @@ pub async fn receive(state: &SharedState, parts: Parts, body: Body) -> Response 
         let receipt = format!("s3:{}:{qualifier}:{}", f.name, event.receipt);
         let payload = Bytes::from(event.payload().to_string());
         match state.host.invoke_async_once(&f, &receipt, payload).await {
-            Ok(queued) => tracing::info!(
+            Ok(queued) => {
+                let outcome = if queued {
+                    Pushed::Queued
+                } else {
+                    Pushed::Duplicate
+                };
+                state.host.metrics().pushed(outcome);
+                tracing::info!(
                 function = %f.name,
                 bucket = %event.bucket,
                 event = %event.event_name,
-                duplicate = !queued,
-                "object-store notification queued"
-            ),
+                    duplicate = !queued,
+                    "object-store notification queued"
+                )
+            }
             Err(e) => {
                 let error: ApiError = e.into();
-                return refused(&path, error.status, &error.message);
+                return refused(state, &path, error.status, &error.message);
             }
         }
     }

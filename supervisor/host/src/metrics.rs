@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Histogram bucket bounds, in seconds.
@@ -97,11 +97,37 @@ pub struct Observation {
     pub egress_received_bytes: u64,
 }
 
+/// What became of an event a store pushed to the host (object uploads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Committed to the async queue.
+    Queued,
+    /// Its receipt was seen: not queued again.
+    Duplicate,
+    /// The push was refused (token, policy, body, function, full queue).
+    Refused,
+}
+
+impl Pushed {
+    const ALL: [Pushed; 3] = [Pushed::Queued, Pushed::Duplicate, Pushed::Refused];
+
+    fn label(self) -> &'static str {
+        match self {
+            Pushed::Queued => "queued",
+            Pushed::Duplicate => "duplicate",
+            Pushed::Refused => "refused",
+        }
+    }
+}
+
 /// The registry.
 #[derive(Debug, Default)]
 pub struct Metrics {
     functions: Mutex<BTreeMap<String, FunctionSeries>>,
     running_vms: AtomicI64,
+    /// By [`Pushed`]; not by function, since a refused push may name
+    /// anything.
+    pushed: [AtomicU64; 3],
 }
 
 impl Metrics {
@@ -130,6 +156,11 @@ impl Metrics {
     /// Records a throttled invocation.
     pub fn throttled(&self, function: &str) {
         self.with(function, |s| s.throttles += 1);
+    }
+
+    /// Counts one pushed record (or one refused push).
+    pub fn pushed(&self, outcome: Pushed) {
+        self.pushed[outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A VM started (`+1`) or ended (`-1`).
@@ -203,6 +234,19 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
+            "# HELP mayfly_object_events_total Records pushed by object stores, by outcome \
+             (a refused push counts once).\n# TYPE mayfly_object_events_total counter"
+        );
+        for outcome in Pushed::ALL {
+            let _ = writeln!(
+                out,
+                "mayfly_object_events_total{{outcome=\"{}\"}} {}",
+                outcome.label(),
+                self.pushed[outcome as usize].load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
             "# HELP mayfly_running_vms VMs running now.\n# TYPE mayfly_running_vms gauge\nmayfly_running_vms {}",
             self.running_vms.load(Ordering::Relaxed)
         );
@@ -243,7 +287,16 @@ mod tests {
         );
         m.throttled("echo");
         m.running_vms_add(1);
+        m.pushed(Pushed::Queued);
+        m.pushed(Pushed::Queued);
+        m.pushed(Pushed::Refused);
         let text = m.render();
+        assert!(
+            text.contains("mayfly_object_events_total{outcome=\"queued\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("mayfly_object_events_total{outcome=\"duplicate\"} 0\n"));
+        assert!(text.contains("mayfly_object_events_total{outcome=\"refused\"} 1\n"));
         assert!(
             text.contains("mayfly_invocations_total{function=\"echo\"} 2"),
             "{text}"
