@@ -2,8 +2,9 @@
 //!
 //! Each is the component a user runs, from Debian's packages (`cargo xtask
 //! bootstrap` installs them), never a stand-in: [`postgres::Postgres`],
-//! [`mosquitto::Mosquitto`], [`rabbitmq::RabbitMq`] and [`ceph::Ceph`]
-//! (a monitor, a memstore OSD and radosgw). Each starts in a temporary
+//! [`mosquitto::Mosquitto`], [`rabbitmq::RabbitMq`], [`ceph::Ceph`]
+//! (a monitor, a memstore OSD and radosgw) and [`nginx::Nginx`] (a reverse
+//! proxy in front of hosts). Each starts in a temporary
 //! directory of its own, listens on free ports of 127.0.0.1 only, and is
 //! stopped (and its directory removed) when dropped, whatever happened.
 //! They panic with what went wrong: they are for tests and benchmarks.
@@ -11,6 +12,7 @@
 
 pub mod ceph;
 pub mod mosquitto;
+pub mod nginx;
 pub mod postgres;
 pub mod rabbitmq;
 

@@ -25,6 +25,7 @@ mod run_input;
 mod abuse_api;
 mod async_events;
 mod auth;
+mod behind_nginx;
 mod boto3;
 mod concurrency;
 mod errors;

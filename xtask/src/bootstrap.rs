@@ -141,8 +141,8 @@ fn ensure_tool(
 }
 
 /// Everything `cargo xtask bootstrap` installs: QEMU, musl-gcc, Go,
-/// PostgreSQL, curl, Mosquitto (with its clients), RabbitMQ and Ceph (a
-/// monitor, an OSD and the S3 gateway). The package index is updated at most once, before
+/// PostgreSQL, curl, Mosquitto (with its clients), RabbitMQ, Ceph (a
+/// monitor, an OSD and the S3 gateway) and nginx. The package index is updated at most once, before
 /// the first install.
 pub fn ensure_host_tools() -> Result<()> {
     ensure_qemu()?;
@@ -180,8 +180,19 @@ pub fn ensure_host_tools() -> Result<()> {
             &format!("install {package}"),
         )?;
     }
-    Ok(())
+    let (binary, package) = NGINX;
+    ensure_tool(
+        || has_binary(binary),
+        package,
+        "the load-balancer tests put hosts behind it",
+        package,
+        "install nginx",
+    )
 }
+
+/// Debian's nginx, the load balancer of the tests that put hosts behind
+/// one.
+const NGINX: (&str, &str) = ("/usr/sbin/nginx", "nginx");
 
 /// The Ceph daemons the object-upload tests start, and their packages
 /// (`ceph-common`, with the `ceph`, `rados` and `radosgw-admin` commands,
