@@ -183,6 +183,11 @@ fn bad_mappings_get_lambdas_errors() {
         &create("kafka://127.0.0.1:9092/t", &[]),
         "InvalidParameterValueException",
     );
+    // A bucket notifies instead; the error says how.
+    refused(
+        &create("arn:aws:s3:::photos", &[]),
+        "mayfly notification-endpoint",
+    );
     refused(
         &create("mqtt://127.0.0.1:1883/a/#/b", &[]),
         "InvalidParameterValueException",

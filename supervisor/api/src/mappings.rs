@@ -269,6 +269,15 @@ pub async fn create(
             )
         })?
         .to_string();
+    if source.starts_with("arn:aws:s3:::") || source.starts_with("s3://") {
+        // As in Lambda, a bucket is not mapped: it notifies.
+        return Err(ApiError::invalid_parameter(format!(
+            "Unsupported event source {source}: a bucket invokes a function through its \
+             notifications, not an event-source mapping; give the bucket's topic the endpoint \
+             `mayfly notification-endpoint FUNCTION` prints, and add a permission for \
+             s3.amazonaws.com (see the README's Object uploads)"
+        )));
+    }
     let readable = if source.starts_with("mqtt://") {
         mqtt::Target::parse(&source).map(|_| ())
     } else if source.starts_with("amqp://") {
