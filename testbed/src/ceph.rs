@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{free_port, workspace_root};
+use crate::{free_port, wait_until_listening, workspace_root};
 
 /// The gateway's S3 user.
 pub const ACCESS_KEY: &str = "MAYFLYRGWTESTKEY0000";
@@ -26,7 +26,8 @@ pub struct Ceph {
     /// The S3 gateway's port on 127.0.0.1.
     pub rgw_port: u16,
     mon: Child,
-    osd: Child,
+    /// Started once the monitor knows the OSD.
+    osd: Option<Child>,
     rgw: Option<Child>,
 }
 
@@ -89,11 +90,11 @@ impl Ceph {
         );
         let mon = daemon("ceph-mon", &conf, &["-i", "a"]);
         let osd_uuid = uuid();
+        // Built now, so that a failure below still stops the monitor.
         let mut ceph = Ceph {
             rgw_port,
             mon,
-            // Replaced below, once the monitor knows the OSD.
-            osd: daemon("true", &conf, &[]),
+            osd: None,
             rgw: None,
             dir,
         };
@@ -108,8 +109,7 @@ impl Ceph {
                 &osd_uuid,
             ]),
         );
-        let _ = ceph.osd.wait();
-        ceph.osd = daemon("ceph-osd", &conf, &["-i", "0"]);
+        ceph.osd = Some(daemon("ceph-osd", &conf, &["-i", "0"]));
         ceph.start_rgw();
         run(
             "radosgw-admin user create",
@@ -149,18 +149,11 @@ impl Ceph {
 
     fn start_rgw(&mut self) {
         self.rgw = Some(daemon("radosgw", &self.conf(), &["-n", "client.rgw"]));
-        let deadline = Instant::now() + START_WITHIN;
-        while std::net::TcpStream::connect(("127.0.0.1", self.rgw_port)).is_err() {
-            if let Some(status) = self.rgw.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("radosgw exited ({status}); log:\n{}", self.rgw_log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "radosgw did not listen within {START_WITHIN:?}; log:\n{}",
-                self.rgw_log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let dir = self.dir.path().to_path_buf();
+        let rgw = self.rgw.as_mut().expect("just started");
+        wait_until_listening(rgw, self.rgw_port, START_WITHIN, "radosgw", || {
+            rgw_log(&dir)
+        });
     }
 
     /// Restarts the gateway, handing its notification queues over at once.
@@ -209,8 +202,7 @@ impl Ceph {
 
     /// The gateway's log.
     pub fn rgw_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("log").join("client.rgw.log"))
-            .unwrap_or_default()
+        rgw_log(self.dir.path())
     }
 
     /// `python3.11 tests/api/rgw.py ARGS` with the gateway's endpoint and
@@ -241,7 +233,7 @@ impl Ceph {
 
 impl Drop for Ceph {
     fn drop(&mut self) {
-        for child in [self.rgw.as_mut(), Some(&mut self.osd), Some(&mut self.mon)]
+        for child in [self.rgw.as_mut(), self.osd.as_mut(), Some(&mut self.mon)]
             .into_iter()
             .flatten()
         {
@@ -249,6 +241,11 @@ impl Drop for Ceph {
             let _ = child.wait();
         }
     }
+}
+
+/// The gateway's log in the cluster's directory `dir`.
+fn rgw_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("log").join("client.rgw.log")).unwrap_or_default()
 }
 
 fn uuid() -> String {

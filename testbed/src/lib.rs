@@ -16,8 +16,10 @@ pub mod nginx;
 pub mod postgres;
 pub mod rabbitmq;
 
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
 
 /// A free local port (bound, then released for a server to take).
 pub fn free_port() -> u16 {
@@ -34,4 +36,28 @@ pub fn workspace_root() -> PathBuf {
         .parent()
         .unwrap()
         .to_path_buf()
+}
+
+/// Waits until something listens on 127.0.0.1:`port`; panics, with what
+/// `log` gives, if `child` (the server, named `what`) exits first or
+/// `within` runs out.
+pub(crate) fn wait_until_listening(
+    child: &mut Child,
+    port: u16,
+    within: Duration,
+    what: &str,
+    log: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + within;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited ({status}); log:\n{}", log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen within {within:?}; log:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -3,9 +3,9 @@
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::free_port;
+use crate::{free_port, wait_until_listening};
 
 /// A Mosquitto broker of its own, stopped when dropped.
 pub struct Mosquitto {
@@ -52,16 +52,13 @@ impl Mosquitto {
             .stderr(Stdio::null())
             .spawn()
             .expect("start mosquitto (cargo xtask bootstrap installs it)");
-        let broker = Mosquitto {
+        let mut broker = Mosquitto {
             child,
             port,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let within = Duration::from_secs(10);
+        wait_until_listening(&mut broker.child, port, within, "mosquitto", String::new);
         broker
     }
 

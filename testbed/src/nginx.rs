@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::free_port;
+use crate::{free_port, wait_until_listening};
 
 /// A running nginx; stopped when dropped.
 pub struct Nginx {
@@ -96,18 +96,14 @@ http {{
             .spawn()
             .expect("start nginx (cargo xtask bootstrap installs it)");
         let mut nginx = Nginx { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = nginx.child.try_wait() {
-                panic!("nginx exited ({status}):\n{}", nginx.error_log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not listen:\n{}",
-                nginx.error_log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let log = nginx.dir.path().join("error.log");
+        wait_until_listening(
+            &mut nginx.child,
+            port,
+            Duration::from_secs(20),
+            "nginx",
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+        );
         nginx
     }
 

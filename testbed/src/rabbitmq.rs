@@ -2,13 +2,13 @@
 //! on free ports, with the default `guest` user (loopback only).
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
-use crate::free_port;
+use crate::{free_port, wait_until_listening};
 
 /// A RabbitMQ node of its own, stopped when dropped.
 pub struct RabbitMq {
@@ -46,12 +46,9 @@ impl RabbitMq {
             .stderr(Stdio::null())
             .spawn()
             .expect("start rabbitmq-server (cargo xtask bootstrap installs it)");
-        let broker = RabbitMq { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "rabbitmq did not listen");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let mut broker = RabbitMq { child, port, dir };
+        let within = Duration::from_secs(60);
+        wait_until_listening(&mut broker.child, port, within, "rabbitmq", String::new);
         broker
     }
 

@@ -249,11 +249,8 @@ pub async fn create(
     State(state): State<SharedState>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let body: Value = parse_json(&body)?;
-    let fields = body
-        .as_object()
-        .ok_or_else(|| ApiError::validation("the request body must be a JSON object"))?
-        .clone();
+    // A JSON object, or a ValidationException.
+    let fields: Map<String, Value> = parse_json(&body)?;
     if fields.get("FunctionName").and_then(Value::as_str).is_none() {
         return Err(ApiError::validation(
             "1 validation error detected: Value null at 'functionName' failed to satisfy \
@@ -336,11 +333,8 @@ pub async fn update(
     Path(uuid): Path<String>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let body: Value = parse_json(&body)?;
-    let fields = body
-        .as_object()
-        .ok_or_else(|| ApiError::validation("the request body must be a JSON object"))?
-        .clone();
+    // A JSON object, or a ValidationException.
+    let fields: Map<String, Value> = parse_json(&body)?;
     let id = uuid.clone();
     let updated = blocking(&state, move |state: &AppState| {
         // Checked outside the write (the checks read the store), then

@@ -111,7 +111,10 @@ pub async fn receive(state: &SharedState, parts: Parts, body: Body) -> Response 
     };
     let statements = match state.store.policy(&f.name, f.qualifier.as_deref()) {
         Ok((statements, _)) => statements,
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => {
+            let error = ApiError::from(e);
+            return refused(state, &path, error.status, &error.message);
+        }
     };
     if let Some(denied) = events
         .iter()
@@ -140,9 +143,9 @@ pub async fn receive(state: &SharedState, parts: Parts, body: Body) -> Response 
                 };
                 state.host.metrics().pushed(outcome);
                 tracing::info!(
-                function = %f.name,
-                bucket = %event.bucket,
-                event = %event.event_name,
+                    function = %f.name,
+                    bucket = %event.bucket,
+                    event = %event.event_name,
                     duplicate = !queued,
                     "object-store notification queued"
                 )

@@ -75,9 +75,8 @@ impl AsyncQueue {
         payload: Bytes,
     ) -> HostResult<()> {
         let event = Event::new(request_id, function, qualifier, payload, now_ms());
-        let (store, max) = (self.store.clone(), u64::from(self.max_per_function));
-        self.commit(event, move |store_event| {
-            Ok(if store.enqueue_event_within(store_event, max)? {
+        self.commit(event, |store, event, max| {
+            Ok(if store.enqueue_event_within(event, max)? {
                 Enqueued::Queued
             } else {
                 Enqueued::Full
@@ -99,23 +98,22 @@ impl AsyncQueue {
     ) -> HostResult<bool> {
         let request_id = uuid::Uuid::new_v4().to_string();
         let event = Event::new(request_id, function, qualifier, payload, now_ms());
-        let (store, max) = (self.store.clone(), u64::from(self.max_per_function));
         let receipt = receipt.to_string();
         let done = self
-            .commit(event, move |event| {
-                Ok(store.enqueue_event_once(event, &receipt, max, RECEIPTS_KEPT_MS)?)
+            .commit(event, move |store, event, max| {
+                store.enqueue_event_once(event, &receipt, max, RECEIPTS_KEPT_MS)
             })
             .await?;
         Ok(done == Enqueued::Queued)
     }
 
     /// Gives `event` the function's retry and age settings, has `enqueue`
-    /// commit it, and wakes the workers; a full queue is
-    /// [`HostError::Overloaded`].
+    /// commit it (within the per-function bound it is given), and wakes
+    /// the workers; a full queue is [`HostError::Overloaded`].
     async fn commit(
         &self,
         mut event: Event,
-        enqueue: impl FnOnce(&Event) -> HostResult<Enqueued> + Send + 'static,
+        enqueue: impl FnOnce(&Store, &Event, u64) -> mayfly_store::Result<Enqueued> + Send + 'static,
     ) -> HostResult<Enqueued> {
         let store = self.store.clone();
         let max = self.max_per_function;
@@ -123,7 +121,7 @@ impl AsyncQueue {
             let settings = AsyncSettings::lookup(&store, &event.function_name, &event.qualifier);
             event.max_retries = settings.max_retries;
             event.max_age_s = settings.max_age_s;
-            match enqueue(&event)? {
+            match enqueue(&store, &event, u64::from(max))? {
                 Enqueued::Full => Err(HostError::Overloaded(format!(
                     "Rate Exceeded: the event queue of function {} is full ({max} events \
                      waiting); try again once it has drained.",
